@@ -1,0 +1,245 @@
+"""The Faust worker: a thin I/O shell around the pure core (contract, features, scoring, alerting).
+
+One agent consumes all input topics (they are co-partitioned, so one worker owns all of a customer's
+events) in micro-batches. Per batch it validates, folds events into the customers' states, scores every
+touched customer in one LightGBM call, asks the alert policy, and writes each touched state back once.
+State writes are routed to the changelog partition of the customer's own events explicitly, because
+outside the per-event context Faust would pick the wrong one.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import numpy as np
+import orjson
+
+from pipeline import alerting, explain, metrics
+from pipeline.contract import Event, InvalidEvent, Limits, parse
+from pipeline.features import CustomerState, FeatureConfig, apply, vector
+from pipeline.registry import Registry
+from pipeline.scoring import ModelHolder
+from pipeline.settings import Settings
+
+log = logging.getLogger("churnwatch.worker")
+
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.05
+
+
+def deadletter_record(raw: bytes | None, key: bytes | None, topic: str, partition: int, offset: int,
+                      reason: str, detail: str, now_ms: int) -> bytes:
+    """What lands on the dead-letter topic: enough to inspect, fix and replay the original message."""
+    value = raw or b""
+    try:
+        text: str | None = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return orjson.dumps({
+        "reason": reason,
+        "detail": detail,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key.decode("utf-8", "replace") if key else None,
+        "original": text if text is not None and len(text) <= 65_536 else None,
+        "original_b64": None if text is not None else base64.b64encode(value[:65_536]).decode(),
+        "original_bytes": len(value),
+        "rejected_ms": now_ms,
+    })
+
+
+@dataclass
+class Touched:
+    """A customer touched in this batch: its state, the partition its events came from, and why."""
+
+    state: CustomerState
+    partition: int
+    score_needed: bool = False
+
+
+class Worker:
+    """Builds the Faust app and holds what its agents share (model, policy, config)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = Registry(settings.models_dir)
+        self.models = ModelHolder(self.registry)
+        self.policy = alerting.PolicyConfig()
+        self.feature_cfg = FeatureConfig(allowed_lateness_days=settings.allowed_lateness_days)
+        self.limits = Limits(
+            max_future_ms=int(settings.max_future_s * 1000),
+            min_ts_ms=int((settings.min_event_year - 1970) * 365.2425 * 86_400_000),
+            max_bytes=settings.max_event_bytes,
+        )
+        self.source_of = {topic: src for src, topic in settings.input_topics.items()}
+        self.app = self._build_app()
+
+    # ---- Faust wiring ------------------------------------------------------------------------
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        app = faust.App(
+            s.app_id,
+            broker=s.broker,
+            store="memory://",
+            topic_partitions=s.partitions,
+            topic_replication_factor=1,
+            datadir=str(s.data_dir / "faust"),
+            web_enabled=False,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=s.session_timeout_s,
+            broker_heartbeat_interval=s.heartbeat_s,
+            broker_rebalance_timeout=s.rebalance_timeout_s,
+            broker_request_timeout=max(30.0, s.session_timeout_s * 3),
+            producer_linger=0.02,
+            producer_max_batch_size=256 * 1024,
+            broker_max_poll_records=10_000,
+            consumer_max_fetch_size=4 * 1024 * 1024,
+            stream_buffer_maxsize=32_768,
+            broker_credentials=self._credentials(),
+            logging_config=None,
+        )
+        self.input = app.topic(*s.input_topics.values(), key_serializer="raw", value_serializer="raw")
+        self.alerts = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
+        self.deadletter = app.topic(s.deadletter_topic, key_serializer="raw", value_serializer="raw")
+        self.scores = app.topic(s.scores_topic, key_serializer="raw", value_serializer="raw")
+        self.table = app.Table(s.state_table, default=None, partitions=s.partitions,
+                               key_type=bytes, value_type=bytes)
+        app.agent(self.input, name="churnwatch.process")(self._process)
+        app.timer(s.model_poll_s)(self._poll_model)
+        app.timer(5.0)(self._gauges)
+        app.on_rebalance_complete.connect(self._on_ready)
+        app.on_partitions_revoked.connect(self._on_revoked)
+        return app
+
+    def _credentials(self) -> Any:
+        s = self.settings
+        if s.sasl_mechanism:
+            return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
+                                         mechanism=s.sasl_mechanism,
+                                         ssl_context=self._ssl_context() if "SSL" in s.security_protocol else None)
+        if s.security_protocol.upper() == "SSL":
+            return faust.SSLCredentials(self._ssl_context())
+        return None
+
+    def _ssl_context(self) -> Any:
+        import ssl
+
+        return ssl.create_default_context(cafile=self.settings.ssl_cafile or None)
+
+    async def _on_ready(self, app: Any = None, **_: Any) -> None:
+        metrics.WORKER_READY.set(1)
+
+    async def _on_revoked(self, app: Any = None, revoked: Any = None, **_: Any) -> None:
+        metrics.WORKER_READY.set(0)
+
+    async def _poll_model(self) -> None:
+        self.refresh_model()
+
+    def refresh_model(self) -> None:
+        previous = self.models.model.version if self.models.model else None
+        status, detail = self.models.refresh()
+        if status == "loaded":
+            metrics.set_model(detail, previous)
+        elif status not in ("unchanged", "none"):
+            metrics.MODEL_RELOAD_FAILURES.labels(reason=status).inc()
+
+    async def _gauges(self) -> None:
+        metrics.CUSTOMERS.set(len(self.table.data))
+
+    # ---- the agent -------------------------------------------------------------------------------
+    async def _process(self, stream: Any) -> Any:
+        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await self.process_batch(batch)
+            yield None
+
+    async def process_batch(self, batch: list[Any]) -> None:
+        now_ms = int(time.time() * 1000)
+        touched: dict[bytes, Touched] = {}
+        newest = 0
+        for fevent in batch:
+            msg = fevent.message
+            metrics.EVENTS_CONSUMED.labels(topic=msg.topic).inc()
+            source = self.source_of.get(msg.topic)
+            try:
+                if source is None:
+                    raise InvalidEvent("unknown_source", f"topic {msg.topic} is not an input topic")
+                ev = parse(source, fevent.value, now_ms, self.limits)
+                key = ev.customer_id.encode()
+                if msg.key is not None and msg.key != key:
+                    raise InvalidEvent("key_mismatch", "message key differs from customer_id (topics must be keyed by customer)")
+            except InvalidEvent as exc:
+                metrics.DEADLETTERS.labels(reason=exc.reason).inc()
+                await self.deadletter.send(
+                    key=msg.key,
+                    value=deadletter_record(fevent.value, msg.key, msg.topic, msg.partition, msg.offset,
+                                            exc.reason, exc.detail, now_ms),
+                )
+                continue
+            entry = touched.get(key)
+            if entry is None:
+                raw = self.table.data.get(key)
+                state = CustomerState.from_bytes(raw) if raw else CustomerState(ev.customer_id)
+                entry = touched[key] = Touched(state, msg.partition)
+            if not apply(entry.state, ev, msg.offset, self.feature_cfg):
+                metrics.DUPLICATES.labels(topic=msg.topic).inc()
+                continue
+            entry.partition = msg.partition
+            if ev.source == "outcomes":
+                alerting.on_outcome(entry.state.alert, ev)
+            else:
+                entry.score_needed = True
+            newest = max(newest, ev.ts_ms)
+        if newest:
+            metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
+        await self.score_and_alert([t for t in touched.values() if t.score_needed], now_ms, trigger="event")
+        for key, entry in touched.items():
+            value = entry.state.to_bytes()
+            self.table.data[key] = value
+            self.table.send_changelog(entry.partition, key, value)
+
+    async def score_and_alert(self, entries: list[Touched], now_ms: int, trigger: str) -> None:
+        model = self.models.model
+        if model is None or not entries:
+            return
+        rows = [vector(e.state, e.state.last_ms) for e in entries]
+        started = time.perf_counter()
+        scores = model.predict(rows)
+        metrics.SCORING_LATENCY.observe(time.perf_counter() - started)
+        metrics.SCORED.inc(len(entries))
+        thresholds = model.thresholds
+        for entry, row, score in zip(entries, rows, scores):
+            st = entry.state
+            if self.settings.emit_scores:
+                await self.scores.send(key=st.customer_id.encode(), value=orjson.dumps({
+                    "customer_id": st.customer_id, "ts_ms": st.last_ms, "score": float(score),
+                    "model_version": model.version, "features": row,
+                }))
+            decision = alerting.decide(
+                st.alert, score=float(score), tier=st.tier, now_ms=st.last_ms, history_days=st.observed_days,
+                churned=bool(st.churned_ms), cfg=self.policy, model_thresholds=thresholds, trigger=trigger,
+            )
+            if decision is None:
+                continue
+            contrib = model.contributions([row])[0]
+            reasons = explain.top_reasons(row, contrib)
+            alert = alerting.build(st.customer_id, st.tier, st.csm, float(score), decision, reasons,
+                                   explain.suggest_play(reasons), model.version, st.last_ms, now_ms)
+            alerting.record(st.alert, alert)
+            metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
+            await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(alert.to_json()))
+
+
+def run_worker(settings: Settings) -> None:
+    """Run a worker in this process until SIGINT/SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = Worker(settings)
+    worker.refresh_model()
+    metrics.serve(settings.metrics_port, settings.metrics_host)
+    level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level.upper(), settings.log_level.lower())
+    faust.Worker(worker.app, loglevel=level, quiet=True).execute_from_commandline()

@@ -1,0 +1,317 @@
+"""The ``churnwatch`` command line. Every subcommand reads the same :class:`Settings` (environment
+variables) and lets flags override them; user mistakes end in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pipeline.settings import Settings, SettingsError
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + traceback
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        "broker": getattr(args, "broker", None),
+        "partitions": getattr(args, "partitions", None),
+        "metrics_port": getattr(args, "metrics_port", None),
+        "models_dir": Path(args.models_dir) if getattr(args, "models_dir", None) else None,
+        "emit_scores": True if getattr(args, "emit_scores", False) else None,
+        "log_level": getattr(args, "log_level", None),
+    }
+    return Settings.from_env(**overrides)
+
+
+def _ts(text: str) -> int:
+    from pipeline.contract import InvalidEvent, parse_ts
+
+    try:
+        return parse_ts(text) if not text.isdigit() else int(text)
+    except InvalidEvent:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time or epoch ms") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+# ---- subcommands --------------------------------------------------------------------------------
+def cmd_broker(args: argparse.Namespace) -> int:
+    from pipeline.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port or 0).start()
+    print(f"churnwatch: embedded broker listening on {broker.url} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+    print(f"export CHURNWATCH_BROKER={broker.url}", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from pipeline.topics import ensure_topics
+
+    settings = _settings(args)
+    report = ensure_topics(settings)
+    for name in report.created:
+        print(f"created {name} ({settings.partitions} partitions)")
+    for name, parts in sorted(report.existing.items()):
+        print(f"exists  {name} ({parts} partitions)")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pipeline import simulator
+
+    cfg = simulator.SimConfig(customers=args.customers, days=args.days, start_ms=args.start, seed=args.seed,
+                              churn_rate=args.churn_rate, bad_rate=args.bad_rate)
+    records = simulator.simulate(cfg)
+    if args.out:
+        counts = simulator.write_jsonl(records, Path(args.out))
+        print(f"wrote {sum(counts.values())} records to {args.out}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        return 0
+    from pipeline.producer import produce
+    from pipeline.topics import ensure_topics
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stats = produce(records, settings, speed=args.speed, stop=stop)
+    print(f"sent {stats.sent} records to {settings.broker}: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.by_source.items())))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.app import run_worker
+    from pipeline.topics import ensure_topics
+
+    settings = _settings(args)
+    ensure_topics(settings)
+    sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
+    run_worker(settings)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import train_from_log
+
+    settings = _settings(args)
+    path = Path(args.events)
+    if not path.is_file():
+        raise UserError(f"event log {path} not found")
+    from pipeline.registry import Registry
+
+    result = train_from_log(path, Registry(settings.models_dir), horizon_days=args.horizon_days,
+                            seed=args.seed, promote=not args.no_promote, progress=not args.quiet)
+    print(result.summary())
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.registry import Registry
+    from pipeline.scoring import load_version
+
+    settings = _settings(args)
+    reg = Registry(settings.models_dir)
+    if args.action == "list":
+        current = reg.current()
+        versions = reg.versions()
+        if not versions:
+            print(f"no models in {reg.root}")
+        for v in versions:
+            try:
+                meta = reg.meta(v)
+            except Exception as exc:  # a broken entry is listed, not fatal
+                print(f"  {v:6} (unreadable: {exc})")
+                continue
+            test = (meta.get("metrics") or {}).get("test", {})
+            mark = "*" if v == current else " "
+            print(f"{mark} {v:6} created {meta.get('created', '?')[:19]}  roc_auc {test.get('roc_auc', float('nan')):.3f}"
+                  f"  lift@10% {test.get('lift_at_10', float('nan')):.2f}  horizon {meta.get('horizon_days', '?')}d")
+        return 0
+    if args.action == "promote":
+        if not args.version:
+            raise UserError("models promote needs a VERSION (see 'churnwatch models list')")
+        reg.promote(args.version, validate=lambda p: load_version(reg, args.version))
+        print(f"promoted {args.version}")
+        return 0
+    previous = reg.rollback()
+    print(f"rolled back to {previous}")
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pipeline.console import print_alert
+    from pipeline.feed import follow
+
+    settings = _settings(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console = Console()
+    for alert in follow(settings, settings.alerts_topic, stop, from_beginning=not args.new):
+        print_alert(console, alert)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    seconds = args.seconds if args.seconds is not None else (float(os.environ["DEMO_SECONDS"]) if os.environ.get("DEMO_SECONDS") else None)
+    return run_demo(_settings(args), seconds=seconds)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for env, default in Settings.documented():
+        name = env[len("CHURNWATCH_"):].lower()
+        print(f"{env:36} = {getattr(settings, name)!s:30} (default {default})")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser, broker: bool = True) -> None:
+        if broker:
+            sp.add_argument("--broker", help="kafka://host:port (env CHURNWATCH_BROKER)")
+        sp.add_argument("--models-dir", help="model registry directory (env CHURNWATCH_MODELS_DIR)")
+
+    sp = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on loopback")
+    sp.add_argument("--port", type=_positive_int, help="port (default: a free one)")
+    sp.set_defaults(func=cmd_broker)
+
+    sp = sub.add_parser("topics", help="create churnwatch's topics (co-partitioned)")
+    sp.add_argument("action", choices=["create"])
+    sp.add_argument("--partitions", type=_positive_int)
+    common(sp)
+    sp.set_defaults(func=cmd_topics)
+
+    sp = sub.add_parser("simulate", help="generate a simulated customer population's events")
+    sp.add_argument("--customers", type=_positive_int, default=1000)
+    sp.add_argument("--days", type=_positive_int, default=180)
+    sp.add_argument("--start", type=_ts, help="first simulated day (ISO-8601 or epoch ms; default: DAYS before now)")
+    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--churn-rate", type=_fraction, default=0.25)
+    sp.add_argument("--bad-rate", type=_fraction, default=0.0, help="share of malformed records mixed in")
+    sp.add_argument("--out", help="write a JSONL event log instead of producing to Kafka")
+    sp.add_argument("--speed", type=float, help="simulated seconds per wall second when producing (default: as fast as possible)")
+    sp.add_argument("--partitions", type=_positive_int)
+    common(sp)
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("worker", help="run a stream worker (Faust)")
+    sp.add_argument("--metrics-port", type=int)
+    sp.add_argument("--partitions", type=_positive_int)
+    sp.add_argument("--emit-scores", action="store_true", help="publish every scoring to the scores topic")
+    sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common(sp)
+    sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("train", help="train a model from an event log and add it to the registry")
+    sp.add_argument("--events", required=True, help="JSONL event log (e.g. from 'churnwatch simulate --out')")
+    sp.add_argument("--horizon-days", type=_positive_int, default=30)
+    sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
+    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    common(sp, broker=False)
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("models", help="list, promote or roll back registry models")
+    sp.add_argument("action", choices=["list", "promote", "rollback"])
+    sp.add_argument("version", nargs="?")
+    common(sp, broker=False)
+    sp.set_defaults(func=cmd_models)
+
+    sp = sub.add_parser("alerts", help="print alerts from the alert topic as they arrive")
+    sp.add_argument("--new", action="store_true", help="only alerts arriving from now on")
+    common(sp)
+    sp.set_defaults(func=cmd_alerts)
+
+    sp = sub.add_parser("demo", help="everything on an embedded broker: model, worker, live stream, alerts")
+    sp.add_argument("--seconds", type=float, help="stop after this many seconds (env DEMO_SECONDS)")
+    common(sp)
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("config", help="show the effective settings and their environment variables")
+    common(sp)
+    sp.set_defaults(func=cmd_config)
+    return p
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from pipeline.broker import BrokerError
+    from pipeline.registry import RegistryError
+    from pipeline.scoring import ModelError
+    from pipeline.topics import TopicError
+
+    errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError]
+    try:
+        from training.errors import TrainingError
+
+        errors.append(TrainingError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except _known_errors() as exc:
+        print(f"churnwatch {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"churnwatch {args.command}: error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Readable terminal output for alerts: what a CSM glances at in the demo or ``churnwatch alerts``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+BAND_STYLE = {"critical": "bold red", "high": "yellow"}
+
+
+def alert_text(alert: dict[str, Any]) -> Text:
+    band = alert.get("band", "high")
+    t = Text()
+    t.append(f"{alert.get('event_time', '')[:10]} ", style="dim")
+    t.append(f"ALERT {band.upper():8}", style=BAND_STYLE.get(band, "bold"))
+    t.append(f" {alert.get('customer_id')} ", style="bold")
+    t.append(f"[{alert.get('tier')}, csm {alert.get('csm') or '-'}] ")
+    t.append(f"risk {alert.get('score', 0):.0%}", style="bold")
+    t.append(f" (threshold {alert.get('threshold', 0):.0%}, {alert.get('trigger')}, model {alert.get('model_version')})")
+    if alert.get("kind") == "escalation":
+        t.append(" ESCALATED", style="bold magenta")
+    for r in alert.get("reasons", []):
+        t.append(f"\n    - {r.get('text')}", style="cyan")
+    if alert.get("play"):
+        t.append(f"\n    play: {alert['play']}", style="green")
+    return t
+
+
+def print_alert(console: Console, alert: dict[str, Any]) -> None:
+    console.print(alert_text(alert))

@@ -1,0 +1,150 @@
+"""Turning per-feature contributions into reasons a customer-success manager can read, and a play.
+
+A score alone is not actionable; "logins down 80% vs the previous week" is. Each feature has a
+category (what kind of problem it points at) and a sentence template that reads the feature vector,
+so the sentence can mention related values (a trend and its underlying counts).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+from pipeline.features import FEATURE_INDEX, FEATURES, WINDOWS
+
+Vec = Sequence[float]
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: float | None
+    contribution: float
+    category: str
+    text: str
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["value"] = None if self.value is None or math.isnan(self.value) else round(self.value, 4)
+        d["contribution"] = round(self.contribution, 4)
+        return d
+
+
+#: Suggested play per reason category (overridable by the alert policy file in later versions).
+PLAYS = {
+    "adoption": "Guided training: book an adoption session on the workflows they stopped using",
+    "service": "Service recovery: escalate the open tickets and call the customer's main contact",
+    "value": "Business review: go through their feedback and the value delivered so far",
+    "renewal": "Renewal preparation: review usage and outcomes with the decision maker before renewal",
+    "profile": "Account review: check the account's plan fit with the CSM lead",
+}
+
+
+def _v(vec: Vec, name: str) -> float:
+    return vec[FEATURE_INDEX[name]]
+
+
+def _n(x: float) -> str:
+    if math.isnan(x):
+        return "unknown"
+    return f"{x:.0f}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
+
+
+def _pct_change(vec: Vec, trend_name: str, last_name: str, what: str) -> str:
+    trend = _v(vec, trend_name)
+    last7 = _v(vec, last_name)
+    if math.isnan(trend):
+        return f"{what} trend unknown"
+    if trend < 0:
+        return f"{what} down {min(100, round(-trend * 100))}% vs the previous week ({_n(last7)} in the last 7 days)"
+    if trend > 0:
+        return f"{what} up {round(trend * 100)}% vs the previous week ({_n(last7)} in the last 7 days)"
+    return f"{what} flat vs the previous week ({_n(last7)} in the last 7 days)"
+
+
+def _nps_text(vec: Vec) -> str:
+    score = _v(vec, "last_nps")
+    if math.isnan(score):
+        return "no NPS answer yet"
+    label = "detractor" if score <= 6 else ("passive" if score <= 8 else "promoter")
+    return f"NPS {_n(score)} ({label}) {_n(_v(vec, 'days_since_nps'))} days ago"
+
+
+Template = Callable[[Vec], str]
+_TEXT: dict[str, tuple[str, Template]] = {
+    "is_vip": ("profile", lambda v: "VIP account"),
+    "plan_level": ("profile", lambda v: f"plan level {_n(_v(v, 'plan_level'))}"),
+    "mrr": ("profile", lambda v: f"MRR {_n(_v(v, 'mrr'))}"),
+    "tenure_days": ("profile", lambda v: f"customer for {_n(_v(v, 'tenure_days'))} days"),
+    "days_to_renewal": ("renewal", lambda v: f"renewal in {_n(_v(v, 'days_to_renewal'))} days"),
+    "logins_trend_7d": ("adoption", lambda v: _pct_change(v, "logins_trend_7d", "logins_7d", "logins")),
+    "activity_trend_7d": ("adoption", lambda v: _pct_change(v, "activity_trend_7d", "active_days_7d", "activity")),
+    "feature_uses_trend_7d": ("adoption", lambda v: _pct_change(v, "feature_uses_trend_7d", "feature_uses_7d", "feature use")),
+    "days_since_login": ("adoption", lambda v: f"no login for {_n(_v(v, 'days_since_login'))} days"),
+    "days_since_activity": ("adoption", lambda v: f"no activity for {_n(_v(v, 'days_since_activity'))} days"),
+    "open_tickets": ("service", lambda v: f"{_n(_v(v, 'open_tickets'))} support tickets open"),
+    "open_high_sev_tickets": ("service", lambda v: f"{_n(_v(v, 'open_high_sev_tickets'))} high-severity tickets open"),
+    "open_past_sla": ("service", lambda v: f"{_n(_v(v, 'open_past_sla'))} open tickets past SLA"),
+    "tickets_30d": ("service", lambda v: f"{_n(_v(v, 'tickets_30d'))} tickets opened in 30 days"),
+    "high_sev_tickets_30d": ("service", lambda v: f"{_n(_v(v, 'high_sev_tickets_30d'))} high-severity tickets in 30 days"),
+    "escalations_30d": ("service", lambda v: f"{_n(_v(v, 'escalations_30d'))} ticket escalations in 30 days"),
+    "sla_breaches_30d": ("service", lambda v: f"{_n(_v(v, 'sla_breaches_30d'))} SLA breaches in 30 days"),
+    "reopens_90d": ("service", lambda v: f"{_n(_v(v, 'reopens_90d'))} tickets reopened in 90 days"),
+    "mean_resolve_hours": ("service", lambda v: f"tickets take {_n(_v(v, 'mean_resolve_hours'))} h to resolve on average"),
+    "last_nps": ("value", _nps_text),
+    "nps_category": ("value", _nps_text),
+    "nps_change": ("value", lambda v: f"NPS changed by {_n(_v(v, 'nps_change'))} since the previous answer"),
+    "days_since_nps": ("value", _nps_text),
+    "min_csat_30d": ("value", lambda v: f"lowest CSAT in 30 days: {_n(_v(v, 'min_csat_30d'))}/5"),
+    "mean_csat_90d": ("value", lambda v: f"average CSAT over 90 days: {_n(_v(v, 'mean_csat_90d'))}/5"),
+    "mean_ces_90d": ("value", lambda v: f"customer effort score {_n(_v(v, 'mean_ces_90d'))}/7 (higher is harder)"),
+}
+_WINDOW_WORDS = {
+    "logins": "logins", "feature_uses": "feature uses", "page_views": "page views", "help_views": "help-article views",
+    "failed_help": "unsuccessful help-article views", "purchases": "purchases", "other_events": "other product events",
+    "active_days": "active days",
+}
+for _w in WINDOWS:
+    for _ch, _words in _WINDOW_WORDS.items():
+        _name = f"{_ch}_{_w}d"
+        _cat = "service" if _ch == "failed_help" else "adoption"
+        _TEXT[_name] = (_cat, (lambda name, words, w: lambda v: f"{_n(_v(v, name))} {words} in the last {w} days")(_name, _words, _w))
+
+assert set(_TEXT) == set(FEATURES), sorted(set(FEATURES) ^ set(_TEXT))
+
+
+def category(feature: str) -> str:
+    return _TEXT[feature][0]
+
+
+def top_reasons(vec: Vec, contrib: Sequence[float], k: int = 3) -> list[Reason]:
+    """The ``k`` features pushing risk up the most (positive contributions only), as sentences.
+
+    Two features that produce the same sentence (e.g. last NPS and NPS category) count once.
+    """
+    order = sorted(range(len(FEATURES)), key=lambda i: contrib[i], reverse=True)
+    out: list[Reason] = []
+    seen: set[str] = set()
+    for i in order:
+        if contrib[i] <= 0 or len(out) == k:
+            break
+        name = FEATURES[i]
+        cat, template = _TEXT[name]
+        text = template(vec)
+        if text in seen:
+            continue
+        seen.add(text)
+        out.append(Reason(name, float(vec[i]), float(contrib[i]), cat, text))
+    return out
+
+
+def suggest_play(reasons: Sequence[Reason], plays: dict[str, str] = PLAYS) -> str:
+    """The play for the category carrying the most contribution among the reasons."""
+    weight: dict[str, float] = {}
+    for r in reasons:
+        weight[r.category] = weight.get(r.category, 0.0) + r.contribution
+    if not weight:
+        return plays.get("value", "")
+    best = max(weight, key=lambda c: weight[c])
+    return plays.get(best, plays.get("value", ""))

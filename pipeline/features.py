@@ -1,0 +1,407 @@
+"""Per-customer feature state and the feature vector computed from it.
+
+This module is the one piece of code both the stream (Faust worker) and the offline side (training
+dataset builder) run, so it must stay pure: no Faust, no Kafka, no wall clock. Every window is in event
+time, kept as day buckets inside :class:`CustomerState` (a sparse map of day -> counters over the
+longest window), because Faust's windowed tables have open expiry/recovery bugs upstream.
+
+Updates are idempotent per input source: the state remembers the highest offset applied from each
+source, and the state and that watermark are written together, so a replay after a crash never counts
+an event twice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import orjson
+
+from pipeline.contract import DAY_MS, Event
+
+HOUR_MS = 3_600_000
+#: Longest window; day buckets older than this (relative to the newest event) are dropped.
+RING_DAYS = 90
+WINDOWS = (7, 30, 90)
+
+# Day-bucket channels. Interaction channels first: "active day" means any of them is non-zero.
+CHANNELS = (
+    "logins",
+    "feature_uses",
+    "page_views",
+    "help_views",
+    "failed_help",
+    "purchases",
+    "other_events",
+    "tickets",
+    "high_sev_tickets",
+    "escalations",
+    "sla_breaches",
+    "reopens",
+)
+CH = {name: i for i, name in enumerate(CHANNELS)}
+N_CH = len(CHANNELS)
+N_INTERACTION_CH = CH["other_events"] + 1
+INTERACTION_CHANNEL = {
+    "login": CH["logins"],
+    "feature_use": CH["feature_uses"],
+    "page_view": CH["page_views"],
+    "help_view": CH["help_views"],
+    "purchase": CH["purchases"],
+}
+HIGH_SEVERITIES = frozenset({"high", "critical"})
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+PLAN_LEVEL = {"free": -1.0, "basic": 0.0, "starter": 0.0, "pro": 1.0, "business": 1.5, "enterprise": 2.0}
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Knobs that change feature values; the offline builder must use the same ones as the stream."""
+
+    allowed_lateness_days: int = RING_DAYS
+    survey_memory_days: int = 90
+    help_fail_memory_ms: int = 24 * HOUR_MS
+
+
+@dataclass
+class CustomerState:
+    """Everything the pipeline remembers about one customer. Compact on purpose: it is written to the
+    changelog on every micro-batch that touches the customer."""
+
+    customer_id: str
+    first_ms: int = 0
+    last_ms: int = 0
+    # profile
+    tier: str = "standard"
+    plan: str = ""
+    mrr: float = NAN
+    signup_ms: int = 0
+    renewal_ms: int = 0
+    csm: str = ""
+    # activity
+    days: dict[int, list[int]] = field(default_factory=dict)
+    lifetime: list[int] = field(default_factory=lambda: [0] * N_CH)
+    last_login_ms: int = 0
+    last_activity_ms: int = 0
+    recent_failed_help: list[list[Any]] = field(default_factory=list)  # [ts_ms, feature]
+    # tickets: id -> [opened_ms, severity_rank, sla_due_ms]
+    open_tickets: dict[str, list[int]] = field(default_factory=dict)
+    resolved_tickets: dict[str, list[int]] = field(default_factory=dict)
+    ttr_sum_h: float = 0.0
+    ttr_count: int = 0
+    # surveys: [ts_ms, score], newest last
+    nps: list[list[float]] = field(default_factory=list)
+    csat: list[list[float]] = field(default_factory=list)
+    ces: list[list[float]] = field(default_factory=list)
+    # outcomes
+    churned_ms: int = 0
+    renewed_ms: int = 0
+    # idempotence: highest applied offset per input source
+    offsets: dict[str, int] = field(default_factory=dict)
+    # alert policy memory (owned by pipeline.alerting; opaque here)
+    alert: dict[str, Any] = field(default_factory=dict)
+    events: int = 0
+
+    # ---- serialisation ---------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        d = self.__dict__.copy()
+        d["days"] = [[day, *counts] for day, counts in sorted(self.days.items())]
+        if math.isnan(self.mrr):
+            d["mrr"] = None
+        return orjson.dumps(d)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "CustomerState":
+        d = orjson.loads(raw)
+        d["days"] = {row[0]: row[1:] for row in d["days"]}
+        if d.get("mrr") is None:
+            d["mrr"] = NAN
+        return cls(**d)
+
+    # ---- idempotence -----------------------------------------------------------------------------
+    def already_applied(self, source: str, offset: int | None) -> bool:
+        """True when this source's event at ``offset`` was applied before (a redelivery)."""
+        return offset is not None and offset <= self.offsets.get(source, -1)
+
+    @property
+    def observed_days(self) -> float:
+        return (self.last_ms - self.first_ms) / DAY_MS if self.first_ms else 0.0
+
+
+def day_of(ts_ms: int) -> int:
+    """UTC day index. Day buckets are UTC so every worker and the offline builder agree."""
+    return ts_ms // DAY_MS
+
+
+# ---- update -------------------------------------------------------------------------------------
+def apply(state: CustomerState, event: Event, offset: int | None = None, cfg: FeatureConfig = FeatureConfig()) -> bool:
+    """Fold one validated event into ``state``. Returns False (and changes nothing) for a redelivery.
+
+    ``offset`` is the event's offset in its source topic; pass None offline, where the log has no
+    offsets and is replayed exactly once.
+    """
+    if state.already_applied(event.source, offset):
+        return False
+    if offset is not None:
+        state.offsets[event.source] = offset
+    ts = event.ts_ms
+    state.events += 1
+    if not state.first_ms or ts < state.first_ms:
+        state.first_ms = ts
+    if ts > state.last_ms:
+        state.last_ms = ts
+        _prune(state, cfg)
+    in_window = day_of(ts) > day_of(state.last_ms) - cfg.allowed_lateness_days
+    handler = _HANDLERS[event.source]
+    handler(state, event, in_window, cfg)
+    return True
+
+
+def _count(state: CustomerState, ts: int, channel: int, in_window: bool, n: int = 1) -> None:
+    state.lifetime[channel] += n
+    if in_window:
+        bucket = state.days.get(day_of(ts))
+        if bucket is None:
+            bucket = state.days[day_of(ts)] = [0] * N_CH
+        bucket[channel] += n
+
+
+def _prune(state: CustomerState, cfg: FeatureConfig) -> None:
+    horizon = day_of(state.last_ms) - max(RING_DAYS, cfg.allowed_lateness_days)
+    if state.days and min(state.days) <= horizon:
+        for day in [d for d in state.days if d <= horizon]:
+            del state.days[day]
+    keep_ms = state.last_ms - cfg.survey_memory_days * DAY_MS
+    for series in (state.csat, state.ces):
+        while series and series[0][0] < keep_ms:
+            series.pop(0)
+    cutoff = state.last_ms - RING_DAYS * DAY_MS
+    for tid in [t for t, v in state.resolved_tickets.items() if v[3] < cutoff]:
+        del state.resolved_tickets[tid]
+    fh_cut = state.last_ms - cfg.help_fail_memory_ms
+    state.recent_failed_help = [x for x in state.recent_failed_help if x[0] >= fh_cut]
+
+
+def _on_interaction(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
+    channel = INTERACTION_CHANNEL.get(ev.type, CH["other_events"])
+    _count(state, ev.ts_ms, channel, in_window)
+    if ev.ts_ms > state.last_activity_ms:
+        state.last_activity_ms = ev.ts_ms
+    if ev.type == "login" and ev.ts_ms > state.last_login_ms:
+        state.last_login_ms = ev.ts_ms
+    if ev.type == "help_view" and ev.data.get("success") is False:
+        _count(state, ev.ts_ms, CH["failed_help"], in_window)
+        if ev.ts_ms >= state.last_ms - cfg.help_fail_memory_ms:
+            state.recent_failed_help.append([ev.ts_ms, ev.data.get("feature", "")])
+            state.recent_failed_help.sort(key=lambda x: x[0])
+
+
+def _on_ticket(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
+    tid = ev.data["ticket_id"]
+    typ, ts = ev.type, ev.ts_ms
+    if typ == "opened":
+        if tid in state.open_tickets or tid in state.resolved_tickets:
+            return  # a second 'opened' for the same ticket is not a new ticket
+        sev = ev.data["severity"]
+        state.open_tickets[tid] = [ts, SEVERITY_RANK[sev], ev.data.get("sla_due_ms", 0)]
+        _count(state, ts, CH["tickets"], in_window)
+        if sev in HIGH_SEVERITIES:
+            _count(state, ts, CH["high_sev_tickets"], in_window)
+    elif typ == "escalated":
+        _count(state, ts, CH["escalations"], in_window)
+        ticket = state.open_tickets.get(tid)
+        if ticket is not None and "severity" in ev.data:
+            ticket[1] = max(ticket[1], SEVERITY_RANK[ev.data["severity"]])
+    elif typ == "resolved":
+        ticket = state.open_tickets.pop(tid, None)
+        if ticket is not None:
+            state.ttr_sum_h += max(0, ts - ticket[0]) / HOUR_MS
+            state.ttr_count += 1
+            if ticket[2] and ts > ticket[2]:
+                _count(state, ts, CH["sla_breaches"], in_window)
+            state.resolved_tickets[tid] = [ticket[0], ticket[1], ticket[2], ts]
+    elif typ == "reopened":
+        _count(state, ts, CH["reopens"], in_window)
+        ticket = state.resolved_tickets.pop(tid, None)
+        if ticket is not None:
+            # SLA clock restarts from the reopen with the original allowance
+            allowance = ticket[2] - ticket[0] if ticket[2] else 0
+            state.open_tickets[tid] = [ts, ticket[1], ts + allowance if allowance else 0]
+    elif typ == "closed":
+        state.open_tickets.pop(tid, None)
+        state.resolved_tickets.pop(tid, None)
+    # agent_reply / customer_reply only count toward lifetime activity on the ticket topic
+
+
+def _insert_series(series: list[list[float]], ts: int, score: float) -> None:
+    series.append([ts, score])
+    if len(series) > 1 and series[-2][0] > ts:
+        series.sort(key=lambda x: x[0])
+
+
+def _on_survey(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
+    score = ev.data["score"]
+    if ev.type == "nps":
+        _insert_series(state.nps, ev.ts_ms, score)
+        del state.nps[:-2]  # the latest and the one before it are all the features use
+    elif ev.ts_ms >= state.last_ms - cfg.survey_memory_days * DAY_MS:
+        _insert_series(state.csat if ev.type == "csat" else state.ces, ev.ts_ms, score)
+
+
+def _on_profile(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
+    d = ev.data
+    if "tier" in d:
+        state.tier = d["tier"]
+    if "plan" in d:
+        state.plan = d["plan"]
+    if "mrr" in d:
+        state.mrr = d["mrr"]
+    if "signup_ms" in d:
+        state.signup_ms = d["signup_ms"]
+    if "renewal_ms" in d:
+        state.renewal_ms = d["renewal_ms"]
+    if "csm" in d:
+        state.csm = d["csm"]
+
+
+def _on_outcome(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
+    if ev.type == "churned":
+        state.churned_ms = ev.ts_ms
+    elif ev.type == "renewed":
+        state.renewed_ms = max(state.renewed_ms, ev.ts_ms)
+    # alert_ack / contacted / saved are handled by the alert policy
+
+
+_HANDLERS = {
+    "interactions": _on_interaction,
+    "tickets": _on_ticket,
+    "surveys": _on_survey,
+    "customers": _on_profile,
+    "outcomes": _on_outcome,
+}
+
+
+# ---- feature vector -----------------------------------------------------------------------------
+def _names() -> tuple[str, ...]:
+    names = ["is_vip", "plan_level", "mrr", "tenure_days", "days_to_renewal"]
+    for w in WINDOWS:
+        names += [f"{ch}_{w}d" for ch in CHANNELS[:N_INTERACTION_CH]]
+        names.append(f"active_days_{w}d")
+    names += ["logins_trend_7d", "activity_trend_7d", "feature_uses_trend_7d"]
+    names += ["days_since_login", "days_since_activity"]
+    names += [
+        "open_tickets", "open_high_sev_tickets", "open_past_sla",
+        "tickets_30d", "high_sev_tickets_30d", "escalations_30d", "sla_breaches_30d",
+        "reopens_90d", "mean_resolve_hours",
+    ]
+    names += ["last_nps", "nps_category", "nps_change", "days_since_nps", "min_csat_30d", "mean_csat_90d", "mean_ces_90d"]
+    return tuple(names)
+
+
+#: Feature names in model-input order. Training stores this list with every model.
+FEATURES: tuple[str, ...] = _names()
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURES)}
+
+
+def _window_sums(state: CustomerState, now_day: int) -> tuple[list[list[float]], list[int], list[float]]:
+    """Per-window channel sums, active days, and the previous-7-day channel sums (for trends)."""
+    sums = [[0.0] * N_CH for _ in WINDOWS]
+    active = [0] * len(WINDOWS)
+    prev7 = [0.0] * N_CH
+    for day, counts in state.days.items():
+        age = now_day - day
+        if age < 0:
+            continue  # a bucket "after" now only exists when scoring in the past (never in the stream)
+        if 7 <= age < 14:
+            for c in range(N_CH):
+                prev7[c] += counts[c]
+        is_active = any(counts[:N_INTERACTION_CH])
+        for wi, w in enumerate(WINDOWS):
+            if age < w:
+                row = sums[wi]
+                for c in range(N_CH):
+                    row[c] += counts[c]
+                active[wi] += is_active
+    return sums, active, prev7
+
+
+def _trend(now: float, before: float) -> float:
+    """Relative change of the last 7 days vs the 7 before; 0 when both are empty."""
+    return (now - before) / max(before, 1.0)
+
+
+def _days_since(now_ms: int, ts_ms: int) -> float:
+    return (now_ms - ts_ms) / DAY_MS if ts_ms else NAN
+
+
+def vector(state: CustomerState, now_ms: int) -> list[float]:
+    """The feature vector of ``state`` as of event time ``now_ms``, in :data:`FEATURES` order.
+
+    Missing information is NaN (LightGBM treats it as missing), never a made-up zero.
+    """
+    now_day = day_of(now_ms)
+    sums, active, prev7 = _window_sums(state, now_day)
+    out: list[float] = [
+        1.0 if state.tier == "vip" else 0.0,
+        PLAN_LEVEL.get(state.plan, NAN),
+        state.mrr,
+        _days_since(now_ms, state.signup_ms),
+        (state.renewal_ms - now_ms) / DAY_MS if state.renewal_ms else NAN,
+    ]
+    for wi in range(len(WINDOWS)):
+        out += sums[wi][:N_INTERACTION_CH]
+        out.append(float(active[wi]))
+    s7 = sums[0]
+    out.append(_trend(s7[CH["logins"]], prev7[CH["logins"]]))
+    out.append(_trend(sum(s7[:N_INTERACTION_CH]), sum(prev7[:N_INTERACTION_CH])))
+    out.append(_trend(s7[CH["feature_uses"]], prev7[CH["feature_uses"]]))
+    out.append(_days_since(now_ms, state.last_login_ms))
+    out.append(_days_since(now_ms, state.last_activity_ms))
+    open_t = [t for t in state.open_tickets.values() if t[0] <= now_ms]
+    s30 = sums[1]
+    out += [
+        float(len(open_t)),
+        float(sum(1 for t in open_t if t[1] >= SEVERITY_RANK["high"])),
+        float(sum(1 for t in open_t if t[2] and t[2] < now_ms)),
+        s30[CH["tickets"]],
+        s30[CH["high_sev_tickets"]],
+        s30[CH["escalations"]],
+        s30[CH["sla_breaches"]],
+        sums[2][CH["reopens"]],
+        state.ttr_sum_h / state.ttr_count if state.ttr_count else NAN,
+    ]
+    nps = [p for p in state.nps if p[0] <= now_ms]
+    if nps:
+        last = nps[-1][1]
+        out += [
+            last,
+            -1.0 if last <= 6 else (0.0 if last <= 8 else 1.0),
+            last - nps[-2][1] if len(nps) > 1 else NAN,
+            (now_ms - nps[-1][0]) / DAY_MS,
+        ]
+    else:
+        out += [NAN, NAN, NAN, NAN]
+    csat30 = [s for t, s in state.csat if now_ms - 30 * DAY_MS <= t <= now_ms]
+    csat90 = [s for t, s in state.csat if now_ms - 90 * DAY_MS <= t <= now_ms]
+    ces90 = [s for t, s in state.ces if now_ms - 90 * DAY_MS <= t <= now_ms]
+    out.append(min(csat30) if csat30 else NAN)
+    out.append(sum(csat90) / len(csat90) if csat90 else NAN)
+    out.append(sum(ces90) / len(ces90) if ces90 else NAN)
+    return out
+
+
+def replay(events: Iterable[Event], cfg: FeatureConfig = FeatureConfig()) -> dict[str, CustomerState]:
+    """Fold a whole event sequence into fresh states (the offline twin of the worker's table)."""
+    states: dict[str, CustomerState] = {}
+    for ev in events:
+        st = states.get(ev.customer_id)
+        if st is None:
+            st = states[ev.customer_id] = CustomerState(ev.customer_id)
+        apply(st, ev, None, cfg)
+    return states
+
+
+def as_dict(vec: Sequence[float]) -> dict[str, float]:
+    return dict(zip(FEATURES, vec))

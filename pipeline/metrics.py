@@ -1,0 +1,38 @@
+"""Prometheus metrics the worker exports. Names are a public contract: the Grafana dashboard and the
+alert rules under ``deploy/`` use them, so rename only together with those files."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+
+disable_created_metrics()  # the *_created samples double the page for no dashboard use
+
+EVENTS_CONSUMED = Counter("churnwatch_events_consumed", "Input events consumed, valid or not", ["topic"])
+DEADLETTERS = Counter("churnwatch_deadletters", "Input events rejected to the dead-letter topic", ["reason"])
+DUPLICATES = Counter("churnwatch_duplicates_skipped", "Redelivered events skipped by the offset watermark", ["topic"])
+SCORING_LATENCY = Histogram(
+    "churnwatch_scoring_latency_seconds",
+    "Wall time of one scoring call (a micro-batch of customers)",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+SCORED = Counter("churnwatch_scored", "Customer scorings")
+ALERTS = Counter("churnwatch_alerts_emitted", "Alerts emitted", ["tier", "trigger"])
+MODEL_INFO = Gauge("churnwatch_model_info", "The loaded model version (value 1)", ["version"])
+MODEL_LOADED = Gauge("churnwatch_model_loaded", "1 when a model is loaded")
+MODEL_RELOAD_FAILURES = Counter("churnwatch_model_reload_failures", "Promoted models that were rejected", ["reason"])
+WORKER_READY = Gauge("churnwatch_worker_ready", "1 once the worker has its partitions and processes events")
+CUSTOMERS = Gauge("churnwatch_customers_tracked", "Customers with state on this worker")
+EVENT_LAG = Gauge("churnwatch_event_time_lag_seconds", "Wall clock minus the newest event time seen")
+
+
+def set_model(version: str | None, previous: str | None = None) -> None:
+    if previous:
+        MODEL_INFO.remove(previous)
+    if version:
+        MODEL_INFO.labels(version=version).set(1)
+    MODEL_LOADED.set(1 if version else 0)
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on a background thread (prometheus_client's own server)."""
+    start_http_server(port, addr=host)
