@@ -8,7 +8,6 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
@@ -17,13 +16,18 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/churnwatch demo
 
+# Debian packages the integration tests use for real: Prometheus (scraping, promtool).
+DEBIAN_TEST_PACKAGES := prometheus
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP)
+	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)
 	$(BIN)/python -m pytest -q tests/integration
 
 bench: $(STAMP)

@@ -31,8 +31,8 @@ from pipeline.settings import Settings
 from pipeline.simulator import SimConfig, simulate
 from pipeline.topics import ensure_topics
 
-HISTORY = SimConfig(customers=2000, days=240, seed=1001, id_prefix="h")
-LIVE_CUSTOMERS = 400
+HISTORY = SimConfig(customers=1000, days=240, seed=1001, id_prefix="h")
+LIVE_CUSTOMERS = 300
 LIVE_DAYS = 150
 #: Simulated seconds per wall second: 1.5 simulated days pass every second.
 LIVE_SPEED = 1.5 * 86_400
@@ -136,7 +136,7 @@ class Summary:
 
 
 def run_demo(settings: Settings, seconds: float | None = None) -> int:
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     data_dir = settings.data_dir.resolve() / "demo"
     data_dir.mkdir(parents=True, exist_ok=True)
     summary = Summary()
@@ -186,6 +186,7 @@ def run_demo(settings: Settings, seconds: float | None = None) -> int:
         if producer_thread is not None:
             producer_thread.join(10)
         if worker is not None and metrics_url:
+            _drain(worker, metrics_url, stats.sent)
             try:
                 final = scrape(metrics_url)
             except OSError:
@@ -196,9 +197,20 @@ def run_demo(settings: Settings, seconds: float | None = None) -> int:
     return 0
 
 
+def _drain(worker: DemoProcess, metrics_url: str, sent: int, timeout: float = 15.0) -> None:
+    """Give the worker a moment to finish what was already produced, so the summary adds up."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.proc.poll() is None:
+        try:
+            if scrape(metrics_url).get("churnwatch_events_consumed_total", 0) >= sent:
+                return
+        except OSError:
+            return
+        time.sleep(0.25)
+
+
 def _print_summary(console: Console, summary: Summary, stats: ProduceStats, m: dict[str, float], data_dir: Path) -> None:
-    dead = {k[len("churnwatch_deadletters_total"):]: v for k, v in m.items()
-            if k.startswith("churnwatch_deadletters_total{")}
+    dead = {k.split('"')[1]: v for k, v in m.items() if k.startswith("churnwatch_deadletters_total{")}
     console.print("\n[bold]Summary[/]")
     console.print(f"  events sent        {stats.sent:,}")
     console.print(f"  events processed   {int(m.get('churnwatch_events_consumed_total', 0)):,}")

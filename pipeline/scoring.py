@@ -81,7 +81,7 @@ def load_model(path: Path, version: str, meta: dict[str, Any], expected_features
             f" (missing {missing}, unknown {extra})",
         )
     try:
-        booster = lgb.Booster(model_file=str(path / MODEL_FILE), params={"num_threads": 1})
+        booster = lgb.Booster(model_file=str(path / MODEL_FILE))
     except Exception as exc:  # LightGBM raises LightGBMError or OSError for bad files
         raise ModelError("corrupt", f"model {version}: LightGBM cannot load {MODEL_FILE} ({str(exc)[:120]})") from None
     if booster.num_feature() != len(features):
