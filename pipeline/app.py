@@ -9,6 +9,7 @@ outside the per-event context Faust would pick the wrong one.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -25,6 +26,7 @@ from pipeline.features import CustomerState, FeatureConfig, apply, vector
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
+from pipeline.sweep import SweepClock
 
 log = logging.getLogger("churnwatch.worker")
 
@@ -56,11 +58,12 @@ def deadletter_record(raw: bytes | None, key: bytes | None, topic: str, partitio
 
 @dataclass
 class Touched:
-    """A customer touched in this batch: its state, the partition its events came from, and why."""
+    """A customer touched in this batch or sweep: its state, its partition, and the time to score at."""
 
     state: CustomerState
     partition: int
     score_needed: bool = False
+    as_of_ms: int = 0
 
 
 class Worker:
@@ -78,6 +81,14 @@ class Worker:
             max_bytes=settings.max_event_bytes,
         )
         self.source_of = {topic: src for src, topic in settings.input_topics.items()}
+        self.clock = SweepClock(
+            interval_ms=int(settings.sweep_interval_days * 86_400_000),
+            idle_ms=int(settings.sweep_idle_days * 86_400_000),
+            realtime_idle_ms=int(settings.realtime_idle_s * 1000),
+        )
+        # The agent and the sweep both read-modify-write customer states; across their awaits a
+        # lock keeps one from overwriting the other's newer state.
+        self.state_lock = asyncio.Lock()
         self.app = self._build_app()
 
     # ---- Faust wiring ------------------------------------------------------------------------
@@ -113,6 +124,7 @@ class Worker:
         app.agent(self.input, name="churnwatch.process")(self._process)
         app.timer(s.model_poll_s)(self._poll_model)
         app.timer(5.0)(self._gauges)
+        app.timer(1.0)(self._sweep)
         app.on_rebalance_complete.connect(self._on_ready)
         app.on_partitions_revoked.connect(self._on_revoked)
         return app
@@ -137,6 +149,11 @@ class Worker:
 
     async def _on_revoked(self, app: Any = None, revoked: Any = None, **_: Any) -> None:
         metrics.WORKER_READY.set(0)
+        self.clock.forget({tp.partition for tp in revoked or ()})
+
+    def _assigned_partitions(self) -> set[int]:
+        inputs = set(self.source_of)
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in inputs}
 
     async def _poll_model(self) -> None:
         self.refresh_model()
@@ -159,6 +176,20 @@ class Worker:
             yield None
 
     async def process_batch(self, batch: list[Any]) -> None:
+        async with self.state_lock:
+            await self._process_batch(batch)
+
+    def _load(self, key: bytes, customer_id: str) -> CustomerState:
+        raw = self.table.data.get(key)
+        return CustomerState.from_bytes(raw) if raw else CustomerState(customer_id)
+
+    def _store(self, key: bytes, entry: Touched) -> None:
+        """Write a state back: to the local store and to the changelog partition of its customer."""
+        value = entry.state.to_bytes()
+        self.table.data[key] = value
+        self.table.send_changelog(entry.partition, key, value)
+
+    async def _process_batch(self, batch: list[Any]) -> None:
         now_ms = int(time.time() * 1000)
         touched: dict[bytes, Touched] = {}
         newest = 0
@@ -183,13 +214,12 @@ class Worker:
                 continue
             entry = touched.get(key)
             if entry is None:
-                raw = self.table.data.get(key)
-                state = CustomerState.from_bytes(raw) if raw else CustomerState(ev.customer_id)
-                entry = touched[key] = Touched(state, msg.partition)
+                entry = touched[key] = Touched(self._load(key, ev.customer_id), msg.partition)
             if not apply(entry.state, ev, msg.offset, self.feature_cfg):
                 metrics.DUPLICATES.labels(topic=msg.topic).inc()
                 continue
-            entry.partition = msg.partition
+            entry.partition = entry.state.partition = msg.partition
+            self.clock.observe(msg.partition, ev.ts_ms, now_ms)
             if ev.source == "outcomes":
                 alerting.on_outcome(entry.state.alert, ev)
             else:
@@ -197,31 +227,57 @@ class Worker:
             newest = max(newest, ev.ts_ms)
         if newest:
             metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
-        await self.score_and_alert([t for t in touched.values() if t.score_needed], now_ms, trigger="event")
+        scored = [t for t in touched.values() if t.score_needed]
+        for entry in scored:
+            entry.as_of_ms = entry.state.last_ms
+        await self.score_and_alert(scored, now_ms, trigger="event")
         for key, entry in touched.items():
-            value = entry.state.to_bytes()
-            self.table.data[key] = value
-            self.table.send_changelog(entry.partition, key, value)
+            self._store(key, entry)
+
+    async def _sweep(self) -> None:
+        """Re-score customers gone quiet, as of their partition's event-time clock."""
+        if self.models.model is None or not self.clock.clocks:
+            return
+        now_ms = int(time.time() * 1000)
+        due = self.clock.due(now_ms, self._assigned_partitions())
+        if not due:
+            return
+        async with self.state_lock:
+            entries: dict[bytes, Touched] = {}
+            for key, raw in list(self.table.data.items()):
+                state = CustomerState.from_bytes(raw)
+                as_of = due.get(state.partition)
+                if as_of is None or state.churned_ms or not self.clock.is_idle(state.last_ms, as_of):
+                    continue
+                entries[key] = Touched(state, state.partition, True, as_of)
+            if not entries:
+                return
+            before = {k: orjson.dumps(e.state.alert) for k, e in entries.items()}
+            await self.score_and_alert(list(entries.values()), now_ms, trigger="sweep")
+            for key, entry in entries.items():
+                if orjson.dumps(entry.state.alert) != before[key]:
+                    self._store(key, entry)
 
     async def score_and_alert(self, entries: list[Touched], now_ms: int, trigger: str) -> None:
         model = self.models.model
         if model is None or not entries:
             return
-        rows = [vector(e.state, e.state.last_ms) for e in entries]
+        rows = [vector(e.state, e.as_of_ms) for e in entries]
         started = time.perf_counter()
         scores = model.predict(rows)
         metrics.SCORING_LATENCY.observe(time.perf_counter() - started)
         metrics.SCORED.inc(len(entries))
         thresholds = model.thresholds
         for entry, row, score in zip(entries, rows, scores):
-            st = entry.state
+            st, as_of = entry.state, entry.as_of_ms
             if self.settings.emit_scores:
                 await self.scores.send(key=st.customer_id.encode(), value=orjson.dumps({
-                    "customer_id": st.customer_id, "ts_ms": st.last_ms, "score": float(score),
-                    "model_version": model.version, "features": row,
-                }))
+                    "customer_id": st.customer_id, "ts_ms": as_of, "trigger": trigger, "score": float(score),
+                    "model_version": model.version, "offsets": st.offsets, "features": row,
+                }, option=orjson.OPT_SERIALIZE_NUMPY))
             decision = alerting.decide(
-                st.alert, score=float(score), tier=st.tier, now_ms=st.last_ms, history_days=st.observed_days,
+                st.alert, score=float(score), tier=st.tier, now_ms=as_of,
+                history_days=(as_of - st.first_ms) / 86_400_000 if st.first_ms else 0.0,
                 churned=bool(st.churned_ms), cfg=self.policy, model_thresholds=thresholds, trigger=trigger,
             )
             if decision is None:
@@ -229,7 +285,7 @@ class Worker:
             contrib = model.contributions([row])[0]
             reasons = explain.top_reasons(row, contrib)
             alert = alerting.build(st.customer_id, st.tier, st.csm, float(score), decision, reasons,
-                                   explain.suggest_play(reasons), model.version, st.last_ms, now_ms)
+                                   explain.suggest_play(reasons), model.version, as_of, now_ms)
             alerting.record(st.alert, alert)
             metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
             await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(alert.to_json()))

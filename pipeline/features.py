@@ -103,6 +103,9 @@ class CustomerState:
     # alert policy memory (owned by pipeline.alerting; opaque here)
     alert: dict[str, Any] = field(default_factory=dict)
     events: int = 0
+    #: Partition of the customer's events in the worker that owns it (-1 offline); lets the silence
+    #: sweep write the state to the right changelog partition outside any event's context.
+    partition: int = -1
 
     # ---- serialisation ---------------------------------------------------------------------------
     def to_bytes(self) -> bytes:

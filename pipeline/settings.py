@@ -48,6 +48,11 @@ class Settings:
     model_poll_s: float = 5.0
     #: Also publish every scoring (features + score) to the scores topic, for parity checks and audits.
     emit_scores: bool = False
+    #: Silence sweep: every this many days of event time, re-score customers quiet for sweep_idle_days.
+    sweep_interval_days: float = 1.0
+    sweep_idle_days: float = 1.0
+    #: After this many wall seconds without any event on a partition, its event clock follows the wall clock.
+    realtime_idle_s: float = 60.0
     #: Faust consumer group tuning: short timeouts so a rebalance takes seconds, not ~30 s.
     session_timeout_s: float = 10.0
     heartbeat_s: float = 1.0
