@@ -4,15 +4,18 @@ variables) and lets flags override them; user mistakes end in one line on stderr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from pipeline.settings import Settings, SettingsError
+
+
+MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 
 
 class UserError(Exception):
@@ -37,12 +40,15 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _ts(text: str) -> int:
-    from pipeline.contract import InvalidEvent, parse_ts
+    from pipeline.contract import InvalidEvent, Limits, parse_ts
 
     try:
-        return parse_ts(text) if not text.isdigit() else int(text)
-    except InvalidEvent:
+        value = parse_ts(text) if not text.isdigit() else int(text)
+    except (InvalidEvent, OverflowError, ValueError):
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time or epoch ms") from None
+    if not Limits().min_ts_ms <= value < MAX_TS_MS:
+        raise argparse.ArgumentTypeError(f"{text!r} is outside 2000-01-01 .. 2100-01-01")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -132,13 +138,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.train import train_from_log
-
     settings = _settings(args)
     path = Path(args.events)
     if not path.is_file():
         raise UserError(f"event log {path} not found")
     from pipeline.registry import Registry
+    from training.train import train_from_log
 
     result = train_from_log(path, Registry(settings.models_dir), horizon_days=args.horizon_days,
                             seed=args.seed, promote=not args.no_promote, progress=not args.quiet)
@@ -203,9 +208,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    secret = {f.name for f in dataclasses.fields(Settings) if not f.repr}
     for env, default in Settings.documented():
         name = env[len("CHURNWATCH_"):].lower()
-        print(f"{env:36} = {getattr(settings, name)!s:30} (default {default})")
+        value = getattr(settings, name)
+        shown = "********" if name in secret and value else value
+        print(f"{env:36} = {shown!s:30} (default {default})")
     return 0
 
 
@@ -288,8 +296,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.topics import TopicError
 
     errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError]
-    try:
-        from training.errors import TrainingError
+    try:  # the streaming side must still report its own errors when training cannot be imported
+        from training.train import TrainingError
 
         errors.append(TrainingError)
     except ImportError:

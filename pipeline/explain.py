@@ -63,12 +63,26 @@ def _pct_change(vec: Vec, trend_name: str, last_name: str, what: str) -> str:
     return f"{what} flat vs the previous week ({_n(last7)} in the last 7 days)"
 
 
+def _activity_text(vec: Vec) -> str:
+    trend = _v(vec, "activity_trend_7d")
+    days = _v(vec, "active_days_7d")
+    if math.isnan(trend) or trend == 0:
+        return f"product activity flat vs the previous week (active {_n(days)} of the last 7 days)"
+    direction = "down" if trend < 0 else "up"
+    pct = min(100, round(-trend * 100)) if trend < 0 else round(trend * 100)
+    return f"product activity {direction} {pct}% vs the previous week (active {_n(days)} of the last 7 days)"
+
+
+def _plural(x: float, word: str) -> str:
+    return f"{_n(x)} {word}" if x == 1 else f"{_n(x)} {word}s"
+
+
 def _nps_text(vec: Vec) -> str:
     score = _v(vec, "last_nps")
     if math.isnan(score):
         return "no NPS answer yet"
     label = "detractor" if score <= 6 else ("passive" if score <= 8 else "promoter")
-    return f"NPS {_n(score)} ({label}) {_n(_v(vec, 'days_since_nps'))} days ago"
+    return f"NPS {_n(score)} ({label}) {_plural(_v(vec, 'days_since_nps'), 'day')} ago"
 
 
 Template = Callable[[Vec], str]
@@ -79,18 +93,18 @@ _TEXT: dict[str, tuple[str, Template]] = {
     "tenure_days": ("profile", lambda v: f"customer for {_n(_v(v, 'tenure_days'))} days"),
     "days_to_renewal": ("renewal", lambda v: f"renewal in {_n(_v(v, 'days_to_renewal'))} days"),
     "logins_trend_7d": ("adoption", lambda v: _pct_change(v, "logins_trend_7d", "logins_7d", "logins")),
-    "activity_trend_7d": ("adoption", lambda v: _pct_change(v, "activity_trend_7d", "active_days_7d", "activity")),
+    "activity_trend_7d": ("adoption", lambda v: _activity_text(v)),
     "feature_uses_trend_7d": ("adoption", lambda v: _pct_change(v, "feature_uses_trend_7d", "feature_uses_7d", "feature use")),
-    "days_since_login": ("adoption", lambda v: f"no login for {_n(_v(v, 'days_since_login'))} days"),
-    "days_since_activity": ("adoption", lambda v: f"no activity for {_n(_v(v, 'days_since_activity'))} days"),
-    "open_tickets": ("service", lambda v: f"{_n(_v(v, 'open_tickets'))} support tickets open"),
-    "open_high_sev_tickets": ("service", lambda v: f"{_n(_v(v, 'open_high_sev_tickets'))} high-severity tickets open"),
-    "open_past_sla": ("service", lambda v: f"{_n(_v(v, 'open_past_sla'))} open tickets past SLA"),
-    "tickets_30d": ("service", lambda v: f"{_n(_v(v, 'tickets_30d'))} tickets opened in 30 days"),
-    "high_sev_tickets_30d": ("service", lambda v: f"{_n(_v(v, 'high_sev_tickets_30d'))} high-severity tickets in 30 days"),
-    "escalations_30d": ("service", lambda v: f"{_n(_v(v, 'escalations_30d'))} ticket escalations in 30 days"),
-    "sla_breaches_30d": ("service", lambda v: f"{_n(_v(v, 'sla_breaches_30d'))} SLA breaches in 30 days"),
-    "reopens_90d": ("service", lambda v: f"{_n(_v(v, 'reopens_90d'))} tickets reopened in 90 days"),
+    "days_since_login": ("adoption", lambda v: f"no login for {_plural(_v(v, 'days_since_login'), 'day')}"),
+    "days_since_activity": ("adoption", lambda v: f"no activity for {_plural(_v(v, 'days_since_activity'), 'day')}"),
+    "open_tickets": ("service", lambda v: f"{_plural(_v(v, 'open_tickets'), 'support ticket')} open"),
+    "open_high_sev_tickets": ("service", lambda v: f"{_plural(_v(v, 'open_high_sev_tickets'), 'high-severity ticket')} open"),
+    "open_past_sla": ("service", lambda v: f"{_plural(_v(v, 'open_past_sla'), 'open ticket')} past SLA"),
+    "tickets_30d": ("service", lambda v: f"{_plural(_v(v, 'tickets_30d'), 'ticket')} opened in 30 days"),
+    "high_sev_tickets_30d": ("service", lambda v: f"{_plural(_v(v, 'high_sev_tickets_30d'), 'high-severity ticket')} in 30 days"),
+    "escalations_30d": ("service", lambda v: f"{_plural(_v(v, 'escalations_30d'), 'ticket escalation')} in 30 days"),
+    "sla_breaches_30d": ("service", lambda v: f"{_n(_v(v, 'sla_breaches_30d'))} SLA breach{'' if _v(v, 'sla_breaches_30d') == 1 else 'es'} in 30 days"),
+    "reopens_90d": ("service", lambda v: f"{_plural(_v(v, 'reopens_90d'), 'ticket')} reopened in 90 days"),
     "mean_resolve_hours": ("service", lambda v: f"tickets take {_n(_v(v, 'mean_resolve_hours'))} h to resolve on average"),
     "last_nps": ("value", _nps_text),
     "nps_category": ("value", _nps_text),

@@ -43,6 +43,8 @@ CHANNELS = (
 CH = {name: i for i, name in enumerate(CHANNELS)}
 N_CH = len(CHANNELS)
 N_INTERACTION_CH = CH["other_events"] + 1
+#: Interaction channels that are distinct events (a failed help view is also counted as a help view).
+ACTIVITY_CH = tuple(i for i in range(N_INTERACTION_CH) if i != CH["failed_help"])
 INTERACTION_CHANNEL = {
     "login": CH["logins"],
     "feature_use": CH["feature_uses"],
@@ -50,6 +52,7 @@ INTERACTION_CHANNEL = {
     "help_view": CH["help_views"],
     "purchase": CH["purchases"],
 }
+PROFILE_FIELDS = ("tier", "plan", "mrr", "signup_ms", "renewal_ms", "csm")
 HIGH_SEVERITIES = frozenset({"high", "critical"})
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PLAN_LEVEL = {"free": -1.0, "basic": 0.0, "starter": 0.0, "pro": 1.0, "business": 1.5, "enterprise": 2.0}
@@ -80,6 +83,9 @@ class CustomerState:
     signup_ms: int = 0
     renewal_ms: int = 0
     csm: str = ""
+    #: event time of the upsert each profile field came from: an older (late) upsert never
+    #: overwrites a newer one, so stream order and time-sorted replay agree
+    profile_ms: dict[str, int] = field(default_factory=dict)
     # activity
     days: dict[int, list[int]] = field(default_factory=dict)
     lifetime: list[int] = field(default_factory=lambda: [0] * N_CH)
@@ -254,19 +260,10 @@ def _on_survey(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureCon
 
 
 def _on_profile(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
-    d = ev.data
-    if "tier" in d:
-        state.tier = d["tier"]
-    if "plan" in d:
-        state.plan = d["plan"]
-    if "mrr" in d:
-        state.mrr = d["mrr"]
-    if "signup_ms" in d:
-        state.signup_ms = d["signup_ms"]
-    if "renewal_ms" in d:
-        state.renewal_ms = d["renewal_ms"]
-    if "csm" in d:
-        state.csm = d["csm"]
+    for name in PROFILE_FIELDS:
+        if name in ev.data and ev.ts_ms >= state.profile_ms.get(name, 0):
+            setattr(state, name, ev.data[name])
+            state.profile_ms[name] = ev.ts_ms
 
 
 def _on_outcome(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
@@ -358,7 +355,7 @@ def vector(state: CustomerState, now_ms: int) -> list[float]:
         out.append(float(active[wi]))
     s7 = sums[0]
     out.append(_trend(s7[CH["logins"]], prev7[CH["logins"]]))
-    out.append(_trend(sum(s7[:N_INTERACTION_CH]), sum(prev7[:N_INTERACTION_CH])))
+    out.append(_trend(sum(s7[c] for c in ACTIVITY_CH), sum(prev7[c] for c in ACTIVITY_CH)))
     out.append(_trend(s7[CH["feature_uses"]], prev7[CH["feature_uses"]]))
     out.append(_days_since(now_ms, state.last_login_ms))
     out.append(_days_since(now_ms, state.last_activity_ms))

@@ -147,12 +147,18 @@ class Settings:
         return [(ENV_PREFIX + f.name.upper(), str(f.default)) for f in fields(cls)]
 
 
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _coerce(name: str, raw: str, default: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     try:
         if isinstance(default, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in _BOOLS:
+                raise ValueError(raw)
+            return _BOOLS[word]
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

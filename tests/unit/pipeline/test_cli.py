@@ -1,0 +1,280 @@
+"""Unit tests for pipeline.cli: argument errors are one line + exit 2, and the offline subcommands work.
+
+No broker, worker or producer is ever started: the subcommands that would talk to Kafka are replaced
+by recorders (``stub_commands``) or their network helpers are made to fail the test if reached.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+import pipeline.cli as cli
+from pipeline.contract import parse_ts
+from pipeline.settings import Settings
+
+NETWORK_COMMANDS = ("cmd_broker", "cmd_topics", "cmd_simulate", "cmd_worker", "cmd_alerts", "cmd_demo")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("CHURNWATCH_") or name == "DEMO_SECONDS":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list:
+    """Replace every command that could touch the network with a recorder."""
+    seen: list = []
+
+    def recorder(name):
+        def run(args):
+            seen.append((name, args))
+            return 0
+        return run
+
+    for name in NETWORK_COMMANDS:
+        monkeypatch.setattr(cli, name, recorder(name))
+    return seen
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """For commands run for real: fail loudly instead of reaching for a broker."""
+    import pipeline.topics
+
+    def boom(*a, **k):
+        raise AssertionError("the command tried to reach a broker")
+
+    monkeypatch.setattr(pipeline.topics, "ensure_topics", boom)
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, out: str, err: str) -> None:
+    assert code == 2
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("churnwatch")
+    assert "error" in err and "Traceback" not in err
+
+
+# ---- argument errors ---------------------------------------------------------------------------------
+BAD_ARGS = [
+    ["simulate", "--customers", "-5"],
+    ["simulate", "--customers", "0"],
+    ["simulate", "--customers", "many"],
+    ["simulate", "--days", "0"],
+    ["simulate", "--bad-rate", "2"],
+    ["simulate", "--bad-rate", "-0.1"],
+    ["simulate", "--churn-rate", "half"],
+    ["simulate", "--start", "yesterday"],
+    ["simulate", "--start", "-5"],
+    ["simulate", "--seed", "1.5"],
+    ["simulate", "--speed", "fast"],
+    ["simulate", "--out"],
+    ["simulate", "--frobnicate"],
+    ["frobnicate"],
+    [],
+    ["--version"],
+    ["topics"],
+    ["topics", "delete"],
+    ["topics", "create", "--partitions", "0"],
+    ["broker", "--port", "-1"],
+    ["worker", "--log-level", "LOUD"],
+    ["worker", "--metrics-port", "http"],
+    ["train"],
+    ["train", "--events", "x.jsonl", "--horizon-days", "0"],
+    ["models"],
+    ["models", "purge"],
+    ["models", "list", "v1", "extra"],
+    ["alerts", "--new", "yes"],
+    ["demo", "--seconds", "soon"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_ARGS, ids=[" ".join(a) or "<none>" for a in BAD_ARGS])
+def test_bad_arguments_give_one_line_and_exit_2(argv, calls, capsys):
+    assert_one_line_error(*run(argv, capsys))
+    assert calls == []
+
+
+def test_error_line_names_the_problem(calls, capsys):
+    _, _, err = run(["simulate", "--customers", "-5"], capsys)
+    assert "--customers" in err and "'-5' must be > 0" in err
+    _, _, err = run(["simulate", "--bad-rate", "2"], capsys)
+    assert "--bad-rate" in err and "between 0 and 1" in err
+    _, _, err = run(["frobnicate"], capsys)
+    assert "frobnicate" in err and "invalid choice" in err
+
+
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00+01:00", "99999999999999999999", "1999-06-01"])
+def test_out_of_range_start_is_an_argument_error(start, calls, capsys):
+    assert_one_line_error(*run(["simulate", "--start", start, "--out", "x.jsonl"], capsys))
+
+
+def test_valid_arguments_reach_the_command(calls, capsys):
+    code, _, _ = run(["simulate", "--customers", "10", "--days", "5", "--bad-rate", "0.1", "--churn-rate", "1",
+                      "--start", "2024-01-01T00:00:00+01:00", "--seed", "3", "--out", "log.jsonl"], capsys)
+    assert code == 0
+    ((name, args),) = calls
+    assert name == "cmd_simulate"
+    assert (args.customers, args.days, args.bad_rate, args.churn_rate, args.seed, args.out) == (10, 5, 0.1, 1.0, 3, "log.jsonl")
+    assert args.start == parse_ts("2023-12-31T23:00:00Z")
+    calls.clear()
+    run(["simulate", "--start", "1704067200000"], capsys)
+    assert calls[0][1].start == 1_704_067_200_000
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_demo", interrupted)
+    assert run(["demo"], capsys)[0] == 130
+
+
+def test_os_error_is_one_line(monkeypatch, capsys):
+    def fails(args):
+        raise FileNotFoundError(2, "No such file or directory", "/data/out.jsonl")
+
+    monkeypatch.setattr(cli, "cmd_simulate", fails)
+    code, out, err = run(["simulate", "--out", "/data/out.jsonl"], capsys)
+    assert_one_line_error(code, out, err)
+    assert err == "churnwatch simulate: error: No such file or directory: /data/out.jsonl\n"
+
+
+# ---- settings errors surface as one line too ---------------------------------------------------------------
+@pytest.mark.parametrize("argv", [
+    ["topics", "create", "--broker", "localhost:9092"],
+    ["topics", "create", "--partitions", "3", "--broker", "nope"],
+    ["config", "--broker", "127.0.0.1:9092"],
+])
+def test_bad_broker_flag(argv, no_network, capsys):
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, out, err)
+    assert "broker must look like kafka://host:port" in err
+
+
+def test_bad_metrics_port_stops_the_worker_before_it_starts(monkeypatch, no_network, capsys):
+    import pipeline.app
+
+    monkeypatch.setattr(pipeline.app, "run_worker", lambda s: pytest.fail("worker started"))
+    code, out, err = run(["worker", "--metrics-port", "70000"], capsys)
+    assert_one_line_error(code, out, err)
+    assert "metrics_port" in err
+
+
+def test_bad_environment_variable(monkeypatch, capsys):
+    monkeypatch.setenv("CHURNWATCH_PARTITIONS", "four")
+    code, out, err = run(["config"], capsys)
+    assert_one_line_error(code, out, err)
+    assert "CHURNWATCH_PARTITIONS" in err and "'four'" in err
+
+
+# ---- train -------------------------------------------------------------------------------------------
+def _stub_training(monkeypatch) -> None:
+    stub = types.ModuleType("training.train")
+
+    def train_from_log(*a, **k):
+        raise AssertionError("training started despite a missing event log")
+
+    stub.train_from_log = train_from_log
+    monkeypatch.setitem(sys.modules, "training.train", stub)
+
+
+@pytest.mark.parametrize("events", ["/nonexistent", "/nonexistent/events.jsonl"])
+def test_train_with_missing_event_log(events, monkeypatch, tmp_path, capsys):
+    _stub_training(monkeypatch)
+    code, out, err = run(["train", "--events", events, "--models-dir", str(tmp_path)], capsys)
+    assert_one_line_error(code, out, err)
+    assert events in err and "not found" in err
+
+
+def test_train_with_a_directory_as_event_log(monkeypatch, tmp_path, capsys):
+    _stub_training(monkeypatch)
+    code, out, err = run(["train", "--events", str(tmp_path)], capsys)
+    assert_one_line_error(code, out, err)
+
+
+def test_train_checks_the_event_log_before_importing_training(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "training.train", None)  # makes `import training.train` fail
+    code, out, err = run(["train", "--events", "/nonexistent", "--models-dir", str(tmp_path)], capsys)
+    assert_one_line_error(code, out, err)
+
+
+# ---- models ------------------------------------------------------------------------------------------
+def test_models_list_on_an_empty_registry(tmp_path, capsys):
+    code, out, err = run(["models", "list", "--models-dir", str(tmp_path)], capsys)
+    assert code == 0 and err == ""
+    assert out == f"no models in {tmp_path}\n"
+
+
+def test_models_list_on_a_missing_directory(tmp_path, capsys):
+    missing = tmp_path / "not-there"
+    code, out, _ = run(["models", "list", "--models-dir", str(missing)], capsys)
+    assert code == 0 and "no models" in out
+    assert not missing.exists()  # listing does not create the registry
+
+
+def test_models_dir_from_environment(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CHURNWATCH_MODELS_DIR", str(tmp_path / "envreg"))
+    _, out, _ = run(["models", "list"], capsys)
+    assert out == f"no models in {tmp_path / 'envreg'}\n"
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["models", "promote"], "needs a VERSION"),
+    (["models", "promote", "v1"], "not found"),
+    (["models", "promote", "latest"], "not a model version"),
+    (["models", "rollback"], "nothing to roll back"),
+])
+def test_models_errors_on_an_empty_registry(argv, fragment, tmp_path, capsys):
+    code, out, err = run(argv + ["--models-dir", str(tmp_path)], capsys)
+    assert_one_line_error(code, out, err)
+    assert fragment in err
+
+
+# ---- config ------------------------------------------------------------------------------------------
+def test_config_prints_every_variable_with_effective_value(monkeypatch, capsys):
+    monkeypatch.setenv("CHURNWATCH_PARTITIONS", "7")
+    code, out, err = run(["config", "--broker", "kafka://flag:1"], capsys)
+    assert code == 0 and err == ""
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert list(lines) == [env for env, _ in Settings.documented()]
+    assert lines["CHURNWATCH_PARTITIONS"].split()[2] == "7"
+    assert "(default 4)" in lines["CHURNWATCH_PARTITIONS"]
+    assert lines["CHURNWATCH_BROKER"].split()[2] == "kafka://flag:1"
+    assert lines["CHURNWATCH_TOPIC_PREFIX"].split()[2] == "churn."
+
+
+def test_config_does_not_print_secrets(monkeypatch, capsys):
+    monkeypatch.setenv("CHURNWATCH_SASL_PASSWORD", "s3cret-pw")
+    code, out, _ = run(["config"], capsys)
+    assert code == 0
+    assert "CHURNWATCH_SASL_PASSWORD" in out
+    assert "s3cret-pw" not in out
+
+
+# ---- a real offline command --------------------------------------------------------------------------
+def test_simulate_to_a_file(tmp_path, no_network, capsys):
+    out_file = tmp_path / "events.jsonl"
+    code, out, err = run(["simulate", "--customers", "3", "--days", "3", "--start", "2024-01-01",
+                          "--out", str(out_file)], capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("wrote ") and str(out_file) in out
+    written = int(out.split()[1])
+    assert written > 0
+    assert sum(1 for _ in out_file.open()) == written
