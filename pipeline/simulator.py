@@ -332,6 +332,7 @@ class _Plan:
     )
 
     def stress(self, t: int) -> tuple[float, float, float]:
+        """(usage, support, sentiment) stress at ``t``: the churn decline overlaid with any bad episode."""
         su = ss = se = 0.0
         onset = self.onset_ms
         if onset is not None and t >= onset:
@@ -354,6 +355,11 @@ class _Plan:
 
 
 def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
+    """Draw customer ``i`` from its own plan stream, so it is the same customer in any population size.
+
+    Everything that decides the label (churn time) lives here and nowhere else; the event stream only adds
+    behavioural noise on top, which is what keeps :func:`ground_truth` cheap and always in agreement.
+    """
     d = _Draw(_ss_rng(cfg.seed, (i, 0)), 64)
     p = _Plan()
     p.index = i
@@ -455,6 +461,7 @@ def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
 
 
 def _renewals(signup: int, period: int, after: int, until: int) -> list[int]:
+    """Contract anniversaries strictly after ``after`` and before ``until`` (30-day months, 365-day years)."""
     k = max(1, (after - signup) // period + 1)
     out = []
     r = signup + k * period
@@ -467,6 +474,7 @@ def _renewals(signup: int, period: int, after: int, until: int) -> list[int]:
 
 
 def _plan_decline(p: _Plan, d: _Draw, target: int) -> None:
+    """Pick how this customer will leave: a visible decline, a fade into silence, or with little warning."""
     u = d.u()
     if u < 0.72:
         p.archetype = "decline"
@@ -906,6 +914,12 @@ def to_log_line(rec: SimRecord) -> bytes:
     if isinstance(v, bytes):
         if b"\n" in v:
             raise ValueError("malformed record bytes must not contain a newline")
+        try:  # a JSON object keeps its source, so the offline reader reports its real fault
+            obj = orjson.loads(v)
+        except orjson.JSONDecodeError:
+            return v + b"\n"
+        if isinstance(obj, dict) and "source" not in obj:
+            return orjson.dumps({"source": rec.source, **obj}) + b"\n"
         return v + b"\n"
     return orjson.dumps({"source": rec.source, **v}) + b"\n"
 

@@ -1,0 +1,170 @@
+"""The on-disk model registry: versions, atomic promotion, rollback, corruption detection."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.registry import META_FILE, MODEL_FILE, Registry, RegistryError, sha256_file
+
+META = {"features": ["a", "b"], "horizon_days": 30}
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+
+
+def test_save_writes_numbered_versions_with_a_content_hash(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    assert reg.versions() == [] and reg.current() is None
+    v1 = reg.save("model one", META)
+    v2 = reg.save("model two", META)
+    assert (v1, v2) == ("v1", "v2") and reg.versions() == ["v1", "v2"]
+    meta = reg.meta("v2")
+    assert meta["version"] == "v2" and meta["horizon_days"] == 30
+    assert meta["sha256"] == sha256_file(reg.path("v2") / MODEL_FILE)
+    assert (reg.path("v1") / MODEL_FILE).read_text() == "model one"
+    assert reg.current() is None  # saving never promotes
+    assert leftovers(reg.root) == []
+
+
+def test_versions_sort_numerically(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for _ in range(11):
+        reg.save("m", META)
+    assert reg.versions()[-2:] == ["v10", "v11"]
+    assert reg.next_version() == "v12"
+
+
+def test_save_copies_extra_files(tmp_path: Path) -> None:
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "roc.png").write_bytes(b"png")
+    (tmp_path / "metrics.json").write_text("{}")
+    reg = Registry(tmp_path / "models")
+    v = reg.save("m", META, files={"metrics.json": tmp_path / "metrics.json", "report": tmp_path / "report"})
+    assert (reg.path(v) / "metrics.json").read_text() == "{}"
+    assert (reg.path(v) / "report" / "roc.png").read_bytes() == b"png"
+
+
+def test_a_failed_save_leaves_nothing_behind(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    with pytest.raises(OSError):
+        reg.save("m", META, files={"missing.json": tmp_path / "does-not-exist.json"})
+    assert reg.versions() == [] and leftovers(reg.root) == []
+
+
+def test_concurrent_saves_get_distinct_versions(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "models")
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def save(i: int) -> None:
+        v = Registry(reg.root).save(f"model {i}", META)
+        with lock:
+            names.append(v)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(names, key=lambda v: int(v[1:])) == [f"v{i}" for i in range(1, 9)]
+    for v in names:
+        reg.verify(v)  # each directory is complete and self-consistent
+
+
+def test_promote_and_rollback(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    for i in range(3):
+        reg.save(f"m{i}", META)
+    reg.promote("v1")
+    reg.promote("v2")
+    reg.promote("v3")
+    assert reg.current() == "v3" and reg.history() == ["v1", "v2", "v3"]
+    assert reg.rollback() == "v2" and reg.current() == "v2"
+    assert reg.rollback() == "v1" and reg.current() == "v1"
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        reg.rollback()
+    assert reg.current() == "v1"
+
+
+def test_rollback_skips_repeated_promotions_of_the_current_version(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("a", META)
+    reg.save("b", META)
+    reg.promote("v1")
+    reg.promote("v2")
+    reg.promote("v2")
+    assert reg.rollback() == "v1"
+
+
+def test_promote_refuses_a_corrupt_model_and_keeps_the_pointer(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("good", META)
+    reg.save("will be edited", META)
+    reg.promote("v1")
+    (reg.path("v2") / MODEL_FILE).write_text("edited after saving")
+    with pytest.raises(RegistryError, match="sha256"):
+        reg.promote("v2")
+    assert reg.current() == "v1" and reg.history() == ["v1"]
+
+
+def test_promote_refuses_what_the_validator_refuses(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("m", META)
+
+    def refuse(path: Path) -> None:
+        raise ValueError(f"not loadable: {path.name}")
+
+    with pytest.raises(ValueError, match="not loadable: v1"):
+        reg.promote("v1", validate=refuse)
+    assert reg.current() is None
+
+
+def test_verify_reports_missing_and_unreadable_files(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("m", META)
+    reg.save("m", META)
+    (reg.path("v1") / MODEL_FILE).unlink()
+    with pytest.raises(RegistryError, match="missing"):
+        reg.verify("v1")
+    (reg.path("v2") / META_FILE).write_text("{broken")
+    with pytest.raises(RegistryError, match="unreadable"):
+        reg.verify("v2")
+    with pytest.raises(RegistryError, match="not a model version"):
+        reg.path("../etc")
+    with pytest.raises(RegistryError, match="not found"):
+        reg.path("v9")
+
+
+def test_pointer_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CURRENT is written to a temporary file and renamed over the old one: a crash mid-write leaves
+    the previous pointer intact, never a half-written one."""
+    reg = Registry(tmp_path)
+    reg.save("a", META)
+    reg.save("b", META)
+    reg.promote("v1")
+    real_replace = os.replace
+
+    def crash(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+        raise OSError("simulated crash before rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        reg.promote("v2")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert reg.current() == "v1"
+    assert (tmp_path / "CURRENT").read_text() == "v1\n"
+    reg.promote("v2")
+    assert reg.current() == "v2"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".CURRENT")] == []
+
+
+def test_meta_is_plain_json(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    v = reg.save("m", {**META, "nested": {"x": [1.5, 2.5]}})
+    assert orjson.loads((reg.path(v) / META_FILE).read_bytes())["nested"] == {"x": [1.5, 2.5]}

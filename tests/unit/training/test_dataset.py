@@ -1,0 +1,201 @@
+"""Point-in-time dataset: eligibility, labels, censoring, and — above all — no leakage from after T."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.contract import DAY_MS, Event
+from pipeline.features import FEATURES, replay, vector
+from training.dataset import DatasetConfig, build_dataset, next_midnight, observation_times
+from training.eventlog import read_events
+from training.labels import labels_from_events
+
+T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z, a UTC midnight
+H = 3_600_000
+
+
+def at(day: float) -> int:
+    return T0 + int(day * DAY_MS)
+
+
+def login(cid: str, day: float) -> Event:
+    return Event("interactions", f"{cid}-login-{day}", cid, at(day), "login", {"duration_s": 60.0})
+
+
+def daily(cid: str, first: int, last: int) -> list[Event]:
+    return [login(cid, d + 0.4) for d in range(first, last + 1)]
+
+
+def outcome(cid: str, day: float, typ: str) -> Event:
+    return Event("outcomes", f"{cid}-{typ}", cid, at(day), typ, {})
+
+
+def profile(cid: str, day: float, tier: str) -> Event:
+    return Event("customers", f"{cid}-profile-{day}", cid, at(day), "profile", {"tier": tier, "plan": "pro"})
+
+
+def hand_made_log() -> list[Event]:
+    """Five customers with known churn dates; the log ends at day 150 (midnight)."""
+    events = (
+        daily("a", 0, 59) + [outcome("a", 60.5, "churned")]
+        + daily("b", 20, 149)
+        + daily("c", 0, 35) + [outcome("c", 35.5, "churned")]
+        + [profile("d", 0, "vip")] + daily("d", 0, 149) + [outcome("d", 90, "renewed"), profile("d", 100, "standard")]
+        + daily("e", 0, 139) + [outcome("e", 140.25, "churned")]
+        + [login("d", 150)]
+    )
+    return sorted(events, key=lambda e: e.ts_ms)
+
+
+def rows_by_day(ds) -> dict[tuple[str, int], int]:
+    return {(cid, (t - T0) // DAY_MS): int(y) for cid, t, y in zip(ds.customer_ids, ds.obs_ms, ds.y)}
+
+
+# ---- the observation grid -----------------------------------------------------------------------
+def test_observation_times_are_utc_midnights_inside_the_labelled_window() -> None:
+    cfg = DatasetConfig()
+    times = observation_times(at(0.3), at(150), cfg)
+    assert times[0] == at(29)  # first midnight with 28 days of possible history
+    assert all(t % DAY_MS == 0 for t in times)
+    assert set(np.diff(times)) == {7 * DAY_MS}
+    assert times[-1] + 30 * DAY_MS <= at(150) < times[-1] + 37 * DAY_MS
+    assert observation_times(at(0), at(50), cfg) == []  # too short for history + horizon
+    assert next_midnight(at(3)) == at(3) and next_midnight(at(3) + 1) == at(4)
+
+
+# ---- eligibility, labels, censoring -------------------------------------------------------------
+def test_eligibility_and_labels_on_a_hand_made_log() -> None:
+    ds = build_dataset(hand_made_log(), DatasetConfig())
+    days = list(range(28, 121, 7))  # 28, 35, ..., 119
+    assert sorted({(t - T0) // DAY_MS for t in ds.obs_ms}) == days
+    first_seen = {"a": 0.4, "b": 20.4, "c": 0.4, "d": 0.0, "e": 0.4}  # d has a profile at midnight
+    expected: dict[tuple[str, int], int] = {}
+    for d in days:
+        eligible = {cid for cid, first in first_seen.items() if d - first >= 28}
+        if d <= 56 and "a" in eligible:  # churns at 60.5: gone from T=63
+            expected[("a", d)] = int(60.5 - 30 <= d)
+        if "b" in eligible:
+            expected[("b", d)] = 0
+        if d <= 35 and "c" in eligible:  # churns at 35.5
+            expected[("c", d)] = 1
+        expected[("d", d)] = 0
+        if "e" in eligible:
+            expected[("e", d)] = int(d >= 140.25 - 30)
+    assert ("a", 28) not in expected and ("d", 28) in expected and ("b", 49) in expected
+    assert rows_by_day(ds) == expected
+
+
+def test_censored_observations_are_dropped() -> None:
+    """e churns on day 140; snapshots at days 126/133 would be positives, but their label windows run
+    past the log's end (day 150), so they are not in the data at all."""
+    ds = build_dataset(hand_made_log(), DatasetConfig())
+    assert ds.obs_ms.max() + 30 * DAY_MS <= ds.log_end_ms
+    assert not any(cid == "e" and t > at(120) for cid, t in zip(ds.customer_ids, ds.obs_ms))
+    longer = DatasetConfig(log_end_ms=at(200))  # pretend the log runs on: those snapshots appear
+    assert rows_by_day(build_dataset(hand_made_log(), longer))[("e", 126)] == 1
+
+
+def test_min_history_matches_the_stream_alert_guard() -> None:
+    """The model is trained only on customers with this much history; the stream must not alert on
+    anybody with less, or it scores customers unlike any the model has seen."""
+    alerting = pytest.importorskip("pipeline.alerting")
+    assert DatasetConfig().min_history_days == alerting.MIN_HISTORY_DAYS
+
+
+def test_min_history_and_horizon_are_configurable() -> None:
+    ds = build_dataset(hand_made_log(), DatasetConfig(min_history_days=7, horizon_days=7, cadence_days=1))
+    rows = rows_by_day(ds)
+    assert ("b", 28) in rows and ("b", 27) not in rows  # first seen on day 20.4
+    assert rows[("a", 54)] == 1 and rows[("a", 53)] == 0  # churn at 60.5 within (T, T+7]
+    assert ("a", 60) in rows and ("a", 61) not in rows
+
+
+def test_tier_and_features_are_as_of_the_snapshot() -> None:
+    ds = build_dataset(hand_made_log(), DatasetConfig())
+    d = ds.customer_ids == "d"
+    tiers = dict(zip(((ds.obs_ms[d] - T0) // DAY_MS).tolist(), ds.tiers[d].tolist()))
+    assert tiers[98] == "vip" and tiers[105] == "standard"  # profile change on day 100
+    # At midnight T the window's current day is still empty: "7d" holds the six full days before T.
+    logins_7d = ds.X[:, FEATURES.index("logins_7d")]
+    assert np.all(logins_7d[ds.customer_ids == "d"] == 6.0)
+    assert ds.X.dtype == np.float64 and ds.X.shape == (len(ds), len(FEATURES))
+    assert ds.y.dtype.kind == "i" and set(np.unique(ds.y)) <= {0, 1}
+
+
+def test_rows_are_the_stream_feature_code_applied_to_the_past() -> None:
+    events = hand_made_log()
+    ds = build_dataset(events, DatasetConfig())
+    for cid, t, x in list(zip(ds.customer_ids, ds.obs_ms, ds.X))[::9]:
+        state = replay(e for e in events if e.customer_id == cid and e.ts_ms < t)[cid]
+        np.testing.assert_array_equal(x, np.asarray(vector(state, int(t)), dtype=np.float64))
+
+
+def test_unsorted_events_are_refused() -> None:
+    events = hand_made_log()
+    events[3], events[10] = events[10], events[3]
+    with pytest.raises(ValueError, match="sorted"):
+        build_dataset(events, DatasetConfig())
+
+
+# ---- leakage -------------------------------------------------------------------------------------
+def assert_same_rows_at(full, events, t: int) -> None:
+    """Rebuild from the log cut before t (everything at or after t removed) and compare the rows at t."""
+    cut = [e for e in events if e.ts_ms < t]
+    rebuilt = build_dataset(cut, DatasetConfig(log_end_ms=full.log_end_ms), labels=labels_from_events(events))
+    a, b = full.rows_at(t), rebuilt.rows_at(t)
+    assert len(a) > 0
+    np.testing.assert_array_equal(a.customer_ids, b.customer_ids)
+    np.testing.assert_array_equal(a.X, b.X)  # NaNs compare equal here
+    np.testing.assert_array_equal(a.tiers, b.tiers)
+    np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_no_leakage_on_the_hand_made_log() -> None:
+    events = hand_made_log()
+    full = build_dataset(events, DatasetConfig())
+    for t in np.unique(full.obs_ms):
+        assert_same_rows_at(full, events, int(t))
+
+
+@pytest.fixture(scope="module")
+def sim_events(tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
+    sim = pytest.importorskip("pipeline.simulator")
+    path = tmp_path_factory.mktemp("sim") / "sim.jsonl"
+    sim.write_jsonl(sim.simulate(sim.SimConfig(customers=150, days=120, start_ms=T0, seed=5)), path)
+    return read_events(path).events
+
+
+def test_no_leakage_on_simulated_data(sim_events: list[Event]) -> None:
+    full = build_dataset(sim_events, DatasetConfig())
+    times = np.unique(full.obs_ms)
+    assert times.size >= 5 and full.y.sum() > 0
+    for t in (times[0], times[times.size // 2], times[-1]):
+        assert_same_rows_at(full, sim_events, int(t))
+
+
+def test_without_shared_labels_the_cut_log_still_gives_the_same_features(sim_events: list[Event]) -> None:
+    """The stricter version: the cut log's own outcome events decide eligibility too. Only a churn at
+    exactly T could differ (it is not "before T"), and then only in who is listed, never in X."""
+    full = build_dataset(sim_events, DatasetConfig())
+    t = int(np.unique(full.obs_ms)[2])
+    cut = build_dataset([e for e in sim_events if e.ts_ms < t], DatasetConfig(log_end_ms=full.log_end_ms))
+    a, b = full.rows_at(t), cut.rows_at(t)
+    common = np.intersect1d(a.customer_ids.astype(str), b.customer_ids.astype(str))
+    assert common.size == len(a)
+    ia = {c: i for i, c in enumerate(a.customer_ids)}
+    ib = {c: i for i, c in enumerate(b.customer_ids)}
+    np.testing.assert_array_equal(a.X[[ia[c] for c in common]], b.X[[ib[c] for c in common]])
+
+
+def test_simulated_dataset_has_positives_and_a_sane_rate(sim_events: list[Event]) -> None:
+    ds = build_dataset(sim_events, DatasetConfig())
+    assert 0.01 < ds.positive_rate < 0.25
+    summary = ds.summary()
+    assert summary["rows"] == len(ds) and summary["observation_times"] == np.unique(ds.obs_ms).size
+
+
+def test_progress_callback_sees_every_event(sim_events: list[Event]) -> None:
+    seen: list[int] = []
+    build_dataset(sim_events, DatasetConfig(), on_progress=seen.append)
+    assert sum(seen) == len(sim_events)

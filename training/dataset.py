@@ -1,0 +1,185 @@
+"""Point-in-time training data: what the stream *would have known* at each observation time.
+
+Events are replayed in time order through :func:`pipeline.features.apply` — the same code the worker
+runs — and at each observation time T every eligible customer's state is snapshotted with
+:func:`pipeline.features.vector` after applying exactly the events with ``ts < T``. Because the
+snapshot is taken before any later event touches the state, a row can never contain information from
+after T; the leakage test rebuilds the data from a log cut at T and checks the rows are identical.
+
+Labels look forward: 1 when the customer churns in (T, T + horizon]. Observations whose label window
+runs past the end of the log are dropped (censored), since "no churn seen yet" is not "no churn".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pipeline.contract import DAY_MS, Event, format_ts
+from pipeline.features import FEATURES, CustomerState, FeatureConfig, apply, vector
+from training.labels import Labels, labels_from_events
+
+ProgressFn = Callable[[int], None]
+#: How many events pass between two progress callbacks; a callback per event would cost more than apply.
+PROGRESS_EVERY = 20_000
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How observations are taken. ``min_history_days`` is also the stream's alert guard
+    (``pipeline.alerting.MIN_HISTORY_DAYS``): the model is only trained on customers it will be
+    asked to judge, so the two numbers must stay equal."""
+
+    cadence_days: int = 7
+    horizon_days: int = 30
+    min_history_days: int = 28
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    #: Treat the log as ending here for censoring (default: its newest event). Lets a log cut short
+    #: for a test keep the same observation grid as the full log.
+    log_end_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cadence_days < 1 or self.horizon_days < 1 or self.min_history_days < 0:
+            raise ValueError("cadence_days and horizon_days must be >= 1, min_history_days >= 0")
+
+
+@dataclass
+class Dataset:
+    """One row per (customer, observation time). ``X`` columns are in :data:`FEATURES` order."""
+
+    X: np.ndarray
+    y: np.ndarray
+    customer_ids: np.ndarray
+    obs_ms: np.ndarray
+    tiers: np.ndarray
+    log_start_ms: int
+    log_end_ms: int
+    config: DatasetConfig
+    features: tuple[str, ...] = FEATURES
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    @property
+    def observation_times(self) -> np.ndarray:
+        return np.unique(self.obs_ms)
+
+    @property
+    def positive_rate(self) -> float:
+        return float(self.y.mean()) if len(self) else float("nan")
+
+    def subset(self, mask: np.ndarray) -> "Dataset":
+        return Dataset(self.X[mask], self.y[mask], self.customer_ids[mask], self.obs_ms[mask],
+                       self.tiers[mask], self.log_start_ms, self.log_end_ms, self.config, self.features)
+
+    def rows_at(self, t_ms: int) -> "Dataset":
+        return self.subset(self.obs_ms == t_ms)
+
+    def summary(self) -> dict[str, object]:
+        times = self.observation_times
+        return {
+            "rows": len(self),
+            "positives": int(self.y.sum()),
+            "positive_rate": round(self.positive_rate, 5) if len(self) else None,
+            "customers": int(np.unique(self.customer_ids).size),
+            "observation_times": int(times.size),
+            "first_observation": format_ts(int(times[0])) if times.size else None,
+            "last_observation": format_ts(int(times[-1])) if times.size else None,
+        }
+
+
+# ---- observation grid ---------------------------------------------------------------------------
+def next_midnight(ts_ms: int) -> int:
+    """The first UTC midnight at or after ``ts_ms`` (day buckets are UTC, so snapshots are too)."""
+    return -(-ts_ms // DAY_MS) * DAY_MS
+
+
+def observation_times(log_start_ms: int, log_end_ms: int, cfg: DatasetConfig) -> list[int]:
+    """UTC midnights every ``cadence_days``, from the first one at which anybody can have
+    ``min_history_days`` of history, to the last one whose label window fits inside the log."""
+    first = next_midnight(log_start_ms + cfg.min_history_days * DAY_MS)
+    last = log_end_ms - cfg.horizon_days * DAY_MS
+    step = cfg.cadence_days * DAY_MS
+    return list(range(first, last + 1, step)) if first <= last else []
+
+
+# ---- replay -------------------------------------------------------------------------------------
+@dataclass
+class _Rows:
+    X: list[list[float]] = field(default_factory=list)
+    y: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    obs: list[int] = field(default_factory=list)
+    tiers: list[str] = field(default_factory=list)
+
+
+def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: DatasetConfig, out: _Rows) -> None:
+    """Rows for every customer eligible at ``t_ms``. Only the state (events before T) decides who has
+    enough history; the labels decide who already left, which is known at T."""
+    history_cut = t_ms - cfg.min_history_days * DAY_MS
+    label_end = t_ms + cfg.horizon_days * DAY_MS
+    for cid, state in states.items():
+        if state.first_ms > history_cut or labels.churned_by(cid, t_ms):
+            continue
+        out.X.append(vector(state, t_ms))
+        out.y.append(1 if labels.churns_within(cid, t_ms, label_end) else 0)
+        out.ids.append(cid)
+        out.obs.append(t_ms)
+        out.tiers.append(state.tier)
+
+
+def build_dataset(events: Sequence[Event], cfg: DatasetConfig = DatasetConfig(), *,
+                  labels: Labels | None = None, on_progress: ProgressFn | None = None) -> Dataset:
+    """Replay time-sorted ``events`` and snapshot eligible customers at every observation time.
+
+    ``labels`` defaults to the churn outcomes in ``events``; pass them separately when the features
+    should be built from a subset of the log (the leakage test does). ``on_progress(n)`` is called
+    with the number of events applied since the previous call.
+    """
+    if not events:
+        raise ValueError("the event log has no valid events")
+    labels = labels if labels is not None else labels_from_events(events)
+    log_start = events[0].ts_ms
+    log_end = cfg.log_end_ms if cfg.log_end_ms is not None else max(ev.ts_ms for ev in events)
+    times = observation_times(log_start, log_end, cfg)
+    states: dict[str, CustomerState] = {}
+    rows = _Rows()
+    ti, pending, previous = 0, 0, log_start
+    fcfg = cfg.features
+    for ev in events:
+        if ev.ts_ms < previous:
+            raise ValueError("events must be sorted by time (training.eventlog.read_events sorts them)")
+        previous = ev.ts_ms
+        while ti < len(times) and ev.ts_ms >= times[ti]:
+            _snapshot(states, times[ti], labels, cfg, rows)
+            ti += 1
+        state = states.get(ev.customer_id)
+        if state is None:
+            state = states[ev.customer_id] = CustomerState(ev.customer_id)
+        apply(state, ev, None, fcfg)
+        pending += 1
+        if on_progress is not None and pending >= PROGRESS_EVERY:
+            on_progress(pending)
+            pending = 0
+    for t in times[ti:]:
+        _snapshot(states, t, labels, cfg, rows)
+    if on_progress is not None and pending:
+        on_progress(pending)
+    return _to_dataset(rows, log_start, log_end, cfg)
+
+
+def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig) -> Dataset:
+    n_features = len(FEATURES)
+    X = np.asarray(rows.X, dtype=np.float64).reshape(len(rows.X), n_features)
+    return Dataset(
+        X=X,
+        y=np.asarray(rows.y, dtype=np.int64),
+        customer_ids=np.asarray(rows.ids, dtype=object),
+        obs_ms=np.asarray(rows.obs, dtype=np.int64),
+        tiers=np.asarray(rows.tiers, dtype=object),
+        log_start_ms=log_start,
+        log_end_ms=log_end,
+        config=cfg,
+    )
