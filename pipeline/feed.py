@@ -49,16 +49,22 @@ def follow(settings: Settings, topic: str, stop: threading.Event, from_beginning
         consumer.close()
 
 
-def read_all(settings: Settings, topic: str, idle_s: float = 1.0) -> list[dict[str, Any]]:
-    """Everything currently on ``topic`` (stops after ``idle_s`` with no new records)."""
+def read_raw(settings: Settings, topic: str, idle_s: float = 1.0) -> list[Any]:
+    """Every record currently on ``topic`` as kafka-python ConsumerRecords (with partition and
+    offset); stops after ``idle_s`` with no new records."""
     consumer = open_consumer(settings, topic, True)
-    out: list[dict[str, Any]] = []
+    out: list[Any] = []
     try:
         while True:
             batch = consumer.poll(timeout_ms=int(idle_s * 1000))
             if not batch:
                 return out
             for records in batch.values():
-                out.extend(orjson.loads(r.value) for r in records)
+                out.extend(records)
     finally:
         consumer.close()
+
+
+def read_all(settings: Settings, topic: str, idle_s: float = 1.0) -> list[dict[str, Any]]:
+    """Everything currently on ``topic``, decoded from JSON."""
+    return [orjson.loads(r.value) for r in read_raw(settings, topic, idle_s)]

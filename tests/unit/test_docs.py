@@ -1,0 +1,40 @@
+"""The documentation that users rely on stays in step with the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.features import FEATURES
+from pipeline.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _catalogue_names() -> set[str]:
+    text = (ROOT / "docs" / "features.md").read_text()
+    names: set[str] = set()
+    for cell in re.findall(r"^\| `([^`]+)` \|", text, flags=re.M):
+        m = re.match(r"^(.*)\{([\d,]+)\}(.*)$", cell)
+        if m:
+            names |= {f"{m.group(1)}{w}{m.group(3)}" for w in m.group(2).split(",")}
+        else:
+            names.add(cell)
+    return names
+
+
+def test_every_feature_is_in_the_catalogue_and_nothing_else() -> None:
+    assert _catalogue_names() == set(FEATURES)
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    head = (ROOT / "README.md").read_text().split("---")[0]
+    commands = re.findall(r"^make \w+", head, flags=re.M)
+    assert commands == ["make demo", "make test"]
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for env, _ in Settings.documented():
+        short = "_" + env.split("_", 1)[1]
+        assert env in readme or f"`{short}`" in readme or short in readme, env
