@@ -65,7 +65,8 @@ class FeatureConfig:
 
     allowed_lateness_days: int = RING_DAYS
     survey_memory_days: int = 90
-    help_fail_memory_ms: int = 24 * HOUR_MS
+    #: failed help views are remembered for this many UTC days back from the newest event's day
+    help_fail_memory_days: int = 1
 
 
 @dataclass
@@ -179,20 +180,25 @@ def _count(state: CustomerState, ts: int, channel: int, in_window: bool, n: int 
         bucket[channel] += n
 
 
+def _keeps(state: CustomerState, ts_ms: int, memory_days: int) -> bool:
+    """Whether a remembered item of time ``ts_ms`` is kept. Whole UTC days, relative to the newest
+    event's day, and used both when inserting and when pruning: the kept set is then the same
+    whatever order the events arrived in (stream) or were replayed in (offline)."""
+    return day_of(ts_ms) >= day_of(state.last_ms) - memory_days
+
+
 def _prune(state: CustomerState, cfg: FeatureConfig) -> None:
     horizon = day_of(state.last_ms) - max(RING_DAYS, cfg.allowed_lateness_days)
     if state.days and min(state.days) <= horizon:
         for day in [d for d in state.days if d <= horizon]:
             del state.days[day]
-    keep_ms = state.last_ms - cfg.survey_memory_days * DAY_MS
     for series in (state.csat, state.ces):
-        while series and series[0][0] < keep_ms:
+        while series and not _keeps(state, int(series[0][0]), cfg.survey_memory_days):
             series.pop(0)
-    cutoff = state.last_ms - RING_DAYS * DAY_MS
-    for tid in [t for t, v in state.resolved_tickets.items() if v[3] < cutoff]:
+    for tid in [t for t, v in state.resolved_tickets.items() if not _keeps(state, v[3], RING_DAYS)]:
         del state.resolved_tickets[tid]
-    fh_cut = state.last_ms - cfg.help_fail_memory_ms
-    state.recent_failed_help = [x for x in state.recent_failed_help if x[0] >= fh_cut]
+    state.recent_failed_help = [x for x in state.recent_failed_help
+                                if _keeps(state, x[0], cfg.help_fail_memory_days)]
 
 
 def _on_interaction(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
@@ -204,7 +210,7 @@ def _on_interaction(state: CustomerState, ev: Event, in_window: bool, cfg: Featu
         state.last_login_ms = ev.ts_ms
     if ev.type == "help_view" and ev.data.get("success") is False:
         _count(state, ev.ts_ms, CH["failed_help"], in_window)
-        if ev.ts_ms >= state.last_ms - cfg.help_fail_memory_ms:
+        if _keeps(state, ev.ts_ms, cfg.help_fail_memory_days):
             state.recent_failed_help.append([ev.ts_ms, ev.data.get("feature", "")])
             state.recent_failed_help.sort(key=lambda x: x[0])
 
@@ -257,7 +263,7 @@ def _on_survey(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureCon
     if ev.type == "nps":
         _insert_series(state.nps, ev.ts_ms, score)
         del state.nps[:-2]  # the latest and the one before it are all the features use
-    elif ev.ts_ms >= state.last_ms - cfg.survey_memory_days * DAY_MS:
+    elif _keeps(state, ev.ts_ms, cfg.survey_memory_days):
         _insert_series(state.csat if ev.type == "csat" else state.ces, ev.ts_ms, score)
 
 

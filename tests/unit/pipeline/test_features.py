@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -520,6 +521,8 @@ def test_order_independence_within_lateness(events, seed):
     for now in (T0, T0 + 3 * DAY_MS):
         assert same_vector(vector(a, now), vector(b, now))
     assert a.lifetime == b.lifetime and a.days == b.days
+    # the whole state, remembered lists included, not only the vector (the crash test compares states)
+    assert orjson.loads(a.to_bytes()) == orjson.loads(b.to_bytes())
 
 
 def _ninety_day_active_customer() -> CustomerState:
@@ -558,3 +561,16 @@ def test_serialized_size_of_a_90_day_active_customer():
     assert len(s.resolved_tickets) == 9 and len(s.csat) == 3
     assert len(raw) < 8_000
     assert same_vector(vector(CustomerState.from_bytes(raw), T0), vector(s, T0))
+
+
+def test_remembered_failed_help_views_do_not_depend_on_arrival_order():
+    """Found by the crash test: a failed help view arriving after a newer event of another topic was
+    forgotten by the stream but kept by the time-ordered replay."""
+    day = (T0 // DAY_MS) * DAY_MS
+    help1 = ev("interactions", "help_view", day + 1 * 3_600_000, feature="export", success=False)
+    help2 = ev("interactions", "help_view", day + DAY_MS + 1_800_000, feature="export", success=False)
+    later = ev("tickets", "opened", day + DAY_MS + 23 * 3_600_000, ticket_id="t-x", severity="low")
+    in_order = state_of(help1, help2, later)
+    arrival = state_of(later, help2, help1)
+    assert in_order.recent_failed_help == arrival.recent_failed_help
+    assert orjson.loads(in_order.to_bytes()) == orjson.loads(arrival.to_bytes())
