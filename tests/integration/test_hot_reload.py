@@ -1,0 +1,70 @@
+"""A running worker picks up a promoted model without restart and refuses a bad one."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.contract import DAY_MS
+from pipeline.registry import MODEL_FILE, Registry
+from pipeline.settings import Settings
+from tests.integration.conftest import read_topic, wait_for
+from tests.integration.scenarios import event
+
+pytestmark = pytest.mark.integration
+
+
+def _copy_version(reg: Registry, version: str, edit=None) -> str:
+    """Save a copy of ``version`` as a new version, optionally editing (model_text, meta) first."""
+    text = (reg.path(version) / MODEL_FILE).read_text()
+    meta = {k: v for k, v in reg.meta(version).items() if k not in ("version", "sha256")}
+    if edit is not None:
+        text, meta = edit(text, meta)
+    return reg.save(text, meta)
+
+
+def test_promotion_is_picked_up_and_bad_models_are_rejected(settings: Settings, start_worker, sender,
+                                                            tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(settings.models_dir, models)
+    settings = settings.with_(models_dir=models, emit_scores=True)
+    reg = Registry(models)
+    worker = start_worker(settings)
+    assert worker.metric('churnwatch_model_info{version="v1"}') == 1
+
+    v2 = _copy_version(reg, "v1")
+    started = time.monotonic()
+    reg.promote(v2)
+    wait_for(lambda: worker.metric(f'churnwatch_model_info{{version="{v2}"}}') == 1, 10, what=f"{v2} loaded")
+    reload_s = time.monotonic() - started
+    day = (int(time.time() * 1000) // DAY_MS - 1) * DAY_MS
+    sender.send_all([event("interactions", "reload-1", day, "login")])
+    scores = wait_for(lambda: [s for s in read_topic(settings, settings.scores_topic) if s["customer_id"] == "reload-1"],
+                      30, what="a scoring after the promotion")
+    assert scores[-1]["model_version"] == v2
+
+    # a corrupt file that lands as current (e.g. a copy interrupted half-way) is refused
+    v3 = _copy_version(reg, v2)
+    (reg.path(v3) / MODEL_FILE).write_text("tree\nthis is not a LightGBM model\n")
+    (models / "CURRENT").write_text(v3 + "\n")
+    wait_for(lambda: worker.metric('churnwatch_model_reload_failures_total{reason="corrupt"}') >= 1, 10,
+             what="the corrupt model to be rejected")
+    # a model built for other features is refused too, even with a valid checksum
+    v4 = _copy_version(reg, v2, edit=lambda text, meta: (text, {**meta, "features": list(reversed(meta["features"]))}))
+    (models / "CURRENT").write_text(v4 + "\n")
+    wait_for(lambda: worker.metric('churnwatch_model_reload_failures_total{reason="feature_mismatch"}') >= 1, 10,
+             what="the mismatched model to be rejected")
+    assert worker.metric(f'churnwatch_model_info{{version="{v2}"}}') == 1
+    assert worker.metric("churnwatch_model_loaded") == 1
+    assert "rejected model" in worker.log()
+    sender.send_all([event("interactions", "reload-1", day + 1000, "feature_use", feature="reports")])
+    later = wait_for(lambda: [s for s in read_topic(settings, settings.scores_topic)
+                              if s["customer_id"] == "reload-1" and s["ts_ms"] == day + 1000], 30,
+                     what="a scoring after the rejections")
+    assert later[-1]["model_version"] == v2
+    print(f"\nhot reload: promotion picked up after {reload_s:.1f}s")
+    assert orjson.loads((reg.path(v2) / "meta.json").read_bytes())["version"] == v2
