@@ -20,9 +20,12 @@ MIN_HISTORY_DAYS = 28  # must equal training's DatasetConfig.min_history_days
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Defaults; per-tier thresholds proposed by the model's training override ``thresholds``."""
+    """Alert policy knobs (see ``docs/alerts.md``); loaded from the policy file by ``pipeline.policy``."""
 
+    #: built-in defaults, used when neither the policy file nor the model proposes a threshold
     thresholds: dict[str, float] = field(default_factory=lambda: {"vip": 0.35, "standard": 0.5})
+    #: thresholds written in the policy file: they win over the model's proposals
+    file_thresholds: dict[str, float] = field(default_factory=dict)
     #: Re-arm once the score falls below threshold * rearm_ratio.
     rearm_ratio: float = 0.8
     cooldown_days: float = 14.0
@@ -32,7 +35,7 @@ class PolicyConfig:
     min_history_days: float = MIN_HISTORY_DAYS
 
     def threshold(self, tier: str, model_thresholds: dict[str, float] | None = None) -> float:
-        merged = {**self.thresholds, **(model_thresholds or {})}
+        merged = {**self.thresholds, **(model_thresholds or {}), **self.file_thresholds}
         return merged.get(tier, merged.get("standard", 0.5))
 
 

@@ -13,16 +13,17 @@ import asyncio
 import base64
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 import numpy as np
 import orjson
 
-from pipeline import alerting, explain, metrics
+from pipeline import alerting, explain, metrics, rules
 from pipeline.contract import Event, InvalidEvent, Limits, parse
 from pipeline.features import CustomerState, FeatureConfig, apply, vector
+from pipeline.policy import load_policy
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
@@ -64,6 +65,7 @@ class Touched:
     partition: int
     score_needed: bool = False
     as_of_ms: int = 0
+    rule_hits: list[rules.RuleHit] = field(default_factory=list)
 
 
 class Worker:
@@ -73,7 +75,8 @@ class Worker:
         self.settings = settings
         self.registry = Registry(settings.models_dir)
         self.models = ModelHolder(self.registry)
-        self.policy = alerting.PolicyConfig()
+        self.policy = load_policy(settings.policy_file)
+        self.alerted_outcomes: dict[str, int] = {}
         self.feature_cfg = FeatureConfig(allowed_lateness_days=settings.allowed_lateness_days)
         self.limits = Limits(
             max_future_ms=int(settings.max_future_s * 1000),
@@ -221,9 +224,11 @@ class Worker:
             entry.partition = entry.state.partition = msg.partition
             self.clock.observe(msg.partition, ev.ts_ms, now_ms)
             if ev.source == "outcomes":
+                self._count_outcome(entry.state, ev)
                 alerting.on_outcome(entry.state.alert, ev)
             else:
                 entry.score_needed = True
+                entry.rule_hits += rules.on_event(entry.state, ev, self.policy.rules)
             newest = max(newest, ev.ts_ms)
         if newest:
             metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
@@ -258,37 +263,71 @@ class Worker:
                 if orjson.dumps(entry.state.alert) != before[key]:
                     self._store(key, entry)
 
+    def _count_outcome(self, state: CustomerState, ev: Event) -> None:
+        """Closing the loop: outcomes overall, and outcomes of customers churnwatch had alerted."""
+        metrics.OUTCOMES.labels(type=ev.type).inc()
+        if state.alert.get("last_ms") is not None and ev.ts_ms >= state.alert["last_ms"]:
+            metrics.ALERTED_OUTCOMES.labels(type=ev.type).inc()
+            self.alerted_outcomes[ev.type] = self.alerted_outcomes.get(ev.type, 0) + 1
+            saved, churned = self.alerted_outcomes.get("saved", 0), self.alerted_outcomes.get("churned", 0)
+            if saved + churned:
+                metrics.SAVE_RATE.set(saved / (saved + churned))
+
     async def score_and_alert(self, entries: list[Touched], now_ms: int, trigger: str) -> None:
-        model = self.models.model
-        if model is None or not entries:
+        if not entries:
             return
+        model = self.models.model
         rows = [vector(e.state, e.as_of_ms) for e in entries]
-        started = time.perf_counter()
-        scores = model.predict(rows)
-        metrics.SCORING_LATENCY.observe(time.perf_counter() - started)
-        metrics.SCORED.inc(len(entries))
-        thresholds = model.thresholds
+        scores: list[float | None] = [None] * len(entries)
+        thresholds: dict[str, float] = {}
+        if model is not None:
+            started = time.perf_counter()
+            scores = [float(x) for x in model.predict(rows)]
+            metrics.SCORING_LATENCY.observe(time.perf_counter() - started)
+            metrics.SCORED.inc(len(entries))
+            thresholds = model.thresholds
+        version = model.version if model else None
         for entry, row, score in zip(entries, rows, scores):
             st, as_of = entry.state, entry.as_of_ms
-            if self.settings.emit_scores:
+            if score is not None and self.settings.emit_scores:
                 await self.scores.send(key=st.customer_id.encode(), value=orjson.dumps({
-                    "customer_id": st.customer_id, "ts_ms": as_of, "trigger": trigger, "score": float(score),
-                    "model_version": model.version, "offsets": st.offsets, "features": row,
-                }, option=orjson.OPT_SERIALIZE_NUMPY))
-            decision = alerting.decide(
-                st.alert, score=float(score), tier=st.tier, now_ms=as_of,
-                history_days=(as_of - st.first_ms) / 86_400_000 if st.first_ms else 0.0,
-                churned=bool(st.churned_ms), cfg=self.policy, model_thresholds=thresholds, trigger=trigger,
-            )
-            if decision is None:
-                continue
-            contrib = model.contributions([row])[0]
-            reasons = explain.top_reasons(row, contrib)
-            alert = alerting.build(st.customer_id, st.tier, st.csm, float(score), decision, reasons,
-                                   explain.suggest_play(reasons), model.version, as_of, now_ms)
-            alerting.record(st.alert, alert)
-            metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
-            await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(alert.to_json()))
+                    "customer_id": st.customer_id, "ts_ms": as_of, "trigger": trigger, "score": score,
+                    "model_version": version, "offsets": st.offsets, "features": row,
+                }))
+            threshold = self.policy.alerts.threshold(st.tier, thresholds)
+            alerts: list[alerting.Alert] = []
+            contrib = None
+            if score is not None:
+                decision = alerting.decide(
+                    st.alert, score=score, tier=st.tier, now_ms=as_of,
+                    history_days=(as_of - st.first_ms) / 86_400_000 if st.first_ms else 0.0,
+                    churned=bool(st.churned_ms), cfg=self.policy.alerts, model_thresholds=thresholds, trigger=trigger,
+                )
+                if decision is not None:
+                    contrib = model.contributions([row])[0]
+                    reasons = explain.top_reasons(row, contrib)
+                    alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score, decision, reasons,
+                                                 explain.suggest_play(reasons, self.policy.plays), version, as_of, now_ms))
+            if not st.churned_ms:
+                hits = entry.rule_hits + rules.on_score(st, row, score, threshold, self.policy.rules)
+                for hit in hits:
+                    hit_ms = hit.ts_ms if hit.ts_ms is not None else as_of
+                    if not rules.due(st.alert, hit, hit_ms, self.policy.rules):
+                        continue
+                    if contrib is None and model is not None:
+                        contrib = model.contributions([row])[0]
+                    reasons = [explain.Reason(hit.feature, hit.value, 0.0, hit.category, hit.text)]
+                    if contrib is not None:
+                        reasons += [r for r in explain.top_reasons(row, contrib) if r.feature != hit.feature][:2]
+                    decision = alerting.Decision("rule", hit.rule, threshold,
+                                                 alerting.band(score, threshold) if score is not None else "high")
+                    alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
+                                                 decision, reasons, self.policy.plays.get(hit.category, ""),
+                                                 version, hit_ms, now_ms))
+            for alert in alerts:
+                alerting.record(st.alert, alert)
+                metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
+                await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(alert.to_json()))
 
 
 def run_worker(settings: Settings) -> None:

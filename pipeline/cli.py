@@ -291,11 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.broker import BrokerError
+    from pipeline.policy import PolicyError
     from pipeline.registry import RegistryError
     from pipeline.scoring import ModelError
     from pipeline.topics import TopicError
 
-    errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError]
+    errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError,
+                                           PolicyError]
     try:  # the streaming side must still report its own errors when training cannot be imported
         from training.train import TrainingError
 

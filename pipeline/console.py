@@ -17,10 +17,13 @@ def alert_text(alert: dict[str, Any]) -> Text:
     t.append(f"ALERT {band.upper():8}", style=BAND_STYLE.get(band, "bold"))
     t.append(f" {alert.get('customer_id')} ", style="bold")
     t.append(f"[{alert.get('tier')}, csm {alert.get('csm') or '-'}] ")
-    t.append(f"risk {alert.get('score', 0):.0%}", style="bold")
+    score = alert.get("score")
+    t.append(f"risk {score:.0%}" if isinstance(score, (int, float)) else "risk n/a", style="bold")
     t.append(f" (threshold {alert.get('threshold', 0):.0%}, {alert.get('trigger')}, model {alert.get('model_version')})")
     if alert.get("kind") == "escalation":
         t.append(" ESCALATED", style="bold magenta")
+    elif alert.get("kind") == "rule":
+        t.append(f" RULE {alert.get('trigger')}", style="bold blue")
     for r in alert.get("reasons", []):
         t.append(f"\n    - {r.get('text')}", style="cyan")
     if alert.get("play"):

@@ -22,6 +22,10 @@ MODEL_LOADED = Gauge("churnwatch_model_loaded", "1 when a model is loaded")
 MODEL_RELOAD_FAILURES = Counter("churnwatch_model_reload_failures", "Promoted models that were rejected", ["reason"])
 WORKER_READY = Gauge("churnwatch_worker_ready", "1 once the worker has its partitions and processes events")
 CUSTOMERS = Gauge("churnwatch_customers_tracked", "Customers with state on this worker")
+OUTCOMES = Counter("churnwatch_outcomes", "Outcome events (alert_ack, contacted, saved, churned, renewed)", ["type"])
+ALERTED_OUTCOMES = Counter("churnwatch_alerted_outcomes",
+                           "Outcome events of customers who had been alerted before the outcome", ["type"])
+SAVE_RATE = Gauge("churnwatch_save_rate", "Of alerted customers with a final outcome: saved / (saved + churned)")
 EVENT_LAG = Gauge("churnwatch_event_time_lag_seconds", "Wall clock minus the newest event time seen")
 
 

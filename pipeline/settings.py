@@ -48,6 +48,8 @@ class Settings:
     model_poll_s: float = 5.0
     #: Also publish every scoring (features + score) to the scores topic, for parity checks and audits.
     emit_scores: bool = False
+    #: Alert policy file (TOML; see docs/alerts.md). Empty: the documented defaults.
+    policy_file: str = ""
     #: Silence sweep: every this many days of event time, re-score customers quiet for sweep_idle_days.
     sweep_interval_days: float = 1.0
     sweep_idle_days: float = 1.0

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -26,7 +26,7 @@ from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.demo import scrape
 from pipeline.feed import read_all
 from pipeline.registry import Registry
-from pipeline.settings import Settings
+from pipeline.settings import ENV_PREFIX, Settings
 from pipeline.simulator import SimConfig, simulate, write_jsonl
 from pipeline.topics import ensure_topics
 
@@ -115,18 +115,11 @@ class WorkerProcess:
 
 
 def _env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment: every setting of ``settings`` as its CHURNWATCH_* variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
-    env.update({
-        "CHURNWATCH_BROKER": settings.broker,
-        "CHURNWATCH_TOPIC_PREFIX": settings.topic_prefix,
-        "CHURNWATCH_APP_ID": settings.app_id,
-        "CHURNWATCH_PARTITIONS": str(settings.partitions),
-        "CHURNWATCH_MODELS_DIR": str(settings.models_dir),
-        "CHURNWATCH_DATA_DIR": str(settings.data_dir),
-        "CHURNWATCH_METRICS_PORT": str(settings.metrics_port),
-        "CHURNWATCH_MODEL_POLL_S": str(settings.model_poll_s),
-        "CHURNWATCH_EMIT_SCORES": "1" if settings.emit_scores else "0",
-    })
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        env[ENV_PREFIX + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
     env.update(extra or {})
     return env
 
