@@ -28,6 +28,7 @@ from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
 from pipeline.sweep import SweepClock
+from pipeline.webhook import WebhookSink
 
 log = logging.getLogger("churnwatch.worker")
 
@@ -92,6 +93,14 @@ class Worker:
         # The agent and the sweep both read-modify-write customer states; across their awaits a
         # lock keeps one from overwriting the other's newer state.
         self.state_lock = asyncio.Lock()
+        # Optional chat copy of every alert; it must never hold up scoring (see pipeline.webhook).
+        self.webhook: WebhookSink | None = None
+        if settings.webhook_url:
+            self.webhook = WebhookSink(
+                settings.webhook_url, timeout_s=settings.webhook_timeout_s,
+                max_attempts=settings.webhook_max_attempts, backoff_s=settings.webhook_backoff_s,
+                queue_size=settings.webhook_queue_size, on_failure=self._webhook_failed,
+            )
         self.app = self._build_app()
 
     # ---- Faust wiring ------------------------------------------------------------------------
@@ -130,6 +139,11 @@ class Worker:
         app.timer(1.0)(self._sweep)
         app.on_rebalance_complete.connect(self._on_ready)
         app.on_partitions_revoked.connect(self._on_revoked)
+        if self.webhook is not None:
+            app.task(self._start_webhook)
+            # After the consumer stopped (no new alerts) and before the producer is flushed and
+            # stopped (give-ups can still be dead-lettered while draining).
+            app.on_before_shutdown.connect(self._stop_webhook)
         return app
 
     def _credentials(self) -> Any:
@@ -153,6 +167,23 @@ class Worker:
     async def _on_revoked(self, app: Any = None, revoked: Any = None, **_: Any) -> None:
         metrics.WORKER_READY.set(0)
         self.clock.forget({tp.partition for tp in revoked or ()})
+
+    async def _start_webhook(self) -> None:
+        assert self.webhook is not None
+        await self.webhook.start()
+
+    async def _stop_webhook(self, app: Any = None, **_: Any) -> None:
+        assert self.webhook is not None
+        await self.webhook.stop(drain_timeout_s=self.settings.webhook_timeout_s)
+
+    async def _webhook_failed(self, record: dict[str, Any], detail: str) -> None:
+        """An alert's chat copy was given up on: keep it on the dead-letter topic, keyed by customer.
+
+        Not counted in churnwatch_deadletters_total, which measures bad *input*;
+        churnwatch_webhook_deliveries_total{outcome="failed"} counts these.
+        """
+        customer = (record.get("alert") or {}).get("customer_id")
+        await self.deadletter.send(key=str(customer).encode() if customer else None, value=orjson.dumps(record))
 
     def _assigned_partitions(self) -> set[int]:
         inputs = set(self.source_of)
@@ -311,8 +342,7 @@ class Worker:
             if not st.churned_ms:
                 hits = entry.rule_hits + rules.on_score(st, row, score, threshold, self.policy.rules)
                 for hit in hits:
-                    hit_ms = hit.ts_ms if hit.ts_ms is not None else as_of
-                    if not rules.due(st.alert, hit, hit_ms, self.policy.rules):
+                    if not rules.due(st.alert, hit, as_of, self.policy.rules):
                         continue
                     if contrib is None and model is not None:
                         contrib = model.contributions([row])[0]
@@ -323,11 +353,14 @@ class Worker:
                                                  alerting.band(score, threshold) if score is not None else "high")
                     alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
                                                  decision, reasons, self.policy.plays.get(hit.category, ""),
-                                                 version, hit_ms, now_ms))
+                                                 version, as_of, now_ms))
             for alert in alerts:
                 alerting.record(st.alert, alert)
                 metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
-                await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(alert.to_json()))
+                record = alert.to_json()
+                await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(record))
+                if self.webhook is not None:
+                    self.webhook.enqueue(record)  # never waits; the sink's task posts it
 
 
 def run_worker(settings: Settings) -> None:

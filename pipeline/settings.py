@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "CHURNWATCH_"
 
@@ -50,6 +51,14 @@ class Settings:
     emit_scores: bool = False
     #: Alert policy file (TOML; see docs/alerts.md). Empty: the documented defaults.
     policy_file: str = ""
+    #: Optional chat webhook (Slack/Mattermost/Teams-style incoming webhook) for alerts; empty = off.
+    #: The URL is usually a credential: it is masked by ``churnwatch config`` and never logged.
+    webhook_url: str = field(default="", repr=False)
+    #: Per-attempt timeout, attempts per alert, base of the exponential backoff, alerts held in memory.
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 5
+    webhook_backoff_s: float = 0.5
+    webhook_queue_size: int = 1000
     #: Silence sweep: every this many days of event time, re-score customers quiet for sweep_idle_days.
     sweep_interval_days: float = 1.0
     sweep_idle_days: float = 1.0
@@ -140,6 +149,14 @@ class Settings:
             raise SettingsError(f"partitions must be >= 1, got {self.partitions}")
         if not (0 < self.metrics_port < 65536) and self.metrics_port != 0:
             raise SettingsError(f"metrics_port must be a TCP port, got {self.metrics_port}")
+        if self.webhook_url:
+            parts = urlsplit(self.webhook_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise SettingsError("webhook_url must look like https://host/path (value not shown: it is a secret)")
+        if self.webhook_timeout_s <= 0 or self.webhook_max_attempts < 1 or self.webhook_backoff_s < 0 \
+                or self.webhook_queue_size < 1:
+            raise SettingsError("webhook_timeout_s must be > 0, webhook_max_attempts >= 1, "
+                                "webhook_backoff_s >= 0 and webhook_queue_size >= 1")
         if "://" not in self.broker:
             raise SettingsError(f"broker must look like kafka://host:port, got {self.broker!r}")
 

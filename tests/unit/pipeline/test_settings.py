@@ -160,7 +160,8 @@ def test_every_documented_variable_is_read():
     """Each variable from ``documented()`` really reaches its field."""
     for env, default in Settings.documented():
         name = env[len(ENV_PREFIX):].lower()
-        value = {"str": "kafka://x:1" if name == "broker" else "x", "int": "7", "float": "7.5", "bool": "true"}.get(
+        text = {"broker": "kafka://x:1", "webhook_url": "https://hooks.example/x"}.get(name, "x")
+        value = {"str": text, "int": "7", "float": "7.5", "bool": "true"}.get(
             type(getattr(Settings(), name)).__name__, "somewhere")
         s = Settings.from_env({env: value})
         assert str(getattr(s, name)) in (value, "True"), env
