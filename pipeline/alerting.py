@@ -16,6 +16,8 @@ from pipeline.contract import DAY_MS, Event, format_ts
 from pipeline.explain import Reason
 
 MIN_HISTORY_DAYS = 28  # must equal training's DatasetConfig.min_history_days
+#: alerts remembered per customer for the customer view (the alert topic keeps them all)
+HISTORY_KEPT = 10
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,10 @@ def decide(memory: dict[str, Any], *, score: float, tier: str, now_ms: int, hist
 
 def record(memory: dict[str, Any], alert: Alert) -> None:
     """Remember an emitted alert (called after the alert is built, so ids match)."""
+    history = memory.setdefault("history", [])
+    history.append({"alert_id": alert.alert_id, "event_ms": alert.event_ms, "trigger": alert.trigger,
+                    "kind": alert.kind, "score": None if alert.score != alert.score else round(alert.score, 4)})
+    del history[:-HISTORY_KEPT]
     if alert.kind == "new":
         memory.update(open=alert.alert_id, open_ms=alert.event_ms, open_score=alert.score,
                       armed=False, last_ms=alert.event_ms)

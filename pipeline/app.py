@@ -21,8 +21,8 @@ import numpy as np
 import orjson
 
 from pipeline import alerting, explain, metrics, rules
-from pipeline.contract import Event, InvalidEvent, Limits, parse
-from pipeline.features import CustomerState, FeatureConfig, apply, vector
+from pipeline.contract import Event, InvalidEvent, Limits, format_ts, parse
+from pipeline.features import CustomerState, FeatureConfig, apply, as_dict, vector
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
@@ -113,7 +113,11 @@ class Worker:
             topic_partitions=s.partitions,
             topic_replication_factor=1,
             datadir=str(s.data_dir / "faust"),
-            web_enabled=False,
+            web_enabled=True,
+            web_port=s.web_port,
+            web_bind=s.web_host,
+            web_host=s.web_host,
+            canonical_url=f"http://{s.web_host}:{s.web_port}",
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=s.heartbeat_s,
@@ -144,7 +148,51 @@ class Worker:
             # After the consumer stopped (no new alerts) and before the producer is flushed and
             # stopped (give-ups can still be dead-lettered while draining).
             app.on_before_shutdown.connect(self._stop_webhook)
+        self._add_views(app)
         return app
+
+    def _add_views(self, app: faust.App) -> None:
+        """``GET /customers/{id}/``: routed by Faust to the worker that owns the customer's partition
+        (keys are partitioned with the default murmur2 partitioner, as producers do)."""
+        worker = self
+
+        class CustomerView(faust.web.View):
+            @app.table_route(table=self.table, match_info="customer_id")
+            async def get(self, request: Any, customer_id: str) -> Any:
+                body = worker.customer_view(customer_id)
+                if body is None:
+                    return self.json({"error": f"customer {customer_id} not found"}, status=404)
+                return self.json(body)
+
+        app.page("/customers/{customer_id}/")(CustomerView)
+
+    def customer_view(self, customer_id: str) -> dict[str, Any] | None:
+        """Current features, score, reasons and alert history of one customer, as of its newest event."""
+        raw = self.table.data.get(customer_id.encode())
+        if raw is None:
+            return None
+        st = CustomerState.from_bytes(raw)
+        row = vector(st, st.last_ms)
+        body: dict[str, Any] = {
+            "customer_id": st.customer_id, "tier": st.tier, "plan": st.plan, "csm": st.csm,
+            "mrr": None if st.mrr != st.mrr else st.mrr,
+            "first_event_time": format_ts(st.first_ms) if st.first_ms else None,
+            "last_event_time": format_ts(st.last_ms) if st.last_ms else None,
+            "churned_time": format_ts(st.churned_ms) if st.churned_ms else None,
+            "features": {k: (None if v != v else v) for k, v in as_dict(row).items()},
+            "score": None, "threshold": None, "reasons": [], "model_version": None,
+            "open_alert": st.alert.get("open"),
+            "alert_history": [{**h, "event_time": format_ts(h["event_ms"])} for h in st.alert.get("history", [])],
+            "rules_fired": {k: format_ts(v) for k, v in st.alert.get("rules", {}).items()},
+        }
+        model = self.models.model
+        if model is not None:
+            score = float(model.predict([row])[0])
+            contrib = model.contributions([row])[0]
+            body.update(score=round(score, 4), threshold=self.policy.alerts.threshold(st.tier, model.thresholds),
+                        model_version=model.version,
+                        reasons=[r.to_json() for r in explain.top_reasons(row, contrib)])
+        return body
 
     def _credentials(self) -> Any:
         s = self.settings

@@ -81,6 +81,7 @@ def start_worker(settings: Settings, data_dir: Path, metrics_port: int) -> DemoP
         **os.environ,
         "CHURNWATCH_BROKER": settings.broker,
         "CHURNWATCH_METRICS_PORT": str(metrics_port),
+        "CHURNWATCH_WEB_PORT": str(free_port()),
         "CHURNWATCH_MODELS_DIR": str(settings.models_dir.resolve()),
         "CHURNWATCH_DATA_DIR": str(data_dir / "worker"),
         "CHURNWATCH_PARTITIONS": str(settings.partitions),

@@ -36,6 +36,9 @@ class Settings:
     data_dir: Path = Path(".churnwatch")
     metrics_port: int = 9108
     metrics_host: str = "127.0.0.1"
+    #: The worker's web server (CSM customer view, routed to the worker owning the customer).
+    web_port: int = 6066
+    web_host: str = "127.0.0.1"
     log_level: str = "WARNING"
     #: Events whose time is further than this ahead of the wall clock are rejected.
     max_future_s: float = 86_400.0

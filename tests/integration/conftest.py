@@ -75,7 +75,7 @@ def settings(broker: EmbeddedBroker, tmp_path: Path, trained_models: Path) -> Se
     n = next(_ids)
     s = Settings.from_env(env={}).with_(
         broker=broker.url, topic_prefix=f"t{n}.", app_id=f"churnwatch-t{n}", partitions=2,
-        models_dir=trained_models, data_dir=tmp_path / "data", metrics_port=free_port(),
+        models_dir=trained_models, data_dir=tmp_path / "data", metrics_port=free_port(), web_port=free_port(),
         model_poll_s=1.0,
     )
     ensure_topics(s)

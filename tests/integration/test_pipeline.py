@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 
+import orjson
 import pytest
 
 from pipeline.contract import DAY_MS, parse_ts
@@ -28,7 +31,7 @@ def test_deteriorating_customer_is_alerted_and_healthy_one_is_not(settings: Sett
     alerts = wait_for(lambda: read_topic(settings, settings.alerts_topic), 30, what="an alert")
     by_customer = {a["customer_id"] for a in alerts}
     assert "sliding-1" in by_customer
-    assert "happy-1" not in by_customer
+    assert "happy-1" not in by_customer, [(a["trigger"], a["score"], a["threshold"], a["reasons"]) for a in alerts if a["customer_id"] == "happy-1"]
     alert = next(a for a in alerts if a["customer_id"] == "sliding-1")
     assert alert["tier"] == "standard" and alert["csm"] == "alice"
     assert alert["score"] >= alert["threshold"]
@@ -41,6 +44,18 @@ def test_deteriorating_customer_is_alerted_and_healthy_one_is_not(settings: Sett
     assert alert["trigger"] == "event"
     # one open alert per customer: the continuing decline does not produce a second 'new' alert
     assert sum(1 for a in alerts if a["customer_id"] == "sliding-1" and a["kind"] == "new") == 1
+
+    # the CSM's customer view, served by the worker that owns the customer
+    base = f"http://127.0.0.1:{settings.web_port}"
+    view = orjson.loads(urllib.request.urlopen(f"{base}/customers/sliding-1/", timeout=10).read())
+    assert view["tier"] == "standard" and view["csm"] == "alice" and view["model_version"] == "v1"
+    assert view["features"]["last_nps"] == 1 and view["features"]["open_high_sev_tickets"] >= 1
+    assert 0 <= view["score"] <= 1 and view["reasons"] and view["reasons"][0]["text"]
+    assert alert["alert_id"] in [h["alert_id"] for h in view["alert_history"]]
+    assert view["open_alert"] == alert["alert_id"]
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"{base}/customers/nobody/", timeout=10)
+    assert missing.value.code == 404
 
 
 def test_malformed_event_goes_to_deadletter_and_next_event_is_processed(settings: Settings, start_worker, sender) -> None:
