@@ -390,7 +390,9 @@ class Worker:
             if not st.churned_ms:
                 hits = entry.rule_hits + rules.on_score(st, row, score, threshold, self.policy.rules)
                 for hit in hits:
-                    if not rules.due(st.alert, hit, as_of, self.policy.rules):
+                    # an event rule belongs to its event's moment, even when a micro-batch carried later events too
+                    at = hit.ts_ms if hit.ts_ms is not None else as_of
+                    if not rules.due(st.alert, hit, at, self.policy.rules):
                         continue
                     if contrib is None and model is not None:
                         contrib = model.contributions([row])[0]
@@ -401,7 +403,7 @@ class Worker:
                                                  alerting.band(score, threshold) if score is not None else "high")
                     alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
                                                  decision, reasons, self.policy.plays.get(hit.category, ""),
-                                                 version, as_of, now_ms))
+                                                 version, at, now_ms))
             for alert in alerts:
                 alerting.record(st.alert, alert)
                 metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
