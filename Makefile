@@ -16,8 +16,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/churnwatch demo
 
-# Debian packages the integration tests use for real: Prometheus (scraping, promtool).
-DEBIAN_TEST_PACKAGES := prometheus
+# Debian packages the integration tests use for real: Prometheus (scraping, promtool), and Chromium with
+# its WebDriver for the inbox page.
+DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver
 
 test: $(STAMP)
 	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)

@@ -137,17 +137,76 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    path = Path(args.events)
-    if not path.is_file():
-        raise UserError(f"event log {path} not found")
+def _registry(args: argparse.Namespace):  # -> pipeline.registry.Registry
     from pipeline.registry import Registry
-    from training.train import train_from_log
 
-    result = train_from_log(path, Registry(settings.models_dir), horizon_days=args.horizon_days,
-                            seed=args.seed, promote=not args.no_promote, progress=not args.quiet)
-    print(result.summary())
+    return Registry(_settings(args).models_dir)
+
+
+def _existing(path_text: str, what: str) -> Path:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UserError(f"{what} {path} not found")
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if bool(args.events) == bool(args.usage or args.churn):
+        raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
+    kwargs = dict(horizon_days=args.horizon_days, cadence_days=args.cadence_days, seed=args.seed,
+                  promote=not args.no_promote, progress=not args.quiet)
+    if args.events:
+        events = _existing(args.events, "event log")  # before the (heavy) training import
+        from training.train import train_from_log
+
+        result = train_from_log(events, _registry(args), **kwargs)
+        print(result.summary())
+        return 0
+    if not (args.usage and args.churn):
+        raise UserError("a foreign log needs both --usage FILE and --churn FILE")
+    from training.foreign import mapping_from_args, train_foreign
+
+    usage, churn = _existing(args.usage, "usage log"), _existing(args.churn, "churn table")
+    foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log, **kwargs)
+    print(foreign.summary())
+    return 0
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    from training.dataset import DatasetConfig, build_dataset, dataset_format, write_dataset
+    from training.eventlog import read_events
+
+    source = _existing(args.events, "event log")
+    try:
+        dataset_format(Path(args.out))
+    except ValueError as exc:  # unknown suffix, missing directory: say so before the replay, not after
+        raise UserError(str(exc)) from None
+    log = read_events(source)
+    if not log.events:
+        raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
+    cfg = DatasetConfig(cadence_days=args.cadence_days, horizon_days=args.horizon_days,
+                        min_history_days=args.min_history_days)
+    dataset = build_dataset(log.events, cfg)
+    fmt = write_dataset(dataset, args.out)
+    info = dataset.summary()
+    print(f"wrote {info['rows']:,} rows ({info['customers']:,} customers, {info['observation_times']} observation "
+          f"times {str(info['first_observation'])[:10]} .. {str(info['last_observation'])[:10]}, positive rate "
+          f"{info['positive_rate']}) to {args.out} ({fmt}); {log.stats.skipped} invalid records skipped")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export_topics
+
+    stats = export_topics(_settings(args), args.out, args.format)
+    print(stats.summary())
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    from pipeline.inbox import run_inbox
+
+    run_inbox(_settings(args), host=args.host, port=args.port)
     return 0
 
 
@@ -258,14 +317,56 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_worker)
 
-    sp = sub.add_parser("train", help="train a model from an event log and add it to the registry")
-    sp.add_argument("--events", required=True, help="JSONL event log (e.g. from 'churnwatch simulate --out')")
-    sp.add_argument("--horizon-days", type=_positive_int, default=30)
+    sp = sub.add_parser("train", help="train a model from an event log (or a foreign usage log) into the registry")
+    src = sp.add_argument_group("input (either --events, or --usage with --churn)")
+    src.add_argument("--events", help="churnwatch event log: JSONL, CSV/TSV (.gz) or Parquet (e.g. 'churnwatch export')")
+    src.add_argument("--usage", help="foreign usage log: account id, event time, event type (docs/foreign-logs.md)")
+    src.add_argument("--churn", help="foreign churn dates or subscriptions table, with --usage")
+    sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
+    sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
+    for flag, helptext in (("--id-col", "usage account column (default account_id)"),
+                           ("--time-col", "usage time column (default ts)"),
+                           ("--type-col", "usage event-type column (default event)"),
+                           ("--time-format", "strptime format of usage times (default: recognised)"),
+                           ("--feature-col", "usage column naming the product feature"),
+                           ("--duration-col", "usage column with a duration in seconds"),
+                           ("--churn-id-col", "churn table account column"),
+                           ("--churn-date-col", "churn table date column (default churn_date)"),
+                           ("--start-col", "subscriptions start column (default start)"),
+                           ("--end-col", "subscriptions end column (default end)"),
+                           ("--churn-time-format", "strptime format of churn dates"),
+                           ("--tier-col", "account tier column"), ("--plan-col", "account plan column"),
+                           ("--mrr-col", "account MRR column"),
+                           ("--as-of", "the data's 'now' (default: newest usage time)"),
+                           ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
+        fm.add_argument(flag, help=helptext)
+    fm.add_argument("--type-map", action="append", help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, …")
     common(sp, broker=False)
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("dataset", help="write the point-in-time training dataset of an event log (Parquet/CSV)")
+    sp.add_argument("--events", required=True, help="event log: JSONL, CSV/TSV (.gz) or Parquet")
+    sp.add_argument("--out", required=True, help="output .parquet, .csv or .csv.gz")
+    sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
+    sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
+    sp.add_argument("--min-history-days", type=int, default=28, help="history a customer needs to get a row")
+    sp.set_defaults(func=cmd_dataset)
+
+    sp = sub.add_parser("export", help="dump the input topics to an event log (JSONL, .jsonl.gz or Parquet)")
+    sp.add_argument("--out", required=True, help="output file; the format follows the suffix")
+    sp.add_argument("--format", choices=["jsonl", "parquet"], help="force a format (must agree with the suffix)")
+    common(sp)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("inbox", help="serve the CSM inbox page (open alerts, acknowledge) from the alert topic")
+    sp.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    sp.add_argument("--port", type=_positive_int, default=8088)
+    common(sp)
+    sp.set_defaults(func=cmd_inbox)
 
     sp = sub.add_parser("models", help="list, promote or roll back registry models")
     sp.add_argument("action", choices=["list", "promote", "rollback"])
@@ -299,9 +400,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError,
                                            PolicyError]
     try:  # the streaming side must still report its own errors when training cannot be imported
+        from training.export import ExportError
+        from training.readers import LogFormatError
         from training.train import TrainingError
 
-        errors.append(TrainingError)
+        errors += [TrainingError, LogFormatError, ExportError]
     except ImportError:
         pass
     return tuple(errors)

@@ -12,8 +12,14 @@ runs past the end of the log are dropped (censored), since "no churn seen yet" i
 
 from __future__ import annotations
 
+import csv
+import gzip
+import math
+import os
+import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -183,3 +189,63 @@ def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig) -
         log_end_ms=log_end,
         config=cfg,
     )
+
+
+# ---- writing ------------------------------------------------------------------------------------
+#: Leading columns of a written dataset; the feature columns follow in :data:`FEATURES` order.
+ID_COLUMNS = ("customer_id", "observed_at", "tier", "label")
+
+
+def dataset_format(path: Path) -> str:
+    """``parquet`` or ``csv`` from the output name; a ValueError (one line) for anything unwritable."""
+    name = path.name.lower()
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: directory {path.parent} does not exist")
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".csv.gz")):
+        return "csv"
+    raise ValueError(f"{path}: the dataset is written as .parquet, .csv or .csv.gz")
+
+
+def write_dataset(dataset: Dataset, path: Path | str) -> str:
+    """Write ``dataset`` as Parquet (``.parquet``) or CSV (``.csv``/``.csv.gz``) and return the format.
+
+    Written for the data scientist who wants to explore or model outside churnwatch: the very rows
+    ``churnwatch train`` fits on, one per (customer, observation time), features in the stream's
+    order, ``label`` = churned within the horizon. Missing feature values stay missing (empty CSV
+    cells, Parquet nulls), never zeros, because "no survey answer yet" is not "a score of 0". The
+    file appears atomically, so a failed write never leaves a truncated table behind.
+    """
+    path = Path(path)
+    fmt, name = dataset_format(path), path.name.lower()
+    observed = [format_ts(int(t)) for t in dataset.obs_ms]
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            columns: dict[str, Any] = {
+                "customer_id": pa.array(dataset.customer_ids.tolist(), pa.string()),
+                "observed_at": pa.array(observed, pa.string()),
+                "tier": pa.array(dataset.tiers.tolist(), pa.string()),
+                "label": pa.array(dataset.y.tolist(), pa.int8()),
+            }
+            for j, feature in enumerate(dataset.features):
+                columns[feature] = pa.array(dataset.X[:, j], pa.float64(), from_pandas=True)  # NaN -> null
+            pq.write_table(pa.table(columns), tmp)
+        else:
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(tmp, "wt", newline="") as fh:
+                out = csv.writer(fh)
+                out.writerow([*ID_COLUMNS, *dataset.features])
+                for i in range(len(dataset)):
+                    values = ["" if math.isnan(v) else repr(float(v)) for v in dataset.X[i]]
+                    out.writerow([dataset.customer_ids[i], observed[i], dataset.tiers[i], int(dataset.y[i]), *values])
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return fmt

@@ -5,8 +5,9 @@ same :func:`pipeline.contract.validate` the worker runs. A bad record is skipped
 reason the worker would dead-letter it with; one broken line in a million must never stop a training run.
 
 File formats are pluggable: a *record reader* turns a file into decoded records (dicts carrying a
-``source`` field) or :class:`InvalidEvent` values for records it could not decode. Only JSONL exists
-today; a CSV or Parquet reader is one function plus one :func:`register_reader` call.
+``source`` field) or :class:`InvalidEvent` values for records it could not decode. JSONL is read here;
+CSV/TSV (optionally gzipped) and Parquet readers live in :mod:`training.readers` and are registered
+below. Another format is one function plus one :func:`register_reader` call.
 """
 
 from __future__ import annotations
@@ -129,6 +130,13 @@ def register_reader(suffix: str, reader: RecordReader) -> None:
 for _suffix in (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz"):
     register_reader(_suffix, read_jsonl_records)
 
+# Tables (CSV/TSV, gzipped or not, and Parquet; pyarrow is imported only when a Parquet file is read).
+from training.readers import READERS as _TABLE_READERS  # noqa: E402  (after register_reader exists)
+from training.readers import LogFormatError  # noqa: E402
+
+for _suffix, _reader in _TABLE_READERS.items():
+    register_reader(_suffix, _reader)
+
 
 def reader_for(path: Path) -> RecordReader:
     """Pick the reader by the longest matching suffix (``.jsonl.gz`` before ``.gz``)."""
@@ -136,7 +144,7 @@ def reader_for(path: Path) -> RecordReader:
     for suffix in sorted(_READERS, key=len, reverse=True):
         if name.endswith(suffix):
             return _READERS[suffix]
-    raise ValueError(f"{path}: unknown event-log format (known suffixes: {', '.join(sorted(_READERS))})")
+    raise LogFormatError(f"{path}: unknown event-log format (known suffixes: {', '.join(sorted(_READERS))})")
 
 
 # ---- validation ---------------------------------------------------------------------------------

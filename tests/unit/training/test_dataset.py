@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.contract import DAY_MS, Event
 from pipeline.features import FEATURES, replay, vector
-from training.dataset import DatasetConfig, build_dataset, next_midnight, observation_times
+from training.dataset import DatasetConfig, build_dataset, next_midnight, observation_times, write_dataset
 from training.eventlog import read_events
 from training.labels import labels_from_events
 
@@ -199,3 +199,56 @@ def test_progress_callback_sees_every_event(sim_events: list[Event]) -> None:
     seen: list[int] = []
     build_dataset(sim_events, DatasetConfig(), on_progress=seen.append)
     assert sum(seen) == len(sim_events)
+
+
+# ---- writing the dataset out (``churnwatch dataset``) -----------------------------------------------
+@pytest.mark.parametrize("name", ["rows.parquet", "rows.csv", "rows.csv.gz"])
+def test_written_dataset_reads_back_row_for_row(tmp_path, name: str) -> None:
+    import csv
+    import gzip
+
+    import pyarrow.parquet as pq
+
+    ds = build_dataset(hand_made_log(), DatasetConfig(cadence_days=7, horizon_days=30))
+    path = tmp_path / name
+    assert write_dataset(ds, path) == ("parquet" if name.endswith(".parquet") else "csv")
+    if name.endswith(".parquet"):
+        table = pq.read_table(path).to_pylist()
+    else:
+        with (gzip.open(path, "rt") if name.endswith(".gz") else open(path)) as fh:
+            table = list(csv.DictReader(fh))
+    assert len(table) == len(ds) > 0
+    assert list(table[0])[:4] == ["customer_id", "observed_at", "tier", "label"]
+    assert list(table[0])[4:] == list(FEATURES)
+    for i, row in enumerate(table):
+        assert row["customer_id"] == ds.customer_ids[i] and int(row["label"]) == ds.y[i]
+        for j, feature in enumerate(FEATURES):
+            cell = row[feature]
+            if np.isnan(ds.X[i, j]):
+                assert cell in (None, "")  # missing stays missing, never a zero
+            else:
+                assert float(cell) == ds.X[i, j]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_dataset_command_writes_the_rows_train_would_fit_on(tmp_path, capsys) -> None:
+    import orjson
+    import pyarrow.parquet as pq
+
+    from pipeline import cli
+
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"".join(orjson.dumps({"source": e.source, "event_id": e.event_id, "customer_id": e.customer_id,
+                                           "ts": e.ts_ms, "type": e.type, "schema_version": 1, **e.data}) + b"\n"
+                             for e in hand_made_log()))
+    out = tmp_path / "rows.parquet"
+    assert cli.main(["dataset", "--events", str(log), "--out", str(out), "--horizon-days", "30"]) == 0
+    assert "rows" in capsys.readouterr().out
+    expected = build_dataset(read_events(log).events, DatasetConfig(horizon_days=30))
+    table = pq.read_table(out)
+    assert table.num_rows == len(expected)
+    assert table.column("label").to_pylist() == expected.y.tolist()
+
+    assert cli.main(["dataset", "--events", str(log), "--out", str(tmp_path / "rows.xlsx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".parquet, .csv" in err

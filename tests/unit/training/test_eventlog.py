@@ -143,8 +143,8 @@ def test_gzip_logs(tmp_path: Path) -> None:
 
 
 def test_unknown_format_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "log.parquet"
-    path.write_bytes(b"PAR1")
+    path = tmp_path / "log.xlsx"
+    path.write_bytes(b"PK")
     with pytest.raises(ValueError, match="unknown event-log format"):
         read_events(path)
 

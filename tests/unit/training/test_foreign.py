@@ -1,0 +1,333 @@
+"""A team's own usage log + churn table -> churnwatch events -> a model, in one step."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import cli
+from pipeline.registry import Registry
+from pipeline.scoring import load_version
+from training.eventlog import read_events
+from training.foreign import (ForeignLogError, ForeignMapping, TimeReader, convert, day_order, mapping_from_args,
+                              parse_type_map)
+
+UTC = timezone.utc
+
+
+def ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+MAPPING = ForeignMapping(id_col="account", time_col="occurred_at", type_col="action",
+                         type_map={"SignIn": "login", "view_dashboard": "page_view"})
+
+
+# ---- times --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value,dayfirst,expected", [
+    ("2026-03-01 14:03:00", None, ms(2026, 3, 1, 14, 3)),
+    ("2026-03-01T14:03:00Z", None, ms(2026, 3, 1, 14, 3)),
+    ("2026-03-01T14:03:00+02:00", None, ms(2026, 3, 1, 12, 3)),
+    ("2026-03-01", None, ms(2026, 3, 1)),
+    ("03/01/2026", False, ms(2026, 3, 1)),
+    ("03/01/2026", True, ms(2026, 1, 3)),
+    ("3/1/2026 2:03 PM", False, ms(2026, 3, 1, 14, 3)),
+    ("3/1/2026 12:10 am", False, ms(2026, 3, 1, 0, 10)),
+    ("01.03.2026 14:03:05", True, ms(2026, 3, 1, 14, 3, 5)),
+    ("2026/03/01 14:03", None, ms(2026, 3, 1, 14, 3)),
+    ("20260301", None, ms(2026, 3, 1)),
+    ("1772373780", None, ms(2026, 3, 1, 14, 3)),           # epoch seconds
+    ("1772373780000", None, ms(2026, 3, 1, 14, 3)),        # epoch ms
+    ("1772373780000000", None, ms(2026, 3, 1, 14, 3)),     # epoch µs
+    (1772373780, None, ms(2026, 3, 1, 14, 3)),
+    (1772373780.5, None, ms(2026, 3, 1, 14, 3) + 500),
+    (datetime(2026, 3, 1, 14, 3), None, ms(2026, 3, 1, 14, 3)),
+    (date(2026, 3, 1), None, ms(2026, 3, 1)),
+])
+def test_time_formats(value: Any, dayfirst: bool | None, expected: int) -> None:
+    assert TimeReader(dayfirst=dayfirst)(value) == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "13/13/2026", "2026-02-30", "03/01/2026", True, "1:2:3"])
+def test_unreadable_times_raise_value_error(value: Any) -> None:
+    with pytest.raises(ValueError):
+        TimeReader()(value)  # "03/01/2026" without a known day/month order is refused, not guessed
+
+
+def test_explicit_format_wins() -> None:
+    assert TimeReader("%d %b %Y")("01 Mar 2026") == ms(2026, 3, 1)
+
+
+def test_day_order_is_read_off_the_column() -> None:
+    assert day_order(["", "03/01/2026", "03/25/2026"]) is False
+    assert day_order(["03/01/2026", "25/03/2026"]) is True
+    assert day_order(["03/01/2026", "04/02/2026"]) == "undecided"
+    assert day_order(["2026-03-01", "25/03/2026"]) is None  # not a d/m/y column
+    assert day_order([datetime(2026, 3, 1)]) is None
+
+
+# ---- a small conversion, every rule visible -----------------------------------------------------
+@pytest.fixture
+def small(tmp_path: Path) -> tuple[Path, Path]:
+    usage = write_csv(tmp_path / "usage.csv", ["account", "occurred_at", "action", "plan_name"], [
+        ["a1", "2026-01-05 09:00:00", "signin", "Pro"],
+        ["a1", "2026-01-06 10:30:00", "view_dashboard", ""],
+        ["a1", "2026-02-20 11:00:00", "export_report", "Pro"],
+        ["a2", "2026-01-10 08:00:00", "SIGNIN", ""],
+        ["a2", "2026-03-01 14:03:00", "signin", ""],
+        ["a3", "2026-02-01 12:00:00", "signin", "basic"],
+        ["", "2026-02-01 12:00:00", "signin", ""],      # no account
+        ["a3", "soon", "signin", ""],                   # unreadable time
+        ["a3", "2026-02-02 12:00:00", "", ""],          # no type
+    ])
+    churn = write_csv(tmp_path / "churn.csv", ["account", "churn_date"], [
+        ["a1", "02/25/2026"],
+        ["a3", "12/15/2025"],    # before the usage log starts
+        ["a3", "03/02/2026"],    # after it ends
+        ["ghost", "02/14/2026"],  # never used the product
+        ["a2", "not a date"],
+    ])
+    return usage, churn
+
+
+def test_convert_churn_dates(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    out = tmp_path / "log.jsonl"
+    mapping = ForeignMapping(id_col="account", time_col="occurred_at", type_col="action",
+                             type_map={"SignIn": "login", "view_dashboard": "page_view"}, plan_col="plan_name")
+    stats = convert(usage, churn, out, mapping)
+    records = lines(out)
+    inter = [r for r in records if r["source"] == "interactions"]
+    assert [(r["customer_id"], r["type"]) for r in inter] == [
+        ("a1", "login"), ("a1", "page_view"), ("a1", "export_report"),  # unknown types kept as they are
+        ("a2", "login"), ("a2", "login"), ("a3", "login")]              # the type map ignores case
+    profiles = {r["customer_id"]: r for r in records if r["source"] == "customers"}
+    assert profiles["a1"]["signup_ts"] == "2026-01-05T09:00:00.000Z" == profiles["a1"]["ts"]  # first seen
+    assert profiles["a1"]["tier"] == "standard" and profiles["a1"]["plan"] == "pro"
+    assert profiles["a3"]["plan"] == "basic" and "plan" not in profiles["a2"]
+    outcomes = [(r["customer_id"], r["type"], r["ts"]) for r in records if r["source"] == "outcomes"]
+    assert outcomes == [("a1", "churned", "2026-02-25T00:00:00.000Z")]
+    assert stats.usage_invalid == {"missing_field": 2, "bad_timestamp": 1}
+    assert stats.churn_invalid == {"bad_timestamp": 1}
+    assert stats.dropped == {"churned_before_usage_window": 1, "churned_after_as_of": 1,
+                             "churn_of_account_without_usage": 1}
+    assert stats.unmapped_types == {"export_report": 1}
+    assert stats.time_formats["churn.churn_date"] == "auto, month/day/year"
+    assert (stats.accounts, stats.churned, stats.interactions) == (3, 1, 6)
+
+    log = read_events(out)  # the converted log passes the contract untouched
+    assert log.stats.skipped == 0 and log.stats.events == len(records)
+
+
+def test_conversion_is_deterministic(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    convert(usage, churn, tmp_path / "one.jsonl", MAPPING)
+    convert(usage, churn, tmp_path / "two.jsonl", MAPPING)
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+    ids = [r["event_id"] for r in lines(tmp_path / "one.jsonl")]
+    assert len(ids) == len(set(ids))
+
+
+def test_subscriptions_table(tmp_path: Path) -> None:
+    usage = write_csv(tmp_path / "usage.csv", ["account_id", "ts", "event"], [
+        [acc, f"2026-{m:02d}-10T10:00:00Z", "login"] for acc in ("s1", "s2", "s3", "s4") for m in (1, 2, 3, 4, 5)
+    ])
+    subs = write_csv(tmp_path / "subs.csv", ["account", "start", "end", "segment"], [
+        ["s1", "2024-06-01", "", "Enterprise"],        # open: active, signed up long before the log
+        ["s2", "2025-12-01", "2026-02-28", "smb"],     # ended in the window: churned
+        ["s3", "2025-11-01", "2026-01-31", "smb"],     # churned, then came back after a gap
+        ["s3", "2026-03-15", "", "vip"],
+        ["s4", "2025-10-01", "2026-01-31", "smb"],     # renewed without a gap: one continuous spell
+        ["s4", "2026-02-01", "2026-09-30", "smb"],     # ends after the data: not a churn yet
+        ["s5", "2026-01-01", "", "smb"],               # paying, never used the product: kept
+        ["s6", "2023-01-01", "2023-06-30", "smb"],     # gone before the window
+        ["s7", "2026-03-01", "2026-02-01", "smb"],     # end before start
+    ])
+    stats = convert(usage, subs, tmp_path / "log.jsonl", ForeignMapping(tier_col="segment"))
+    records = lines(tmp_path / "log.jsonl")
+    outcomes = [(r["customer_id"], r["type"], r["ts"][:10]) for r in records if r["source"] == "outcomes"]
+    assert outcomes == [("s3", "churned", "2026-01-31"), ("s2", "churned", "2026-02-28"),
+                        ("s3", "renewed", "2026-03-15")]
+    profiles = {r["customer_id"]: r for r in records if r["source"] == "customers"}
+    assert set(profiles) == {"s1", "s2", "s3", "s4", "s5"}
+    assert profiles["s1"]["signup_ts"][:10] == "2024-06-01"   # true signup kept ...
+    assert profiles["s1"]["ts"][:10] == "2026-01-10"          # ... but stamped inside the usage window
+    assert profiles["s1"]["tier"] == "enterprise" and profiles["s3"]["tier"] == "vip"  # newest subscription
+    assert profiles["s5"]["ts"][:10] == "2026-01-10"
+    assert stats.churn_table == "subscriptions" and stats.churn_invalid == {"bad_value": 1}
+    assert stats.dropped == {"subscription_outside_usage_window": 1}
+    assert read_events(tmp_path / "log.jsonl").stats.skipped == 0
+
+
+def test_parquet_usage_and_jsonl_churn(tmp_path: Path) -> None:
+    """Native timestamps and integer ids in Parquet; epoch-second dates in JSONL."""
+    t = [datetime(2026, 1, d, 9, tzinfo=UTC) for d in range(1, 29)]
+    pq.write_table(pa.table({"user": pa.array([7] * 28 + [8] * 28, type=pa.int64()),
+                             "when": pa.array(t + t, type=pa.timestamp("us", tz="UTC")),
+                             "kind": ["open"] * 56, "secs": [30.0] * 55 + [float("nan")]}),
+                   tmp_path / "usage.parquet")
+    (tmp_path / "churn.jsonl").write_bytes(orjson.dumps({"user": 8, "churn_date": ms(2026, 1, 20) // 1000}) + b"\n")
+    mapping = ForeignMapping(id_col="user", time_col="when", type_col="kind", type_map={"open": "login"},
+                             duration_col="secs")
+    stats = convert(tmp_path / "usage.parquet", tmp_path / "churn.jsonl", tmp_path / "log.jsonl.gz", mapping)
+    log = read_events(tmp_path / "log.jsonl.gz")
+    assert log.stats.skipped == 0 and stats.interactions == 56
+    churned = [e for e in log.events if e.type == "churned"]
+    assert [(e.customer_id, e.ts_ms) for e in churned] == [("8", ms(2026, 1, 20))]
+    first = next(e for e in log.events if e.source == "interactions")
+    assert first.type == "login" and first.data == {"duration_s": 30.0}
+    assert stats.usage_after_churn == 1  # account 8 kept using it for a week after: reported
+
+
+# ---- whole-file problems: one line naming the file and column -----------------------------------
+def test_missing_usage_column(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    with pytest.raises(ForeignLogError, match=r"usage\.csv: missing column 'event_time'.*the file has: account"):
+        convert(usage, churn, tmp_path / "x.jsonl", ForeignMapping(id_col="account", time_col="event_time",
+                                                                   type_col="action"))
+
+
+def test_churn_table_without_dates(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, _ = small
+    other = write_csv(tmp_path / "other.csv", ["account", "status"], [["a1", "gone"]])
+    with pytest.raises(ForeignLogError, match=r"other\.csv: neither a churn-date column 'churn_date' nor"):
+        convert(usage, other, tmp_path / "x.jsonl", MAPPING)
+    no_id = write_csv(tmp_path / "noid.csv", ["who", "churn_date"], [["a1", "2026-01-01"]])
+    with pytest.raises(ForeignLogError, match=r"noid\.csv: no account column"):
+        convert(usage, no_id, tmp_path / "x.jsonl", MAPPING)
+
+
+def test_ambiguous_dates_ask_for_a_format(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, _ = small
+    churn = write_csv(tmp_path / "churn.csv", ["account", "churn_date"], [["a1", "02/02/2026"], ["a2", "03/04/2026"]])
+    with pytest.raises(ForeignLogError, match="--churn-time-format"):
+        convert(usage, churn, tmp_path / "x.jsonl", MAPPING)
+    stats = convert(usage, churn, tmp_path / "x.jsonl", dataclasses.replace(MAPPING, churn_time_format="%d/%m/%Y"))
+    assert stats.churned == 1 and stats.dropped["churned_after_as_of"] == 1  # a2 on 3 April: after the log
+
+
+def test_bad_output_name_and_unreadable_input(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    with pytest.raises(ForeignLogError, match="name it"):
+        convert(usage, churn, tmp_path / "x.csv", MAPPING)
+    with pytest.raises(ForeignLogError, match="nope.csv: file not found"):
+        convert(tmp_path / "nope.csv", churn, tmp_path / "x.jsonl", MAPPING)
+    bogus = tmp_path / "usage.parquet"
+    bogus.write_text("account,occurred_at\n")
+    with pytest.raises(ForeignLogError, match="usage.parquet: not a readable Parquet file"):
+        convert(bogus, churn, tmp_path / "x.jsonl", MAPPING)
+    assert not list(tmp_path.glob(".x.jsonl.*"))  # no half-written output left behind
+
+
+def test_type_map_and_cli_arguments() -> None:
+    assert parse_type_map("signin=login, view = page_view") == {"signin": "login", "view": "page_view"}
+    assert parse_type_map(["a=b", "c=d"]) == {"a": "b", "c": "d"}
+    with pytest.raises(ForeignLogError, match="FROM=TO"):
+        parse_type_map("signin")
+    args = argparse.Namespace(id_col="account_id", time_col="ts", type_col="event", type_map=["signin=login"],
+                              tier_col=None, as_of="2026-06-01", events=None)
+    m = mapping_from_args(args)
+    assert (m.id_col, m.time_col, m.type_col, dict(m.type_map), m.as_of) == \
+        ("account_id", "ts", "event", {"signin": "login"}, "2026-06-01")
+    assert m.tier_col is None and m.churn_date_col == "churn_date"
+
+
+# ---- end to end: someone else's history to a loadable model -------------------------------------
+START = datetime(2025, 9, 1)
+ACTIONS = ("signin", "view_dashboard", "export_report", "open_help")
+
+
+def team_history(root: Path, accounts: int = 300, days: int = 200, seed: int = 5) -> tuple[Path, Path]:
+    """A product team's export, not in churnwatch's format: its own column names, ``2026-03-01 14:03:00``
+    times and US ``03/01/2026`` churn dates. 40 % of accounts churn; their usage fades over the 40 days
+    before they go. Some stayers have a quiet spell too, so silence alone is not a perfect tell."""
+    rng = np.random.default_rng(seed)
+    usage, churn = root / "product_usage.csv", root / "cancellations.csv"
+    churn_rows = []
+    with open(usage, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["account", "occurred_at", "action", "browser"])
+        for i in range(accounts):
+            account = f"ACME-{i:04d}"
+            signup = 0 if rng.random() < 0.7 else int(rng.integers(1, 60))
+            rate = float(np.exp(rng.normal(1.0, 0.4)))
+            churn_day = int(rng.integers(signup + 45, days - 3)) if rng.random() < 0.4 else None
+            quiet = None
+            if churn_day is None and rng.random() < 0.2:
+                q0 = int(rng.integers(signup, days - 20))
+                quiet = (q0, q0 + int(rng.integers(10, 20)))
+            if churn_day is not None:
+                churn_rows.append([account, (START + timedelta(days=churn_day)).strftime("%m/%d/%Y")])
+            for d in range(signup, churn_day if churn_day is not None else days):
+                level = 1.0
+                if churn_day is not None and d >= churn_day - 40:
+                    level = max(0.05, (churn_day - d) / 40)
+                if quiet and quiet[0] <= d < quiet[1]:
+                    level *= 0.3
+                day = START + timedelta(days=d)
+                if day.weekday() >= 5:
+                    level *= 0.5
+                n = int(rng.poisson(rate * level))
+                for s, k in zip(np.sort(rng.integers(8 * 3600, 20 * 3600, size=n)),
+                                rng.choice(len(ACTIONS), size=n, p=(0.35, 0.35, 0.2, 0.1))):
+                    w.writerow([account, (day + timedelta(seconds=int(s))).strftime("%Y-%m-%d %H:%M:%S"),
+                                ACTIONS[k], "firefox"])
+    write_csv(churn, ["account", "churn_date"], churn_rows)
+    return usage, churn
+
+
+def test_foreign_history_trains_a_loadable_model_with_the_documented_command(tmp_path: Path, capsys) -> None:
+    usage, churn = team_history(tmp_path)
+    models, converted = tmp_path / "models", tmp_path / "converted.jsonl"
+    code = cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
+                     "--time-col", "occurred_at", "--type-col", "action",
+                     "--type-map", "signin=login,view_dashboard=page_view",
+                     "--type-map", "export_report=feature_use,open_help=help_view",
+                     "--save-log", str(converted), "--models-dir", str(models), "--quiet"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+
+    registry = Registry(models)
+    version = registry.current()
+    assert version is not None and version in out.out
+    model = load_version(registry, version)
+    assert model.version == version
+    meta = registry.meta(version)
+    assert meta["metrics"]["test"]["roc_auc"] > 0.7  # the fading usage is learnt
+    assert "300 accounts" in out.out and "ROC-AUC" in out.out
+    log = read_events(converted)  # the kept conversion is a valid churnwatch log: nothing left out
+    assert log.stats.skipped == 0
+    assert sum(1 for e in log.events if e.type == "churned") > 80
+    assert {e.type for e in log.events if e.source == "interactions"} >= {"login", "page_view", "feature_use", "help_view"}
+
+
+def test_foreign_command_with_a_missing_column_is_one_line(tmp_path: Path, capsys) -> None:
+    usage, churn = team_history(tmp_path, accounts=5, days=80)
+    code = cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account_no",
+                     "--models-dir", str(tmp_path / "models"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "account_no" in err and "Traceback" not in err
+    assert not (tmp_path / "models").exists() or Registry(tmp_path / "models").current() is None
