@@ -160,6 +160,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from training.train import train_from_log
 
         result = train_from_log(events, _registry(args), **kwargs)
+        if result.comparison:  # model vs both baselines on the test period, then the summary and report path
+            from rich.console import Console
+
+            from training.report import comparison_table
+
+            Console().print(comparison_table(result.comparison, title="test period: model vs baselines"))
         print(result.summary())
         return 0
     if not (args.usage and args.churn):
@@ -169,6 +175,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     usage, churn = _existing(args.usage, "usage log"), _existing(args.churn, "churn table")
     foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log, **kwargs)
     print(foreign.summary())
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    events = _existing(args.events, "event log") if args.events else None
+    from training.train import evaluate_version
+
+    result = evaluate_version(_registry(args), args.version, events=events, out=args.out, budget=args.budget,
+                              period=args.period)
+    result.print()
     return 0
 
 
@@ -367,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=_positive_int, default=8088)
     common(sp)
     sp.set_defaults(func=cmd_inbox)
+
+    sp = sub.add_parser("evaluate", help="evaluation report of a model beside its baselines (re-draw, new log, other budget)")
+    sp.add_argument("version", nargs="?", help="registry version (default: the current one)")
+    sp.add_argument("--events", help="score this event log (JSONL/CSV/Parquet) with the saved model and baselines")
+    sp.add_argument("--period", choices=["later", "all"], default="later",
+                    help="with --events: observations from the model's test period on (default), or all of them")
+    sp.add_argument("--out", help="output directory (default: the version's report/ for a re-draw, else ./churnwatch-eval-VERSION)")
+    sp.add_argument("--budget", type=float, help="propose per-tier thresholds for this many new alerts per week per 1,000 customers")
+    common(sp, broker=False)
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("models", help="list, promote or roll back registry models")
     sp.add_argument("action", choices=["list", "promote", "rollback"])

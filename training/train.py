@@ -3,6 +3,9 @@
 The pipeline is: read + validate the log (:mod:`training.eventlog`), replay it through the stream's own
 feature code into point-in-time snapshots (:mod:`training.dataset`), split by *time*, fit LightGBM with
 early stopping, calibrate, choose per-tier alert thresholds, evaluate on a later period, save.
+Two baselines (:mod:`training.baselines`) are fitted on the same split in the same run, and an
+evaluation report (:mod:`training.report`: ``metrics.json``, ``report/report.html`` and plots) is
+saved with the model.
 
 Why the split looks the way it does: rows are snapshots of the same customers week after week, and a
 label looks ``horizon_days`` ahead. A random split would put a customer's week-5 row in training and
@@ -10,10 +13,15 @@ week-6 row in test — nearly the same row with the same future — and report a
 dates are cut into train / validation / test in time order, and ``horizon_days`` of dates are purged
 before validation and before test, so no label window of an earlier period overlaps a later one.
 Validation drives early stopping, calibration and thresholds; test is touched once, for the report.
+
+Thresholds follow a CSM team's capacity: ``TrainConfig.alert_budget_per_1k_week`` new alerts per week
+per 1,000 customers, measured on validation by replaying the stream's alert policy
+(:func:`training.evaluate.propose_thresholds`), VIPs flagged at a higher rate (a lower threshold).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import sys
@@ -36,11 +44,31 @@ from pipeline.contract import DAY_MS, format_ts
 from pipeline.features import FEATURES
 from pipeline.registry import Registry, sha256_file
 from pipeline.scoring import load_version
+from training.baselines import (
+    BASELINE_LABELS,
+    BASELINES_FILE,
+    LinearBaseline,
+    baseline_inputs,
+    baselines_json,
+    count_matrix,
+    fit_linear,
+    load_baselines,
+)
 from training.dataset import Dataset, DatasetConfig, build_dataset
-from training.evaluate import evaluate, json_safe, roc_auc, score_quantile_threshold
+from training.evaluate import (
+    alert_rate,
+    evaluate,
+    json_safe,
+    propose_thresholds,
+    roc_auc,
+    score_quantile_threshold,
+)
 from training.eventlog import EventLog, read_events
+from training.labels import Labels, labels_from_events
+from training.report import MODEL, REPORT_HTML, Frame, evaluation, render
 
 METRICS_FILE = "metrics.json"
+REPORT_DIR = "report"
 TIERS = ("vip", "standard")
 
 
@@ -62,7 +90,19 @@ class TrainConfig:
     lambda_l2: float = 1.0
     max_rounds: int = 1000
     early_stopping_rounds: int = 100
-    #: Alert the top X % of validation scores per tier: VIPs earlier (more of them) than standard.
+    balance_classes: bool = True
+    #: What the CSM team can work: new alerts per week per 1,000 customers (all tiers together). The
+    #: per-tier thresholds are the lowest whose alert volume on validation stays within it. None: use
+    #: ``top_pct`` instead (a fixed share of each tier's scores, blind to how many alerts that makes).
+    alert_budget_per_1k_week: float | None = 25.0
+    #: VIP threshold = this × the standard one: VIPs are alerted at a lower risk (the stream's default
+    #: policy has 0.35 vs 0.5).
+    vip_threshold_ratio: float = 0.7
+    #: Floor under the standard threshold, as a multiple of the validation churn rate: an alert means at
+    #: least this many times the average customer's risk, whatever budget is left unspent (on a small
+    #: population a budget can exceed the customers at real risk).
+    min_threshold_lift: float = 2.0
+    #: Only when ``alert_budget_per_1k_week`` is None: alert the top X % of validation scores per tier.
     top_pct: dict[str, float] = field(default_factory=lambda: {"vip": 15.0, "standard": 8.0})
     #: Blend of the identity into the isotonic map so it is strictly increasing (see _calibration).
     calibration_blend: float = 1e-4
@@ -94,6 +134,34 @@ class TimeSplit:
     def to_json(self) -> dict[str, Any]:
         return {"train": self.train.to_json(), "validation": self.validation.to_json(),
                 "test": self.test.to_json(), "purge_days": self.purge_days}
+
+
+def period_rows(obs_ms: np.ndarray, period: Period, context_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks over ``obs_ms``: the rows of ``period`` plus those of the ``context_days`` before it, and
+    the period's own rows (a subset of the first).
+
+    Alert volume and lead time need each customer's recent history: the alert policy remembers who was
+    alerted in the weeks before, and a churner early in the period was flaggable before it started.
+    With ``context_days`` = the purge gap (the horizon), that history is the gap between periods, whose
+    rows no model was fitted or calibrated on.
+    """
+    start = period.start_ms - context_days * DAY_MS
+    return (obs_ms > start) & (obs_ms <= period.end_ms), period.mask(obs_ms)
+
+
+def scores_for(dataset: Dataset, split: TimeSplit, predict: Callable[[np.ndarray], np.ndarray],
+               X: np.ndarray | None = None) -> np.ndarray:
+    """A scorer's predictions aligned with ``dataset``'s rows, computed only where the validation and
+    test periods (with their context) need them; NaN elsewhere. ``X`` replaces the feature matrix for
+    a scorer with other inputs (the event-count baseline)."""
+    X = dataset.X if X is None else X
+    need = np.zeros(len(dataset), dtype=bool)
+    for period in (split.validation, split.test):
+        need |= period_rows(dataset.obs_ms, period, dataset.config.horizon_days)[0]
+    out = np.full(len(dataset), np.nan)
+    if need.any():
+        out[need] = predict(X[need])
+    return out
 
 
 def time_split(obs_ms: np.ndarray, purge_days: int,
@@ -147,6 +215,11 @@ class TrainedModel:
     seed: int
     feature_importance: dict[str, float]
     train_seconds: float
+    #: How the thresholds were chosen (budget, expected volume and precision per tier on validation).
+    guidance: dict[str, Any] = field(default_factory=dict)
+    #: Calibrated scores aligned with the dataset's rows where validation and test need them (NaN
+    #: elsewhere, see :func:`scores_for`); kept for the evaluation report, never saved as is.
+    scores: np.ndarray | None = field(default=None, repr=False)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, computed exactly as :class:`pipeline.scoring.Model` does."""
@@ -190,18 +263,25 @@ def train(dataset: Dataset, seed: int = 42, cfg: TrainConfig = TrainConfig(),
         _require_both_classes(parts[name], name)
     tr, va, te = parts["train"], parts["validation"], parts["test"]
     positives = int(tr.y.sum())
-    params = lgb_params(cfg, seed, scale_pos_weight=(len(tr) - positives) / positives)
+    balance = (len(tr) - positives) / positives if cfg.balance_classes else 1.0
+    params = lgb_params(cfg, seed, scale_pos_weight=balance)
     booster = _fit(tr, va, params, cfg, on_iteration)
     calibration = _calibration(booster.predict(va.X, num_threads=1), va.y, cfg.calibration_blend)
     model = TrainedModel(booster=booster, calibration=calibration, thresholds={}, split=split, metrics={}, rows={},
                          best_iteration=booster.best_iteration or booster.current_iteration(), params=params,
                          seed=seed, feature_importance=_importance(booster), train_seconds=0.0)
     p_valid, p_test = model.predict(va.X), model.predict(te.X)
-    model.thresholds = choose_thresholds(p_valid, va.tiers, cfg.top_pct)
+    scores = scores_for(dataset, split, model.predict)
+    model.scores = scores
+    model.thresholds, model.guidance = guide_thresholds(dataset, split, scores, cfg)
     model.metrics = {
         "test": _period_metrics(te, p_test, model.thresholds),
         "validation": _period_metrics(va, p_valid, model.thresholds),
     }
+    for name in ("test", "validation"):
+        rate = policy_rate(dataset, getattr(split, name), scores, model.thresholds)
+        model.metrics[name]["alerts_per_week_per_1k"] = rate["share_per_1k_all"]
+        model.metrics[name]["alert_precision"] = rate["precision"]
     model.metrics["test"]["roc_auc_raw"] = json_safe(_raw_auc(booster, te))
     model.rows = {name: _row_counts(part) for name, part in parts.items()}
     model.rows["all"] = _row_counts(dataset)
@@ -259,6 +339,65 @@ def _calibration(raw: np.ndarray, y: np.ndarray, blend: float) -> dict[str, list
     x_arr, y_arr = np.asarray(xs), np.asarray(ys)
     y_arr = (1.0 - blend) * y_arr + blend * x_arr
     return {"x": x_arr.tolist(), "y": np.clip(y_arr, 0.0, 1.0).tolist()}
+
+
+def policy_rate(dataset: Dataset, period: Period, scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
+    """:func:`training.evaluate.alert_rate` over one period, with the horizon before it as warm-up."""
+    rows, counted = period_rows(dataset.obs_ms, period, dataset.config.horizon_days)
+    return alert_rate(dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.tiers[rows], dataset.y[rows],
+                      scores[rows], thresholds, counted[rows], dataset.config.cadence_days)
+
+
+def guide_thresholds(dataset: Dataset, split: TimeSplit, scores: np.ndarray,
+                     cfg: TrainConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per-tier thresholds for a scorer, chosen on validation (plus the purge gap before it as the alert
+    policy's warm-up), and the record of how: the budget, the expected weekly volume and precision.
+    ``scores`` is aligned with ``dataset`` (see :func:`scores_for`)."""
+    rows, counted = period_rows(dataset.obs_ms, split.validation, dataset.config.horizon_days)
+    ids, obs, tiers, y, p = (dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.tiers[rows],
+                             dataset.y[rows], scores[rows])
+    counted = counted[rows]
+    cadence = dataset.config.cadence_days
+    if cfg.alert_budget_per_1k_week is None:
+        thresholds = choose_thresholds(p[counted], tiers[counted], cfg.top_pct)
+        rate = alert_rate(ids, obs, tiers, y, p, thresholds, counted, cadence)
+        return thresholds, json_safe({"budget_per_1k_week": None, "top_pct": cfg.top_pct, "chosen_on": "validation",
+                                      "thresholds": thresholds, "expected": rate})
+    return budget_guidance(ids, obs, tiers, y, p, counted, cfg.alert_budget_per_1k_week, cfg, cadence,
+                           chosen_on="validation")
+
+
+def budget_guidance(ids: np.ndarray, obs: np.ndarray, tiers: np.ndarray, y: np.ndarray, p: np.ndarray,
+                    counted: np.ndarray, budget: float, cfg: TrainConfig = TrainConfig(), cadence_days: int = 7,
+                    chosen_on: str = "validation") -> tuple[dict[str, float], dict[str, Any]]:
+    """:func:`training.evaluate.propose_thresholds` with this config's VIP ratio and threshold floor
+    (``min_threshold_lift`` × the churn rate of the counted rows)."""
+    counted = np.asarray(counted, dtype=bool)
+    rate = float(y[counted].mean()) if counted.any() else 0.0
+    guidance = propose_thresholds(ids, obs, tiers, y, p, counted, budget, cfg.vip_threshold_ratio, cadence_days,
+                                  min_threshold=round(min(1.0, cfg.min_threshold_lift * rate), 6))
+    guidance["chosen_on"] = chosen_on
+    guidance["base_rate"] = rate
+    return dict(guidance["thresholds"]), json_safe(guidance)
+
+
+def train_baselines(dataset: Dataset, counts: np.ndarray, split: TimeSplit, cfg: TrainConfig = TrainConfig(),
+                    seed: int = 42) -> dict[str, LinearBaseline]:
+    """Fit both baselines on the model's training period, calibrate them on its validation period the
+    same way as the model, and give them thresholds from the same alert budget — so every comparison
+    in the report (ranking, calibration, alert volume, lead time) is like for like."""
+    tr, va = split.train.mask(dataset.obs_ms), split.validation.mask(dataset.obs_ms)
+    out: dict[str, LinearBaseline] = {}
+    for name in BASELINE_LABELS:
+        started = time.perf_counter()
+        X, features = baseline_inputs(name, dataset.X, counts)
+        baseline = fit_linear(name, X[tr], dataset.y[tr], features, seed)
+        baseline.calibration = _calibration(baseline.raw(X[va]), dataset.y[va], cfg.calibration_blend)
+        scores = scores_for(dataset, split, baseline.predict, X)
+        baseline.thresholds, baseline.guidance = guide_thresholds(dataset, split, scores, cfg)
+        baseline.fit_seconds = round(time.perf_counter() - started, 3)
+        out[name] = baseline
+    return out
 
 
 def choose_thresholds(p: np.ndarray, tiers: np.ndarray, top_pct: dict[str, float]) -> dict[str, float]:
@@ -320,6 +459,100 @@ def _row_counts(part: Dataset) -> dict[str, Any]:
             "positive_rate": round(positives / len(part), 5) if len(part) else None}
 
 
+# ---- the evaluation report ----------------------------------------------------------------------
+SCORES_FILE = "scores.npz"
+
+
+def churners_in(customer_ids: np.ndarray, obs_ms: np.ndarray, y: np.ndarray, counted: np.ndarray,
+                labels: Labels) -> dict[str, int]:
+    """The churners of a period — customers with a positive row in it — and the churn instant that made
+    the label positive (their first churn after their first positive row)."""
+    out: dict[str, int] = {}
+    pos = np.flatnonzero(np.asarray(counted, dtype=bool) & (np.asarray(y) == 1))
+    for i in pos[np.argsort(obs_ms[pos], kind="stable")]:
+        cid = str(customer_ids[i])
+        if cid in out:
+            continue
+        times = labels.churns.get(cid) or []
+        after = [t for t in times if t > int(obs_ms[i])]
+        if after:
+            out[cid] = after[0]
+    return out
+
+
+def frame_for(dataset: Dataset, rows: np.ndarray, counted: np.ndarray, labels: Labels) -> Frame:
+    """A :class:`training.report.Frame` over ``dataset[rows]``, ``counted`` (a subset of ``rows``) being
+    the period measured and the rest its warm-up context."""
+    ids, obs, y = dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.y[rows]
+    c = counted[rows]
+    return Frame(ids, obs, dataset.tiers[rows], y, c, churners_in(ids, obs, y, c, labels),
+                 dataset.config.cadence_days, dataset.config.horizon_days)
+
+
+def _baseline_scores(dataset: Dataset, counts: np.ndarray, baseline: LinearBaseline,
+                     rows: np.ndarray | None = None) -> np.ndarray:
+    X, _ = baseline_inputs(baseline.name, dataset.X, counts)
+    return baseline.predict(X if rows is None else X[rows])
+
+
+def evaluation_of_run(dataset: Dataset, counts: np.ndarray, model: TrainedModel,
+                      baselines: dict[str, LinearBaseline], labels: Labels) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The test-period evaluation of a training run (model and baselines), and the arrays behind it
+    (validation and test frames with every scorer's scores) for ``scores.npz``."""
+    split = model.split
+    frames: dict[str, tuple[Frame, dict[str, np.ndarray]]] = {}
+    for name in ("validation", "test"):
+        rows, counted = period_rows(dataset.obs_ms, getattr(split, name), dataset.config.horizon_days)
+        frame = frame_for(dataset, rows, counted, labels)
+        scores = {MODEL: model.scores[rows] if model.scores is not None else model.predict(dataset.X[rows])}
+        for bname, baseline in baselines.items():
+            scores[bname] = _baseline_scores(dataset, counts, baseline, rows)
+        frames[name] = (frame, scores)
+    test_frame, test_scores = frames["test"]
+    scorers = {MODEL: {"p": test_scores[MODEL], "thresholds": model.thresholds, "guidance": model.guidance,
+                       "importance": model.feature_importance}}
+    for bname, baseline in baselines.items():
+        scorers[bname] = {"p": test_scores[bname], "thresholds": baseline.thresholds, "guidance": baseline.guidance,
+                          "importance": baseline.importance()}
+    period = {"name": "test", **split.test.to_json()}
+    return evaluation(test_frame, period, scorers), frames
+
+
+def save_frames(path: Path, frames: dict[str, tuple[Frame, dict[str, np.ndarray]]]) -> None:
+    """Validation and test rows with every scorer's scores, as plain arrays (no pickle): enough to
+    re-propose thresholds for another budget and re-evaluate them without the event log."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, (frame, scores) in frames.items():
+        arrays[f"{name}.customer_ids"] = frame.customer_ids.astype(str)
+        arrays[f"{name}.obs_ms"] = frame.obs_ms.astype(np.int64)
+        arrays[f"{name}.tiers"] = frame.tiers.astype(str)
+        arrays[f"{name}.y"] = frame.y.astype(np.int8)
+        arrays[f"{name}.counted"] = frame.counted.astype(bool)
+        arrays[f"{name}.churn_ids"] = np.asarray(list(frame.churn_ms), dtype=str)
+        arrays[f"{name}.churn_ms"] = np.asarray(list(frame.churn_ms.values()), dtype=np.int64)
+        arrays[f"{name}.cadence_horizon"] = np.asarray([frame.cadence_days, frame.horizon_days], dtype=np.int64)
+        for scorer, p in scores.items():
+            arrays[f"{name}.score.{scorer}"] = np.asarray(p, dtype=np.float64)
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_frames(path: Path) -> dict[str, tuple[Frame, dict[str, np.ndarray]]]:
+    out: dict[str, tuple[Frame, dict[str, np.ndarray]]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        names = sorted({k.split(".", 1)[0] for k in z.files})
+        for name in names:
+            cadence, horizon = (int(v) for v in z[f"{name}.cadence_horizon"])
+            frame = Frame(z[f"{name}.customer_ids"].astype(object), z[f"{name}.obs_ms"], z[f"{name}.tiers"].astype(object),
+                          z[f"{name}.y"].astype(np.int64), z[f"{name}.counted"],
+                          dict(zip(z[f"{name}.churn_ids"].tolist(), (int(t) for t in z[f"{name}.churn_ms"]))),
+                          cadence, horizon)
+            prefix = f"{name}.score."
+            scores = {k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)}
+            out[name] = (frame, scores)
+    return out
+
+
 # ---- from a log to the registry -----------------------------------------------------------------
 @dataclass
 class TrainResult:
@@ -331,10 +564,17 @@ class TrainResult:
     rows: dict[str, dict[str, Any]]
     timings: dict[str, float]
     log_stats: dict[str, Any]
+    #: Headline test-period figures per scorer (``model`` and the baselines), see training.report.
+    comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
+    guidance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
         return self.registry_root / self.version
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT_DIR / REPORT_HTML
 
     def summary(self) -> str:
         test = self.metrics["test"]
@@ -345,11 +585,20 @@ class TrainResult:
             return format(value, fmt) if isinstance(value, (int, float)) else "n/a"
 
         state = "promoted" if self.promoted else "saved, not promoted"
-        return (f"model {self.version} ({state}) in {self.registry_root}: test ROC-AUC {f('roc_auc', '.3f')}, "
+        text = (f"model {self.version} ({state}) in {self.registry_root}: test ROC-AUC {f('roc_auc', '.3f')}, "
                 f"PR-AUC {f('pr_auc', '.3f')}, lift@10% {f('lift_at_10', '.2f')}, precision@10% "
                 f"{f('precision_at_10', '.3f')} on {test.get('rows', 0):,} rows; "
                 f"{self.log_stats.get('events', 0):,} events replayed at {t['replay_events_per_s']:,.0f}/s, "
                 f"total {t['total_s']:.1f}s")
+        for name, c in self.comparison.items():
+            if name == MODEL:
+                continue
+            auc, lift = c.get("roc_auc"), c.get("lift_at_10")
+            text += (f"\n  baseline {name}: ROC-AUC {auc:.3f}" if isinstance(auc, float) else f"\n  baseline {name}: ROC-AUC n/a")
+            text += f", lift@10% {lift:.2f}" if isinstance(lift, float) else ", lift@10% n/a"
+        if self.comparison:
+            text += f"\n  report: {self.report_path}"
+        return text
 
 
 def _progress(enabled: bool):  # -> rich.progress.Progress | None
@@ -365,8 +614,10 @@ def _progress(enabled: bool):  # -> rich.progress.Progress | None
 def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 30, cadence_days: int = 7,
                    seed: int = 42, promote: bool = True, progress: bool = True,
                    dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig()) -> TrainResult:
-    """Read ``path``, build the point-in-time dataset, train, save to ``registry`` and (optionally)
-    promote. Progress bars go to stderr so stdout stays clean for the summary."""
+    """Read ``path``, build the point-in-time dataset (and the baselines' 28-day counts), train the
+    model and both baselines, evaluate all three on the test period, save model, metadata, baselines
+    and the evaluation report to ``registry`` as one new version and (optionally) promote it.
+    Progress bars go to stderr so stdout stays clean for the summary."""
     path = Path(path)
     t0 = time.perf_counter()
     log = read_events(path)
@@ -386,19 +637,47 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         if bars is not None:  # early stopping ends short of max_rounds: show the bar as done
             for task in bars.tasks:
                 bars.update(task.id, total=task.completed)
-    timings = {
-        "read_s": round(t_read, 3),
-        "replay_s": round(t_replay, 3),
-        "replay_events_per_s": round(len(log.events) / t_replay, 1) if t_replay > 0 else float("inf"),
-        "train_s": round(model.train_seconds, 3),
-    }
-    meta = model_meta(model, dataset, log, timings)
-    version = _save(registry, model, meta)
+        t2 = time.perf_counter()
+        counts = _counts(log, dataset, bars)
+        t_counts = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        task = bars.add_task("baselines + evaluation report", total=3) if bars is not None else None
+        baselines = train_baselines(dataset, counts, model.split, config, seed)
+        if bars is not None:
+            bars.update(task, completed=1)
+        labels = labels_from_events(log.events)
+        evaluation_, frames = evaluation_of_run(dataset, counts, model, baselines, labels)
+        if bars is not None:
+            bars.update(task, completed=2)
+        t_eval = time.perf_counter() - t3
+        timings = {
+            "read_s": round(t_read, 3),
+            "replay_s": round(t_replay, 3),
+            "replay_events_per_s": round(len(log.events) / t_replay, 1) if t_replay > 0 else float("inf"),
+            "train_s": round(model.train_seconds, 3),
+            "counts_s": round(t_counts, 3),
+            "baselines_eval_s": round(t_eval, 3),
+        }
+        meta = model_meta(model, dataset, log, timings)
+        meta["guidance"] = model.guidance
+        meta["comparison"] = evaluation_["comparison"]
+        version = _save(registry, model, meta, baselines, evaluation_, frames)
+        if bars is not None:
+            bars.update(task, completed=3)
     if promote:
         registry.promote(version, validate=lambda _p: load_version(registry, version))
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     return TrainResult(version, promote, registry.root, model.metrics, model.thresholds, model.rows, timings,
-                       log.stats.to_json())
+                       log.stats.to_json(), evaluation_["comparison"], model.guidance)
+
+
+def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
+    if bars is None:
+        return count_matrix(log.events, dataset)
+    task = bars.add_task("28-day counts (baseline)", total=1)
+    out = count_matrix(log.events, dataset)
+    bars.update(task, completed=1)
+    return out
 
 
 def _build(log: EventLog, cfg: DatasetConfig, bars: Any) -> Dataset:
@@ -453,14 +732,246 @@ def model_meta(model: TrainedModel, dataset: Dataset, log: EventLog, timings: di
     })
 
 
-def _save(registry: Registry, model: TrainedModel, meta: dict[str, Any]) -> str:
-    report = {k: meta[k] for k in ("metrics", "thresholds", "rows", "split", "data_window", "horizon_days",
-                                   "best_iteration", "feature_importance", "timings", "created")}
+#: Keys of the metadata repeated in ``metrics.json`` (the report's context).
+_REPORT_KEYS = ("metrics", "thresholds", "guidance", "rows", "split", "data_window", "horizon_days", "cadence_days",
+                "best_iteration", "feature_importance", "timings", "created")
+
+
+def _save(registry: Registry, model: TrainedModel, meta: dict[str, Any], baselines: dict[str, LinearBaseline],
+          evaluation_: dict[str, Any], frames: dict[str, Any]) -> str:
+    """One atomic registry version: model, metadata, ``metrics.json``, ``baselines.json``,
+    ``scores.npz`` and ``report/`` (HTML + PNGs), all written before the version directory appears."""
+    text = model.booster.model_to_string(num_iteration=model.best_iteration)
+    report = {k: meta[k] for k in _REPORT_KEYS if k in meta}
+    report["evaluation"] = evaluation_
+    report["source"] = f"{meta['source_log']['path']} (sha256 {meta['source_log']['sha256'][:12]}…)"
+    report["model_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    report = json_safe(report)
     with tempfile.TemporaryDirectory(prefix="churnwatch-train-") as tmp:
         metrics_path = Path(tmp) / METRICS_FILE
         metrics_path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-        text = model.booster.model_to_string(num_iteration=model.best_iteration)
-        return registry.save(text, meta, files={METRICS_FILE: metrics_path})
+        baselines_path = Path(tmp) / BASELINES_FILE
+        baselines_path.write_bytes(orjson.dumps(json_safe(baselines_json(baselines)), option=orjson.OPT_INDENT_2))
+        scores_path = Path(tmp) / SCORES_FILE
+        save_frames(scores_path, frames)
+        report_dir = Path(tmp) / REPORT_DIR
+        render(report, report_dir, title="churnwatch model evaluation")
+        return registry.save(text, meta, files={METRICS_FILE: metrics_path, BASELINES_FILE: baselines_path,
+                                                SCORES_FILE: scores_path, REPORT_DIR: report_dir})
+
+
+# ---- evaluating a saved model ---------------------------------------------------------------------
+@dataclass
+class EvaluationResult:
+    version: str
+    out_dir: Path
+    report_path: Path
+    metrics: dict[str, Any]
+    #: The guidance recomputed for ``--budget`` (model), else None.
+    guidance: dict[str, Any] | None
+    baseline_guidance: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def print(self, console: Any = None) -> None:
+        """What ``churnwatch evaluate`` shows: the period, model vs baselines, the guidance for a
+        ``--budget`` (with a policy-file snippet), and where the report is."""
+        from rich.console import Console
+
+        from training.report import comparison_table, guidance_table
+
+        console = console or Console()
+        ev = self.metrics["evaluation"]
+        period = ev["period"]
+        console.print(f"model {self.version}, {period.get('name', 'test')} period {period.get('start')} … "
+                      f"{period.get('end')}: {period.get('rows', 0):,} snapshots, {period.get('positives', 0):,} "
+                      f"churn labels, {period.get('churners', 0):,} churners", highlight=False)
+        console.print(comparison_table(ev["comparison"]))
+        if self.guidance is not None:
+            console.print(guidance_table(self.guidance, title=f"model {self.version}: threshold guidance for "
+                                         f"{self.guidance.get('budget_per_1k_week'):g} new alerts / week / 1,000 "
+                                         f"customers (chosen on the {self.guidance.get('chosen_on')} period)"))
+            thr = self.guidance.get("thresholds") or {}
+            if not self.guidance.get("within_budget", True):
+                console.print("[yellow]even the single highest score is over this budget: nobody would be alerted[/]")
+            elif self.guidance.get("floor_binding"):
+                console.print(f"[yellow]the threshold floor ({self.guidance.get('min_threshold')}) leaves part of "
+                              f"the budget unspent[/]")
+            console.print("to use them, put in the alert policy file (CHURNWATCH_POLICY_FILE):\n[thresholds]\n"
+                          + "\n".join(f"{t} = {v}" for t, v in sorted(thr.items())), highlight=False, markup=False)
+        console.print(f"report: {self.report_path}", highlight=False, soft_wrap=True)
+
+
+def evaluate_version(registry: Registry, version: str | None = None, *, events: Path | str | None = None,
+                     out: Path | str | None = None, budget: float | None = None, period: str = "later",
+                     config: TrainConfig = TrainConfig()) -> EvaluationResult:
+    """``churnwatch evaluate``: the evaluation report of a registry version (default: the current one).
+
+    - no ``events``: re-draw the report from the saved ``metrics.json`` (into the version's own
+      ``report/`` unless ``out`` is given);
+    - ``events``: score that log with the saved model and the saved baselines and evaluate them on
+      the observations the model never saw — those from the start of its test period on
+      (``period="later"``, the default; a log entirely after training is used whole), or on every
+      observation (``period="all"``, for a log of other customers);
+    - ``budget``: propose per-tier thresholds for that weekly budget (new alerts per week per 1,000
+      customers) and evaluate every scorer at them: chosen on the saved validation period
+      (``scores.npz``) without ``events``, on the evaluated log period with it.
+
+    Without ``out``, anything but a plain re-draw goes to ``./churnwatch-eval-<version>/``; the saved
+    version is never changed then (the worker reads its thresholds from the metadata as trained).
+    """
+    version = version or registry.current()
+    if version is None:
+        raise TrainingError(f"no current model in {registry.root}; name a VERSION (see 'churnwatch models list')")
+    meta = registry.verify(version)
+    vdir = registry.path(version)
+    if period not in ("later", "all"):
+        raise TrainingError(f"--period must be 'later' or 'all', not {period!r}")
+    if budget is not None and not (budget > 0 and math.isfinite(budget)):
+        raise TrainingError(f"--budget must be a positive number of alerts per week per 1,000 customers, not {budget}")
+    saved = _read_json(vdir / METRICS_FILE, version) if (vdir / METRICS_FILE).is_file() else None
+    if events is None:
+        if saved is None or "evaluation" not in saved:
+            raise TrainingError(f"model {version} has no saved evaluation (trained before reports existed); "
+                                f"evaluate it on a log: churnwatch evaluate {version} --events LOG")
+        metrics = dict(saved, version=version)
+        guidance, baseline_guidance = None, {}
+        if budget is not None:
+            metrics, guidance, baseline_guidance = _rebudget_saved(vdir, version, metrics, budget, config)
+        default_out = vdir / REPORT_DIR if budget is None else Path(f"churnwatch-eval-{version}")
+    else:
+        metrics, guidance, baseline_guidance = _evaluate_log(registry, version, meta, vdir, Path(events), budget,
+                                                             period, saved, config)
+        default_out = Path(f"churnwatch-eval-{version}")
+    out_dir = Path(out) if out is not None else default_out
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TrainingError(f"--out {out_dir} exists and is not a directory")
+    report_dir = out_dir if out_dir == vdir / REPORT_DIR else out_dir / REPORT_DIR
+    if out_dir != vdir / REPORT_DIR:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / METRICS_FILE).write_bytes(orjson.dumps(json_safe(metrics), option=orjson.OPT_INDENT_2))
+    html_path = render(metrics, report_dir, title=f"churnwatch model evaluation — {version}")
+    return EvaluationResult(version, out_dir, html_path, metrics, guidance, baseline_guidance)
+
+
+def _read_json(path: Path, version: str) -> dict[str, Any]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise TrainingError(f"model {version}: unreadable {path.name} ({exc})") from None
+    if not isinstance(data, dict):
+        raise TrainingError(f"model {version}: {path.name} is not a JSON object")
+    return data
+
+
+def _saved_baselines(vdir: Path, version: str) -> dict[str, LinearBaseline]:
+    path = vdir / BASELINES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return load_baselines(_read_json(path, version))
+    except ValueError as exc:
+        raise TrainingError(f"model {version}: {BASELINES_FILE}: {exc}") from None
+
+
+def _rebudget_saved(vdir: Path, version: str, metrics: dict[str, Any], budget: float,
+                    config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    path = vdir / SCORES_FILE
+    if not path.is_file():
+        raise TrainingError(f"model {version} has no saved {SCORES_FILE}; use --events LOG with --budget")
+    try:
+        frames = load_frames(path)
+        (valid, v_scores), (test, t_scores) = frames["validation"], frames["test"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingError(f"model {version}: unreadable {SCORES_FILE} ({exc})") from None
+    old = metrics["evaluation"]
+    scorers: dict[str, dict[str, Any]] = {}
+    guidance: dict[str, dict[str, Any]] = {}
+    for name in old["scorers"]:
+        if name not in v_scores or name not in t_scores:
+            continue
+        thr, g = budget_guidance(valid.customer_ids, valid.obs_ms, valid.tiers, valid.y, v_scores[name],
+                                 valid.counted, budget, config, valid.cadence_days, chosen_on="validation")
+        guidance[name] = g
+        scorers[name] = {"p": t_scores[name], "thresholds": thr, "guidance": g,
+                         "importance": old["scorers"][name].get("importance")}
+    period = {k: v for k, v in old["period"].items() if k in ("name", "start", "end", "dates")}
+    new = dict(metrics, evaluation=evaluation(test, period, scorers), budget_per_1k_week=budget)
+    model_g = guidance.pop(MODEL, None)
+    return new, model_g, guidance
+
+
+def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: Path, path: Path,
+                  budget: float | None, period: str, saved: dict[str, Any] | None,
+                  config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
+    from pipeline.features import FeatureConfig
+    from pipeline.contract import parse_ts
+
+    if not path.is_file():
+        raise TrainingError(f"event log {path} not found")
+    model = load_version(registry, version)
+    baselines = _saved_baselines(vdir, version)
+    try:
+        log = read_events(path)
+    except (ValueError, OSError) as exc:
+        detail = str(exc).splitlines()[0][:240] if str(exc) else type(exc).__name__
+        raise TrainingError(detail if str(path) in detail else f"{path}: cannot read the event log ({detail})") from None
+    if not log.events:
+        raise TrainingError(f"{path}: no valid events ({log.stats.skipped} invalid records)")
+    try:
+        dcfg = DatasetConfig(cadence_days=int(meta["cadence_days"]), horizon_days=int(meta["horizon_days"]),
+                             min_history_days=int(meta.get("min_history_days", 28)),
+                             features=FeatureConfig(**(meta.get("feature_config") or {})))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TrainingError(f"model {version}: metadata lacks the dataset settings ({exc})") from None
+    dataset = build_dataset(log.events, dcfg)
+    if len(dataset) == 0:
+        raise TrainingError(f"{path}: no observations — the log spans too few days for {dcfg.min_history_days} "
+                            f"days of history plus a {dcfg.horizon_days}-day horizon")
+    dates = np.unique(dataset.obs_ms)
+    if period == "later":
+        try:
+            first = parse_ts(meta["split"]["test"]["start"])
+        except (KeyError, TypeError, ValueError):
+            raise TrainingError(f"model {version}: metadata has no time split; use --period all") from None
+        dates = dates[dates >= first]
+        if dates.size == 0:
+            raise TrainingError(f"{path}: no observations from {meta['split']['test']['start']} on (the model's test "
+                                f"period; earlier ones were used to fit it); use --period all for another population")
+    evaluated = Period(int(dates[0]), int(dates[-1]), int(dates.size))
+    context = dcfg.horizon_days if period == "later" else 0
+    rows, counted = period_rows(dataset.obs_ms, evaluated, context)
+    labels = labels_from_events(log.events)
+    frame = frame_for(dataset, rows, counted, labels)
+    scores = {MODEL: model.predict(dataset.X[rows])}
+    counts = count_matrix(log.events, dataset) if baselines else None
+    for name, baseline in baselines.items():
+        scores[name] = _baseline_scores(dataset, counts, baseline, rows)
+    old_scorers = (saved or {}).get("evaluation", {}).get("scorers", {})
+    stored = {MODEL: (dict(meta.get("thresholds") or {}), meta.get("guidance") or {})}
+    stored.update({n: (b.thresholds, b.guidance) for n, b in baselines.items()})
+    importance = {MODEL: meta.get("feature_importance") or {}}
+    importance.update({n: b.importance() for n, b in baselines.items()})
+    scorers: dict[str, dict[str, Any]] = {}
+    guidance: dict[str, dict[str, Any]] = {}
+    for name, p in scores.items():
+        thr, g = stored[name]
+        if budget is not None:
+            thr, g = budget_guidance(frame.customer_ids, frame.obs_ms, frame.tiers, frame.y, p, frame.counted,
+                                     budget, config, frame.cadence_days, chosen_on="evaluated log period")
+            guidance[name] = g
+        scorers[name] = {"p": p, "thresholds": thr, "guidance": g,
+                         "importance": importance.get(name) or old_scorers.get(name, {}).get("importance")}
+    name = "log, after the model's validation period" if period == "later" else "whole log"
+    metrics = {k: meta[k] for k in _REPORT_KEYS if k in meta and k not in ("metrics", "timings", "rows")}
+    metrics.update({
+        "version": version,
+        "evaluation": evaluation(frame, {"name": name, **evaluated.to_json()}, scorers),
+        "source": f"{path.resolve()} (sha256 {sha256_file(path)[:12]}…), {len(log.events):,} events",
+        "data_window": {"start": format_ts(dataset.log_start_ms), "end": format_ts(dataset.log_end_ms)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "budget_per_1k_week": budget,
+    })
+    model_g = guidance.pop(MODEL, None)
+    return json_safe(metrics), model_g, guidance
 
 
 def main(argv: list[str] | None = None) -> int:

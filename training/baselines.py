@@ -1,0 +1,243 @@
+"""Baseline models the churn model must beat, trained in the same run on the same time split.
+
+A LightGBM model that cannot beat a logistic regression has not earned its complexity, and a model that
+cannot beat "how much did this customer do in the last four weeks" has not learnt anything a CSM could
+not read off a dashboard. Two baselines answer those two questions:
+
+- ``logreg``: logistic regression on exactly the model's feature vectors (median imputation for the
+  NaNs the feature code emits, standardisation, ``class_weight="balanced"``);
+- ``counts_28d``: logistic regression on raw counts of each event type in the 28 days before the
+  observation, read from the same day buckets of :class:`~pipeline.features.CustomerState` the stream
+  keeps (:func:`event_counts`), so the baseline sees the same events, lateness and ticket bookkeeping
+  as the model — only less cleverly summarised.
+
+A fitted baseline is stored as plain numbers (medians, means, scales, coefficients, calibration map) in
+``baselines.json`` next to the model, never as a pickle: loading it executes no code, and an on-demand
+evaluation scores the very same baselines the training run reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.contract import Event
+from pipeline.features import CHANNELS, FEATURES, N_CH, CustomerState, FeatureConfig, apply, day_of
+from training.dataset import Dataset
+
+BASELINES_FILE = "baselines.json"
+COUNT_WINDOW_DAYS = 28
+SURVEY_TYPES = ("nps", "csat", "ces")
+#: Columns of :func:`event_counts`: every day-bucket channel, then survey answers per type.
+COUNT_FEATURES: tuple[str, ...] = (tuple(f"{ch}_{COUNT_WINDOW_DAYS}d" for ch in CHANNELS)
+                                   + tuple(f"{s}_answers_{COUNT_WINDOW_DAYS}d" for s in SURVEY_TYPES))
+#: Baseline names in the order reports show them, with the label figures use.
+BASELINE_LABELS = {
+    "logreg": "logistic regression, same features",
+    "counts_28d": "logistic regression, 28-day event counts",
+}
+
+
+# ---- 28-day event counts ------------------------------------------------------------------------
+def event_counts(state: CustomerState, now_ms: int, days: int = COUNT_WINDOW_DAYS) -> list[float]:
+    """Counts per event type in the ``days`` UTC day buckets ending with the day of the instant just
+    before ``now_ms``.
+
+    At a snapshot at midnight T (how the dataset observes) that is exactly the 28 whole days before T;
+    at any other instant, today's partial day and the 27 before it. (The stream's features count
+    ``now_day - days < day <= now_day``, which at midnight holds only ``days - 1`` days of events;
+    here the baseline gets its full four weeks.) The day buckets are the stream's, so the baseline and
+    the model disagree only in what they make of the events. Survey answers come from the state's
+    survey memory: CSAT and CES are kept 90 days, so their counts are exact; NPS keeps only the last
+    two answers (all the features need), which caps ``nps_answers`` at 2 — NPS is asked a few times a
+    year, so four weeks rarely hold more.
+    """
+    now_day = day_of(now_ms - 1)
+    out = [0.0] * (N_CH + len(SURVEY_TYPES))
+    for day, counts in state.days.items():
+        if 0 <= now_day - day < days:
+            for c in range(N_CH):
+                out[c] += counts[c]
+    for i, series in enumerate((state.nps, state.csat, state.ces)):
+        out[N_CH + i] = float(sum(1 for ts, _ in series if ts <= now_ms and 0 <= now_day - day_of(int(ts)) < days))
+    return out
+
+
+def count_matrix(events: Sequence[Event], dataset: Dataset, cfg: FeatureConfig | None = None,
+                 days: int = COUNT_WINDOW_DAYS) -> np.ndarray:
+    """:func:`event_counts` for every row of ``dataset``, in its row order.
+
+    Replays ``events`` (time-sorted, as given to :func:`training.dataset.build_dataset`) through the
+    stream's :func:`pipeline.features.apply` and reads each row's customer at its observation time T
+    after exactly the events with ``ts < T`` — the same point-in-time cut as the dataset builder. The
+    dataset decides who has a row, so the two matrices line up row for row. Costs one ``apply`` pass
+    (about 2 s per million events here), not a second feature build.
+    """
+    cfg = cfg if cfg is not None else dataset.config.features
+    out = np.zeros((len(dataset), len(COUNT_FEATURES)), dtype=np.float64)
+    if len(dataset) == 0:
+        return out
+    order = np.argsort(dataset.obs_ms, kind="stable")
+    times = dataset.obs_ms[order]
+    bounds = np.flatnonzero(np.diff(times)) + 1
+    groups = [(int(times[g[0]]), g) for g in np.split(order, bounds)]
+    states: dict[str, CustomerState] = {}
+    gi = 0
+
+    def snapshot(rows: np.ndarray, t_ms: int) -> None:
+        for r in rows:
+            state = states.get(dataset.customer_ids[r])
+            if state is not None:
+                out[r] = event_counts(state, t_ms, days)
+
+    for ev in events:
+        while gi < len(groups) and ev.ts_ms >= groups[gi][0]:
+            snapshot(groups[gi][1], groups[gi][0])
+            gi += 1
+        state = states.get(ev.customer_id)
+        if state is None:
+            state = states[ev.customer_id] = CustomerState(ev.customer_id)
+        apply(state, ev, None, cfg)
+    for t_ms, rows in groups[gi:]:
+        snapshot(rows, t_ms)
+    return out
+
+
+# ---- a logistic regression stored as numbers ---------------------------------------------------
+@dataclass
+class LinearBaseline:
+    """Median-impute, standardise, logistic regression, then the same kind of monotone calibration map
+    the model has. :meth:`raw` reproduces the fitted sklearn pipeline's ``predict_proba`` exactly."""
+
+    name: str
+    features: tuple[str, ...]
+    medians: np.ndarray
+    means: np.ndarray
+    scales: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    calibration: dict[str, list[float]] | None = None
+    #: Per-tier alert thresholds from the same budget as the model's (lead time and volume compare
+    #: like for like), and the record of how they were chosen.
+    thresholds: dict[str, float] = field(default_factory=dict)
+    guidance: dict[str, Any] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """Uncalibrated probability (inflated: the fit weights churners up to balance the classes)."""
+        X = np.asarray(X, dtype=np.float64)
+        X = np.where(np.isnan(X), self.medians, X)
+        z = ((X - self.means) / self.scales) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Calibrated churn probability; the raw output until a calibration map is set."""
+        raw = self.raw(X)
+        if not self.calibration:
+            return raw
+        return np.interp(raw, self.calibration["x"], self.calibration["y"])
+
+    def importance(self, top: int = 15) -> dict[str, float]:
+        """|standardised coefficient| shares: how much each input moves the log-odds per standard
+        deviation — the linear model's counterpart of LightGBM's gain importance."""
+        mag = np.abs(self.coef)
+        total = float(mag.sum()) or 1.0
+        order = np.argsort(-mag, kind="stable")[:top]
+        return {self.features[i]: round(float(mag[i]) / total, 4) for i in order if mag[i] > 0}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": "logistic_regression",
+            "features": list(self.features),
+            "medians": self.medians.tolist(),
+            "means": self.means.tolist(),
+            "scales": self.scales.tolist(),
+            "coef": self.coef.tolist(),
+            "intercept": self.intercept,
+            "calibration": self.calibration,
+            "thresholds": self.thresholds,
+            "guidance": self.guidance,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "LinearBaseline":
+        arrays = {k: np.asarray(d[k], dtype=np.float64) for k in ("medians", "means", "scales", "coef")}
+        n = len(d["features"])
+        if any(a.shape != (n,) for a in arrays.values()):
+            raise ValueError(f"baseline {d.get('name')!r}: parameter lengths do not match its {n} features")
+        return cls(name=d["name"], features=tuple(d["features"]), intercept=float(d["intercept"]),
+                   calibration=d.get("calibration"), thresholds=dict(d.get("thresholds") or {}),
+                   guidance=dict(d.get("guidance") or {}), **arrays)
+
+
+def fit_linear(name: str, X: np.ndarray, y: np.ndarray, features: Sequence[str], seed: int = 0,
+               C: float = 1.0, max_iter: int = 2000) -> LinearBaseline:
+    """Fit the sklearn pipeline (median imputation, standardisation, balanced logistic regression) and
+    keep its parameters as numbers.
+
+    ``keep_empty_features=True`` keeps a column that is all-NaN in training (imputed 0, zero weight), so
+    the stored vectors line up with the input columns whatever the data.
+    """
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(
+        SimpleImputer(strategy="median", keep_empty_features=True),
+        StandardScaler(),
+        LogisticRegression(class_weight="balanced", C=C, max_iter=max_iter, random_state=seed),
+    )
+    pipe.fit(np.asarray(X, dtype=np.float64), np.asarray(y))
+    imputer, scaler, lr = pipe.steps[0][1], pipe.steps[1][1], pipe.steps[2][1]
+    return LinearBaseline(
+        name=name,
+        features=tuple(features),
+        medians=np.asarray(imputer.statistics_, dtype=np.float64),
+        means=np.asarray(scaler.mean_, dtype=np.float64),
+        scales=np.asarray(scaler.scale_, dtype=np.float64),
+        coef=np.asarray(lr.coef_[0], dtype=np.float64),
+        intercept=float(lr.intercept_[0]),
+    )
+
+
+def baseline_inputs(name: str, X: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The input matrix and column names of baseline ``name``: the model's features or the counts."""
+    if name == "counts_28d":
+        return counts, COUNT_FEATURES
+    if name == "logreg":
+        return X, FEATURES
+    raise ValueError(f"unknown baseline {name!r} (known: {', '.join(BASELINE_LABELS)})")
+
+
+# ---- baselines.json -------------------------------------------------------------------------------
+def baselines_json(baselines: dict[str, LinearBaseline]) -> dict[str, Any]:
+    """The content of ``baselines.json``: every fitted baseline as plain numbers."""
+    return {"format": 1, "count_window_days": COUNT_WINDOW_DAYS,
+            "baselines": {name: b.to_json() for name, b in baselines.items()}}
+
+
+def load_baselines(data: dict[str, Any]) -> dict[str, LinearBaseline]:
+    """Parse ``baselines.json`` content; ``ValueError`` with a one-line message when it does not fit
+    this code (another count window, unknown baseline names, mismatched parameter lengths)."""
+    if not isinstance(data, dict) or not isinstance(data.get("baselines"), dict):
+        raise ValueError("not a baselines file (no 'baselines' object)")
+    window = data.get("count_window_days", COUNT_WINDOW_DAYS)
+    if window != COUNT_WINDOW_DAYS:
+        raise ValueError(f"baselines were fitted on {window}-day counts, this code computes {COUNT_WINDOW_DAYS}-day ones")
+    out: dict[str, LinearBaseline] = {}
+    for name, d in data["baselines"].items():
+        if name not in BASELINE_LABELS:
+            raise ValueError(f"unknown baseline {name!r} (known: {', '.join(BASELINE_LABELS)})")
+        try:
+            baseline = LinearBaseline.from_json(d)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"baseline {name!r} is incomplete ({exc})") from None
+        expected = baseline_inputs(name, np.zeros((0, len(FEATURES))), np.zeros((0, len(COUNT_FEATURES))))[1]
+        if baseline.features != expected:
+            raise ValueError(f"baseline {name!r} was fitted on other inputs than this code computes")
+        out[name] = baseline
+    return out
