@@ -13,15 +13,14 @@ import asyncio
 import base64
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import numpy as np
 import orjson
 
 from pipeline import alerting, explain, metrics, rules
 from pipeline.contract import Event, InvalidEvent, Limits, format_ts, parse
+from pipeline.decisions import Touched, score_and_decide
 from pipeline.features import CustomerState, FeatureConfig, apply, as_dict, vector
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
@@ -58,17 +57,6 @@ def deadletter_record(raw: bytes | None, key: bytes | None, topic: str, partitio
     })
 
 
-@dataclass
-class Touched:
-    """A customer touched in this batch or sweep: its state, its partition, and the time to score at."""
-
-    state: CustomerState
-    partition: int
-    score_needed: bool = False
-    as_of_ms: int = 0
-    rule_hits: list[rules.RuleHit] = field(default_factory=list)
-
-
 class Worker:
     """Builds the Faust app and holds what its agents share (model, policy, config)."""
 
@@ -89,6 +77,7 @@ class Worker:
             interval_ms=int(settings.sweep_interval_days * 86_400_000),
             idle_ms=int(settings.sweep_idle_days * 86_400_000),
             realtime_idle_ms=int(settings.realtime_idle_s * 1000),
+            behaviour_lag_ms=int(settings.behaviour_lag_s * 1000),
         )
         # The agent and the sweep both read-modify-write customer states; across their awaits a
         # lock keeps one from overwriting the other's newer state.
@@ -301,7 +290,7 @@ class Worker:
                 metrics.DUPLICATES.labels(topic=msg.topic).inc()
                 continue
             entry.partition = entry.state.partition = msg.partition
-            self.clock.observe(msg.partition, ev.ts_ms, now_ms)
+            self.clock.observe(msg.partition, ev.ts_ms, now_ms, ev.source)
             if ev.source == "outcomes":
                 self._count_outcome(entry.state, ev)
                 alerting.on_outcome(entry.state.alert, ev)
@@ -353,64 +342,31 @@ class Worker:
                 metrics.SAVE_RATE.set(saved / (saved + churned))
 
     async def score_and_alert(self, entries: list[Touched], now_ms: int, trigger: str) -> None:
-        if not entries:
-            return
+        """:func:`pipeline.decisions.score_and_decide` plus the I/O: scores topic, metrics, alerts, webhook."""
         model = self.models.model
-        rows = [vector(e.state, e.as_of_ms) for e in entries]
-        scores: list[float | None] = [None] * len(entries)
-        thresholds: dict[str, float] = {}
-        if model is not None:
-            started = time.perf_counter()
-            scores = [float(x) for x in model.predict(rows)]
-            metrics.SCORING_LATENCY.observe(time.perf_counter() - started)
-            metrics.SCORED.inc(len(entries))
-            thresholds = model.thresholds
+        results = score_and_decide(entries, model, self.policy, trigger, now_ms, held=self.clock.behind,
+                                   on_predict=self._observe_latency)
         version = model.version if model else None
-        for entry, row, score in zip(entries, rows, scores):
-            st, as_of = entry.state, entry.as_of_ms
-            if score is not None and self.settings.emit_scores:
+        for s in results:
+            st = s.entry.state
+            if s.score is not None and self.settings.emit_scores:
                 await self.scores.send(key=st.customer_id.encode(), value=orjson.dumps({
-                    "customer_id": st.customer_id, "ts_ms": as_of, "trigger": trigger, "score": score,
-                    "model_version": version, "offsets": st.offsets, "features": row,
+                    "customer_id": st.customer_id, "ts_ms": s.entry.as_of_ms, "trigger": trigger, "score": s.score,
+                    "model_version": version, "offsets": st.offsets, "features": s.row,
                 }))
-            threshold = self.policy.alerts.threshold(st.tier, thresholds)
-            alerts: list[alerting.Alert] = []
-            contrib = None
-            if score is not None:
-                decision = alerting.decide(
-                    st.alert, score=score, tier=st.tier, now_ms=as_of,
-                    history_days=(as_of - st.first_ms) / 86_400_000 if st.first_ms else 0.0,
-                    churned=bool(st.churned_ms), cfg=self.policy.alerts, model_thresholds=thresholds, trigger=trigger,
-                )
-                if decision is not None:
-                    contrib = model.contributions([row])[0]
-                    reasons = explain.top_reasons(row, contrib)
-                    alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score, decision, reasons,
-                                                 explain.suggest_play(reasons, self.policy.plays), version, as_of, now_ms))
-            if not st.churned_ms:
-                hits = entry.rule_hits + rules.on_score(st, row, score, threshold, self.policy.rules)
-                for hit in hits:
-                    # an event rule belongs to its event's moment, even when a micro-batch carried later events too
-                    at = hit.ts_ms if hit.ts_ms is not None else as_of
-                    if not rules.due(st.alert, hit, at, self.policy.rules):
-                        continue
-                    if contrib is None and model is not None:
-                        contrib = model.contributions([row])[0]
-                    reasons = [explain.Reason(hit.feature, hit.value, 0.0, hit.category, hit.text)]
-                    if contrib is not None:
-                        reasons += [r for r in explain.top_reasons(row, contrib) if r.feature != hit.feature][:2]
-                    decision = alerting.Decision("rule", hit.rule, threshold,
-                                                 alerting.band(score, threshold) if score is not None else "high")
-                    alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
-                                                 decision, reasons, self.policy.plays.get(hit.category, ""),
-                                                 version, at, now_ms))
-            for alert in alerts:
-                alerting.record(st.alert, alert)
+            if s.held:
+                metrics.ALERTS_HELD.inc()
+            for alert in s.alerts:
                 metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
                 record = alert.to_json()
                 await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(record))
                 if self.webhook is not None:
                     self.webhook.enqueue(record)  # never waits; the sink's task posts it
+
+    @staticmethod
+    def _observe_latency(seconds: float, rows: int) -> None:
+        metrics.SCORING_LATENCY.observe(seconds)
+        metrics.SCORED.inc(rows)
 
 
 def run_worker(settings: Settings) -> None:

@@ -25,6 +25,8 @@ from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.console import print_alert
 from pipeline.contract import DAY_MS
 from pipeline.feed import follow
+from pipeline.inbox import InboxServer
+from pipeline.inbox import create_app as create_inbox
 from pipeline.producer import ProduceStats, produce
 from pipeline.registry import Registry
 from pipeline.settings import Settings
@@ -146,6 +148,7 @@ def run_demo(settings: Settings, seconds: float | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     broker = EmbeddedBroker(log_path=data_dir / "broker.log")
     worker: DemoProcess | None = None
+    inbox: InboxServer | None = None
     producer_thread: threading.Thread | None = None
     stats = ProduceStats()
     metrics_url = ""
@@ -162,6 +165,8 @@ def run_demo(settings: Settings, seconds: float | None = None) -> int:
         console.print(f"[bold green]Worker[/] pid {worker.proc.pid}, model {version}; "
                       f"Prometheus metrics at [underline]{metrics_url}[/]")
         wait_ready(worker, metrics_url)
+        inbox = InboxServer(create_inbox(settings)).start()
+        console.print(f"[bold green]Inbox[/] for CSMs at [underline]{inbox.url}/[/] (open alerts, acknowledge)")
         now = int(time.time() * 1000)
         live = SimConfig(customers=LIVE_CUSTOMERS, days=LIVE_DAYS, start_ms=(now // DAY_MS - LIVE_DAYS) * DAY_MS,
                          seed=2002, bad_rate=0.002, id_prefix="cust-")
@@ -193,6 +198,8 @@ def run_demo(settings: Settings, seconds: float | None = None) -> int:
             except OSError:
                 final = {}
             worker.stop()
+        if inbox is not None:
+            inbox.stop()
         broker.stop()
     _print_summary(console, summary, stats, final, data_dir)
     return 0

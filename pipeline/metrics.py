@@ -17,6 +17,8 @@ SCORING_LATENCY = Histogram(
 )
 SCORED = Counter("churnwatch_scored", "Customer scorings")
 ALERTS = Counter("churnwatch_alerts_emitted", "Alerts emitted", ["tier", "trigger"])
+ALERTS_HELD = Counter("churnwatch_alert_decisions_held",
+                      "Risk decisions held because the partition's interactions were read too far behind the scoring time")
 MODEL_INFO = Gauge("churnwatch_model_info", "The loaded model version (value 1)", ["version"])
 MODEL_LOADED = Gauge("churnwatch_model_loaded", "1 when a model is loaded")
 MODEL_RELOAD_FAILURES = Counter("churnwatch_model_reload_failures", "Promoted models that were rejected", ["reason"])

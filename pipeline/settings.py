@@ -67,6 +67,8 @@ class Settings:
     sweep_idle_days: float = 1.0
     #: After this many wall seconds without any event on a partition, its event clock follows the wall clock.
     realtime_idle_s: float = 60.0
+    #: Model alerts wait while a partition's interaction stream lags the scoring time by more than this.
+    behaviour_lag_s: float = 86_400.0
     #: Faust consumer group tuning: short timeouts so a rebalance takes seconds, not ~30 s.
     session_timeout_s: float = 10.0
     heartbeat_s: float = 1.0

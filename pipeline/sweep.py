@@ -30,8 +30,13 @@ class SweepClock:
     idle_ms: int = DAY_MS
     realtime_idle_ms: int = 60_000
     clocks: dict[int, PartitionClock] = field(default_factory=dict)
+    #: Newest *interaction* event time per partition: how far behaviour has been read (see ``behind``).
+    behaviour: dict[int, int] = field(default_factory=dict)
+    behaviour_lag_ms: int = DAY_MS
 
-    def observe(self, partition: int, event_ms: int, wall_ms: int) -> None:
+    def observe(self, partition: int, event_ms: int, wall_ms: int, source: str = "") -> None:
+        if source == "interactions" and event_ms > self.behaviour.get(partition, 0):
+            self.behaviour[partition] = event_ms
         c = self.clocks.get(partition)
         if c is None:
             c = self.clocks[partition] = PartitionClock(swept_ms=event_ms)
@@ -60,6 +65,26 @@ class SweepClock:
     def forget(self, partitions: set[int]) -> None:
         for p in partitions:
             self.clocks.pop(p, None)
+            self.behaviour.pop(p, None)
+
+    def behind(self, partition: int) -> bool:
+        """True when the partition's interactions have been read far behind its other topics.
+
+        Topics are consumed independently, so during a backfill (or while an interaction producer is
+        down) a survey or ticket can be read days of event time ahead of the same customer's logins.
+        Judged then, every customer looks silent and the model alerts on a gap in *our reading*, not in
+        the customer's behaviour. So risk decisions are held while the newest interaction read on the
+        partition is more than ``behaviour_lag_ms`` older than the newest event of any kind read on it;
+        the customer is judged again when interactions catch up (their next event, or the silence
+        sweep), so nothing is lost, only delayed. The comparison is between events *read*: a partition
+        that has gone quiet altogether (the sweep's wall-clock time) has nothing unread and is not
+        behind. A partition with events but no interaction read yet is.
+        """
+        c = self.clocks.get(partition)
+        if self.behaviour_lag_ms <= 0 or c is None:
+            return False
+        seen = self.behaviour.get(partition)
+        return seen is None or c.event_ms - seen > self.behaviour_lag_ms
 
     def is_idle(self, last_event_ms: int, as_of_ms: int) -> bool:
         return as_of_ms - last_event_ms >= self.idle_ms

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -85,6 +86,11 @@ def _api(url: str) -> list[dict[str, Any]]:
         return json.loads(r.read())
 
 
+def _wait(driver: Any) -> WebDriverWait:
+    """A wait that retries when the page re-renders its rows under the condition being checked."""
+    return WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def _rows(driver: webdriver.Chrome) -> dict[str, Any]:
     return {tr.get_attribute("data-customer"): tr for tr in driver.find_elements(By.CSS_SELECTOR, "tbody tr[data-alert-id]")}
 
@@ -138,16 +144,16 @@ def test_inbox_lists_filters_and_acknowledges_in_a_browser(settings: Settings, s
 
         # -- the tier filter (select box -> reload with ?tier=vip)
         Select(chrome.find_element(By.NAME, "tier")).select_by_value("vip")
-        WebDriverWait(chrome, 10).until(lambda d: "tier=vip" in d.current_url and len(_rows(d)) == 2)
+        _wait(chrome).until(lambda d: "tier=vip" in d.current_url and len(_rows(d)) == 2)
         assert set(_rows(chrome)) == {"acme-vip", "globex-vip"}
         Select(chrome.find_element(By.NAME, "csm")).select_by_value("bob")
-        WebDriverWait(chrome, 10).until(lambda d: "csm=bob" in d.current_url and set(_rows(d)) == {"globex-vip"})
+        _wait(chrome).until(lambda d: "csm=bob" in d.current_url and set(_rows(d)) == {"globex-vip"})
 
         # -- acknowledge globex: the row goes, an alert_ack with its id lands on the outcomes topic
         chrome.get(server.url + "/?tier=vip")
         target = on_topic["globex-vip"]
         _rows(chrome)["globex-vip"].find_element(By.CSS_SELECTOR, "button.ack").click()
-        WebDriverWait(chrome, 10).until(lambda d: set(_rows(d)) == {"acme-vip"})
+        _wait(chrome).until(lambda d: set(_rows(d)) == {"acme-vip"})
         assert "Acknowledged the alert for globex-vip" in chrome.find_element(By.ID, "notice").text
         _screenshot(chrome, tmp_path / "inbox-after-ack.png")
 
