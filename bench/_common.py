@@ -1,0 +1,201 @@
+"""Helpers shared by the benchmarks: figures, timing, percentiles, failing in one line.
+
+Benchmarks print figures instead of asserting on time (a 2-core machine is too noisy for timed tests),
+and each one measures its own baseline in the same run, so a figure is read relative to something that
+ran on the same machine a moment earlier. ``run_all.py`` runs every benchmark in its own subprocess and
+collects the figures each writes to ``--json-out`` into one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # runnable as `.venv/bin/python bench/bench_x.py` from the repo root
+    sys.path.insert(0, str(REPO))
+
+import orjson  # noqa: E402
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not produce its figures; the message is one line for the user."""
+
+
+@dataclass
+class Figure:
+    """One measured number. ``baseline`` names the same-run reference it should be read against."""
+
+    bench: str
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+    def fmt_value(self) -> str:
+        return fmt_num(self.value)
+
+
+def fmt_num(v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    a = abs(v)
+    if a >= 100_000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:,.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    if a == 0:
+        return "0"
+    return f"{v:.3g}"
+
+
+class Report:
+    """Collects the figures of one benchmark and prints each as it is measured."""
+
+    def __init__(self, bench: str) -> None:
+        self.bench = bench
+        self.figures: list[Figure] = []
+
+    def add(self, name: str, value: float, unit: str, note: str = "") -> Figure:
+        f = Figure(self.bench, name, float(value), unit, note)
+        self.figures.append(f)
+        extra = f"   ({note})" if note else ""
+        print(f"  {name:<58} {f.fmt_value():>12} {unit}{extra}", flush=True)
+        return f
+
+    def write_json(self, path: str | None) -> None:
+        if path:
+            Path(path).write_bytes(orjson.dumps([asdict(f) for f in self.figures]))
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank-interpolated percentile (q in 0..100) of an unsorted sequence."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    if len(s) == 1:
+        return float(s[0])
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(s) - 1)
+    return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
+
+
+def best_of(repeats: int, fn: Callable[[], Any]) -> float:
+    """Fastest wall time of ``repeats`` runs of ``fn`` (seconds), with the GC off while timing.
+
+    The minimum is the least-disturbed run: on a shared 2-core box, slower runs measure the neighbours.
+    """
+    best = math.inf
+    for _ in range(repeats):
+        gc.collect()
+        gc.disable()
+        try:
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        finally:
+            gc.enable()
+    return best
+
+
+def best_of_interleaved(repeats: int, fns: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """:func:`best_of` for several functions run in alternation (a, b, c, a, b, c, ...).
+
+    A neighbour's load that comes and goes then hits every contender alike instead of whichever ran
+    during the busy second, so ratios between them (the point of a same-run baseline) stay honest.
+    """
+    best = {name: math.inf for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            best[name] = min(best[name], best_of(1, fn))
+    return best
+
+
+def load_note() -> str:
+    """The 1-minute load average next to the core count: context for every figure of the run."""
+    try:
+        return f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    except OSError:
+        return f"{os.cpu_count()} cores"
+
+
+def per_call_ns(fn: Callable[[], Any], calls: int) -> list[float]:
+    """Wall time of each of ``calls`` calls of ``fn`` in nanoseconds (for p50/p99 per call)."""
+    out: list[float] = []
+    clock = time.perf_counter_ns
+    gc.collect()
+    for _ in range(calls):
+        t0 = clock()
+        fn()
+        out.append(clock() - t0)
+    return out
+
+
+def per_call_ns_interleaved(rounds: int, fns: dict[str, tuple[Callable[[], Any], int]]) -> dict[str, list[float]]:
+    """:func:`per_call_ns` for several functions, ``rounds`` times in alternation: each entry of ``fns``
+    is (function, calls per round). Returns every call's wall time in ns, per name.
+
+    Like :func:`best_of_interleaved`: a neighbour's burst of load hits every contender alike, so the
+    percentiles of single-row and batched calls stay comparable with each other.
+    """
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, (fn, calls) in fns.items():
+            out[name] += per_call_ns(fn, calls)
+    return out
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="smaller sizes (for a smoke run)")
+    p.add_argument("--json-out", help="also write the figures as JSON here (used by run_all.py)")
+    return p
+
+
+def main_guard(run: Callable[[], int]) -> None:
+    """Run a benchmark's main; any failure ends with a one-line message and a non-zero exit code.
+
+    SIGTERM is turned into an exception so ``finally`` blocks still stop every process we started.
+    """
+    def _terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = run()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"benchmark failed: {type(exc).__name__}: {msg[:300]}", file=sys.stderr)
+        if os.environ.get("BENCH_TRACEBACK"):
+            raise
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
