@@ -69,7 +69,7 @@ def load_policy(path: Path | str | None) -> Policy:
 
     rules = RulesConfig()
     enabled = set(rules.enabled)
-    cooldowns: dict[str, float] = {}
+    cooldowns: dict[str, float] = dict(rules.cooldowns)  # the file overrides per rule
     tunables = {"csat_max", "nps_max", "failed_help_count", "failed_help_window_h", "renewal_days",
                 "renewal_risk_ratio"}
     changes: dict[str, Any] = {}

@@ -31,10 +31,14 @@ class RulesConfig:
     failed_help_count: int = 3
     failed_help_window_h: float = 24.0
     renewal_days: float = 30.0
-    #: "risk is elevated" for the renewal rule: score at or above this share of the tier threshold
-    renewal_risk_ratio: float = 0.6
+    #: "risk is elevated" for the renewal rule: score at or above this share of the tier threshold (the
+    #: alert policy's re-arm mark: close to alerting, not merely above average)
+    renewal_risk_ratio: float = 0.8
     vip_tiers: frozenset[str] = frozenset({"vip"})
-    cooldowns: dict[str, float] = field(default_factory=dict)  # per-rule overrides
+    #: Per-rule cool-downs. A renewal is one episode: alerting about it weekly (monthly plans are always
+    #: within 30 days of one) made this rule most of all alerts in a simulated month, so it fires at
+    #: most once per renewal window.
+    cooldowns: dict[str, float] = field(default_factory=lambda: {"renewal_at_risk": 35.0})
 
     def cooldown_ms(self, rule: str) -> int:
         return int(self.cooldowns.get(rule, self.cooldown_days) * DAY_MS)

@@ -49,7 +49,7 @@ tiers = ["VIP", "gold"]
     assert policy.alerts.cooldown_days == 3 and policy.alerts.rearm_ratio == 0.5
     assert policy.plays["renewal"] == "Send the renewal deck" and policy.plays["service"] == PLAYS["service"]
     r = policy.rules
-    assert r.csat_max == 1 and r.cooldown_days == 2 and r.cooldowns == {"csat_low": 10}
+    assert r.csat_max == 1 and r.cooldown_days == 2 and r.cooldowns == {"csat_low": 10, "renewal_at_risk": 35}
     assert "nps_detractor" not in r.enabled and "csat_low" in r.enabled
     assert r.vip_tiers == frozenset({"vip", "gold"})
 
