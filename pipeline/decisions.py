@@ -10,7 +10,8 @@ Per call: every entry is scored in **one** model call as of its ``as_of_ms``; th
 interactions are read far behind its other topics, :meth:`pipeline.sweep.SweepClock.behind`); the
 proactive-service rules that fired on events, plus the score-time rules, are checked against their
 cool-downs; contributions (the reasons) are computed only for customers who get an alert; every alert
-is recorded in the customer's alert memory in emission order.
+is recorded in the customer's alert memory in emission order (a model alert before the rules are checked,
+so a rule can tell that the customer already has an open alert).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                 reasons = explain.top_reasons(row, contrib)
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, judged, decision, reasons,
                                              explain.suggest_play(reasons, policy.plays), version, as_of, now_ms))
+                alerting.record(st.alert, alerts[-1])  # before the rules, which see it open
         if not st.churned_ms:
             hits = entry.rule_hits + rules.on_score(st, row, judged, threshold, policy.rules)
             for hit in hits:
@@ -123,8 +125,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
                                              decision, reasons, policy.plays.get(hit.category, ""),
                                              version, at, now_ms))
-        for alert in alerts:
-            alerting.record(st.alert, alert)
+                alerting.record(st.alert, alerts[-1])
         out.append(Scoring(entry, row, score, threshold, trigger, alerts, is_held))
     return out
 

@@ -91,7 +91,9 @@ def on_score(state: CustomerState, vec: list[float], score: float | None, thresh
     """Rules that look at the customer's situation at scoring time (event or silence sweep)."""
     hits: list[RuleHit] = []
     on = cfg.enabled
-    if "renewal_at_risk" in on and score is not None:
+    # For customers the model has not flagged: one with an open model alert already has a CSM on it, and
+    # a second task about the same customer is the duplicate CSMs complain about.
+    if "renewal_at_risk" in on and score is not None and not state.alert.get("open"):
         days = vec[FEATURE_INDEX["days_to_renewal"]]
         if 0 <= days <= cfg.renewal_days and score >= threshold * cfg.renewal_risk_ratio:
             hits.append(RuleHit("renewal_at_risk", "renewal", "days_to_renewal", days,

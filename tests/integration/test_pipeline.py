@@ -28,11 +28,15 @@ def test_deteriorating_customer_is_alerted_and_healthy_one_is_not(settings: Sett
     sender.send_all(stream)
 
     wait_for(lambda: worker.metric("churnwatch_events_consumed_total") >= len(stream), 60, what="all events consumed")
-    alerts = wait_for(lambda: read_topic(settings, settings.alerts_topic), 30, what="an alert")
+    def model_alert(alerts: list[dict]) -> dict | None:  # rule alerts (NPS 1, CSAT 1 ...) may come first
+        return next((a for a in alerts if a["customer_id"] == "sliding-1" and a["kind"] == "new"), None)
+
+    alerts = wait_for(lambda: (got := read_topic(settings, settings.alerts_topic)) and model_alert(got) and got, 30,
+                      what="a model alert")
     by_customer = {a["customer_id"] for a in alerts}
-    assert "sliding-1" in by_customer
     assert "happy-1" not in by_customer, [(a["trigger"], a["score"], a["threshold"], a["reasons"]) for a in alerts if a["customer_id"] == "happy-1"]
-    alert = next(a for a in alerts if a["customer_id"] == "sliding-1")
+    alert = model_alert(alerts)
+    assert alert is not None
     assert alert["tier"] == "standard" and alert["csm"] == "alice"
     assert alert["score"] >= alert["threshold"]
     assert alert["model_version"] == "v1"
@@ -41,7 +45,7 @@ def test_deteriorating_customer_is_alerted_and_healthy_one_is_not(settings: Sett
     assert alert["play"]
     # the alert is raised in event time after the decline began, not during the healthy weeks
     assert parse_ts(alert["event_time"]) >= start + 35 * DAY_MS
-    assert alert["trigger"] == "event"
+    assert alert["trigger"] in ("event", "sweep")  # by its own events or, gone quiet, by the sweep
     # one open alert per customer: the continuing decline does not produce a second 'new' alert
     assert sum(1 for a in alerts if a["customer_id"] == "sliding-1" and a["kind"] == "new") == 1
 

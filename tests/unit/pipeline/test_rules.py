@@ -64,6 +64,8 @@ def test_renewal_at_risk_needs_elevated_score_and_near_renewal():
     assert on_score(s, _vec(days_to_renewal=45), 0.9, 0.5, CFG) == []      # too far
     assert on_score(s, _vec(days_to_renewal=-1), 0.9, 0.5, CFG) == []      # passed
     assert on_score(s, _vec(days_to_renewal=20), None, 0.5, CFG) == []     # no model, no risk
+    s.alert["open"] = "a-1"
+    assert on_score(s, _vec(days_to_renewal=20), 0.9, 0.5, CFG) == []      # the model's open alert covers it
 
 
 def test_vip_sla_breach_only_for_vips_with_a_ticket_past_sla():
