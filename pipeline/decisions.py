@@ -94,12 +94,12 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
         threshold = policy.alerts.threshold(st.tier, thresholds)
         is_held = score is not None and held is not None and held(st.partition)
         judged = None if is_held else score  # what risk-based decisions see
+        history_days = (as_of - st.first_ms) / DAY_MS if st.first_ms else 0.0
         alerts: list[Alert] = []
         contrib = None
         if judged is not None:
             decision = alerting.decide(
-                st.alert, score=judged, tier=st.tier, now_ms=as_of,
-                history_days=(as_of - st.first_ms) / DAY_MS if st.first_ms else 0.0,
+                st.alert, score=judged, tier=st.tier, now_ms=as_of, history_days=history_days,
                 churned=bool(st.churned_ms), cfg=policy.alerts, model_thresholds=thresholds, trigger=trigger,
             )
             if decision is not None:
@@ -109,7 +109,9 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                                              explain.suggest_play(reasons, policy.plays), version, as_of, now_ms))
                 alerting.record(st.alert, alerts[-1])  # before the rules, which see it open
         if not st.churned_ms:
-            hits = entry.rule_hits + rules.on_score(st, row, judged, threshold, policy.rules)
+            # a score without the minimum history is no risk estimate, for the rules either
+            risk = judged if history_days >= policy.alerts.min_history_days else None
+            hits = entry.rule_hits + rules.on_score(st, row, risk, threshold, policy.rules)
             for hit in hits:
                 # an event rule belongs to its event's moment, even when a micro-batch carried later events too
                 at = hit.ts_ms if hit.ts_ms is not None else as_of
