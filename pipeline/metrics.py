@@ -30,6 +30,26 @@ ALERTED_OUTCOMES = Counter("churnwatch_alerted_outcomes",
 SAVE_RATE = Gauge("churnwatch_save_rate", "Of alerted customers with a final outcome: saved / (saved + churned)")
 EVENT_LAG = Gauge("churnwatch_event_time_lag_seconds", "Wall clock minus the newest event time seen")
 
+# ---- the webhook alert sink (pipeline/webhook.py) ----
+#: Outcome labels of :data:`WEBHOOK_DELIVERIES`; all four are exported from the start (at 0) so that
+#: ``rate()``/``increase()`` in alert rules work before the first failure.
+WEBHOOK_OUTCOMES = ("delivered", "retried", "failed", "dropped")
+
+WEBHOOK_DELIVERIES = Counter(
+    "churnwatch_webhook_deliveries",
+    "Webhook alert deliveries by outcome: delivered (alert accepted), retried (an attempt failed and "
+    "will be retried), failed (alert given up, sent to the dead-letter topic), dropped (queue overflow "
+    "or shutdown)",
+    ["outcome"],
+)
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
+WEBHOOK_LATENCY = Histogram(
+    "churnwatch_webhook_latency_seconds",
+    "Wall time of one webhook POST attempt, whatever its outcome (timeouts land near the timeout)",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
 
 def set_model(version: str | None, previous: str | None = None) -> None:
     if previous:

@@ -29,30 +29,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from prometheus_client import Counter, Histogram
 
-import pipeline.metrics  # noqa: F401  (its import turns off *_created samples; must precede these metrics)
+from pipeline.metrics import WEBHOOK_DELIVERIES as DELIVERIES
+from pipeline.metrics import WEBHOOK_LATENCY as LATENCY
+from pipeline.metrics import WEBHOOK_OUTCOMES as OUTCOMES  # noqa: F401  (re-exported for callers)
 
 log = logging.getLogger("churnwatch.webhook")
-
-#: Outcome labels of :data:`DELIVERIES`; all four are exported from the start (at 0) so that
-#: ``rate()``/``increase()`` in alert rules work before the first failure.
-OUTCOMES = ("delivered", "retried", "failed", "dropped")
-
-DELIVERIES = Counter(
-    "churnwatch_webhook_deliveries",
-    "Webhook alert deliveries by outcome: delivered (alert accepted), retried (an attempt failed and "
-    "will be retried), failed (alert given up, sent to the dead-letter topic), dropped (queue overflow "
-    "or shutdown)",
-    ["outcome"],
-)
-for _outcome in OUTCOMES:
-    DELIVERIES.labels(outcome=_outcome)
-LATENCY = Histogram(
-    "churnwatch_webhook_latency_seconds",
-    "Wall time of one webhook POST attempt, whatever its outcome (timeouts land near the timeout)",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
 
 #: Verdicts of :func:`classify`.
 DELIVERED, RETRY, PERMANENT = "delivered", "retry", "permanent"
