@@ -85,6 +85,28 @@ def _nps_text(vec: Vec) -> str:
     return f"NPS {_n(score)} ({label}) {_plural(_v(vec, 'days_since_nps'), 'day')} ago"
 
 
+def _vs_own(vec: Vec, name: str, what: str, recent: str, base: str) -> str:
+    """A usage-vs-own-baseline ratio as a share of the customer's usual daily rate."""
+    x = _v(vec, name)
+    if math.isnan(x):
+        return f"{what} in the last {recent}: no earlier activity to compare with"
+    return f"{what} in the last {recent} at {round(x * 100)}% of their daily rate {base}"
+
+
+def _per_login(vec: Vec, name: str, what: str, days: int) -> str:
+    x = _v(vec, name)
+    if math.isnan(x):
+        return f"no logins in the last {days} days"
+    return f"{x:.1f} {what} per login in the last {days} days"
+
+
+def _failed_share(vec: Vec, name: str, days: int) -> str:
+    x = _v(vec, name)
+    if math.isnan(x):
+        return f"no help-article views in the last {days} days"
+    return f"{round(x * 100)}% of help-article views unsuccessful in the last {days} days"
+
+
 Template = Callable[[Vec], str]
 _TEXT: dict[str, tuple[str, Template]] = {
     "is_vip": ("profile", lambda v: "VIP account"),
@@ -95,6 +117,18 @@ _TEXT: dict[str, tuple[str, Template]] = {
     "logins_trend_7d": ("adoption", lambda v: _pct_change(v, "logins_trend_7d", "logins_7d", "logins")),
     "activity_trend_7d": ("adoption", lambda v: _activity_text(v)),
     "feature_uses_trend_7d": ("adoption", lambda v: _pct_change(v, "feature_uses_trend_7d", "feature_uses_7d", "feature use")),
+    "logins_14d_vs_90d": ("adoption", lambda v: _vs_own(v, "logins_14d_vs_90d", "logins", "14 days", "over 90 days")),
+    "feature_uses_14d_vs_90d": ("adoption", lambda v: _vs_own(v, "feature_uses_14d_vs_90d", "feature use", "14 days", "over 90 days")),
+    "activity_14d_vs_90d": ("adoption", lambda v: _vs_own(v, "activity_14d_vs_90d", "product activity", "14 days", "over 90 days")),
+    "active_days_14d_vs_90d": ("adoption", lambda v: _vs_own(v, "active_days_14d_vs_90d", "active days", "14 days", "over 90 days")),
+    "logins_7d_vs_90d": ("adoption", lambda v: _vs_own(v, "logins_7d_vs_90d", "logins", "7 days", "over 90 days")),
+    "activity_30d_vs_prev60d": ("adoption", lambda v: _vs_own(v, "activity_30d_vs_prev60d", "product activity", "30 days", "in the 60 days before")),
+    "active_days_30d_vs_prev60d": ("adoption", lambda v: _vs_own(v, "active_days_30d_vs_prev60d", "active days", "30 days", "in the 60 days before")),
+    "actions_per_login_14d": ("adoption", lambda v: _per_login(v, "actions_per_login_14d", "actions", 14)),
+    "actions_per_login_90d": ("adoption", lambda v: _per_login(v, "actions_per_login_90d", "actions", 90)),
+    "help_views_per_login_30d": ("service", lambda v: _per_login(v, "help_views_per_login_30d", "help-article views", 30)),
+    "failed_help_share_30d": ("service", lambda v: _failed_share(v, "failed_help_share_30d", 30)),
+    "failed_help_share_90d": ("service", lambda v: _failed_share(v, "failed_help_share_90d", 90)),
     "days_since_login": ("adoption", lambda v: f"no login for {_plural(_v(v, 'days_since_login'), 'day')}"),
     "days_since_activity": ("adoption", lambda v: f"no activity for {_plural(_v(v, 'days_since_activity'), 'day')}"),
     "open_tickets": ("service", lambda v: f"{_plural(_v(v, 'open_tickets'), 'support ticket')} open"),

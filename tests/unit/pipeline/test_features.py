@@ -159,6 +159,101 @@ def test_events_14_days_old_do_not_enter_the_trend():
 
 
 # ---- recency ---------------------------------------------------------------------------------------
+# ---- usage against the customer's own baseline, per-session figures --------------------------------
+BASELINE_RATIOS = ("logins_14d_vs_90d", "feature_uses_14d_vs_90d", "activity_14d_vs_90d",
+                   "active_days_14d_vs_90d", "logins_7d_vs_90d", "activity_30d_vs_prev60d",
+                   "active_days_30d_vs_prev60d")
+
+
+def daily(days: range, per_day: int = 1, typ: str = "login") -> list[Event]:
+    """``per_day`` events of ``typ`` at noon UTC on each of ``days`` (days before T0's day)."""
+    return [ev("interactions", typ, T0 - d * DAY_MS) for d in days for _ in range(per_day)]
+
+
+def test_steady_usage_reads_one_whatever_its_level():
+    """A low-usage customer who keeps their habit and a heavy one who keeps theirs look the same."""
+    for per_day in (1, 5):
+        f = feats(state_of(*daily(range(89, -1, -1), per_day)))
+        for name in BASELINE_RATIOS:
+            if "feature_uses" not in name:
+                assert f[name] == pytest.approx(1.0), (per_day, name)
+        assert math.isnan(f["feature_uses_14d_vs_90d"])  # no feature use in 90 days: no baseline
+
+
+def test_collapsing_usage_falls_towards_zero():
+    # 5 logins a day for 60 days, then 1 a day for the last 30 (days 29..0)
+    events = daily(range(89, 29, -1), 5) + daily(range(29, -1, -1), 1)
+    f = feats(state_of(*events))
+    total = 60 * 5 + 30
+    assert f["logins_14d_vs_90d"] == pytest.approx((14 / 14) / (total / 90))
+    assert f["logins_7d_vs_90d"] == pytest.approx((7 / 7) / (total / 90))
+    assert f["activity_30d_vs_prev60d"] == pytest.approx((30 / 30) / (300 / 60))  # 0.2
+    assert f["active_days_30d_vs_prev60d"] == pytest.approx(1.0)  # still active every day
+    assert f["active_days_14d_vs_90d"] == pytest.approx(1.0)
+    # and silence for the last 14 days reads 0, not NaN: the baseline is there
+    g = feats(state_of(*daily(range(89, 13, -1), 2)))
+    assert g["logins_14d_vs_90d"] == 0.0 and g["active_days_14d_vs_90d"] == 0.0 and g["logins_7d_vs_90d"] == 0.0
+
+
+def test_baseline_windows_are_capped_at_the_history_the_state_covers():
+    """A customer first seen 20 days ago is compared with those 20 days, not with 90 mostly empty ones."""
+    f = feats(state_of(*daily(range(19, -1, -1), 3)))
+    assert f["logins_14d_vs_90d"] == pytest.approx(1.0)
+    assert f["logins_7d_vs_90d"] == pytest.approx(1.0)
+    # 30 days vs the ones before them needs at least a week of earlier history
+    assert math.isnan(f["activity_30d_vs_prev60d"]) and math.isnan(f["active_days_30d_vs_prev60d"])
+    g = feats(state_of(*daily(range(39, -1, -1), 1)))  # 40 days: 10 before the last 30
+    assert g["activity_30d_vs_prev60d"] == pytest.approx(1.0)
+
+
+def test_baseline_ratios_are_nan_without_activity():
+    f = feats(state_of(opened("t1", T0 - 5 * DAY_MS)))
+    for name in BASELINE_RATIOS:
+        assert math.isnan(f[name]), name
+    assert math.isnan(feats(CustomerState("c1"))["logins_14d_vs_90d"])
+
+
+def test_activity_before_the_last_30_days_only():
+    f = feats(state_of(*daily(range(89, 29, -1), 2)))
+    assert f["activity_30d_vs_prev60d"] == 0.0 and f["active_days_30d_vs_prev60d"] == 0.0
+    g = feats(state_of(*daily(range(29, -1, -1), 2), ev("customers", "upsert", T0 - 80 * DAY_MS, tier="vip")))
+    assert math.isnan(g["activity_30d_vs_prev60d"])  # covered, but nothing to compare with
+
+
+def test_actions_and_help_per_login():
+    events = daily(range(0, 10), 1)  # 10 logins in the last 14 days
+    events += daily(range(0, 5), 3, "page_view") + daily(range(0, 5), 1, "feature_use")  # 20 actions
+    events += daily(range(20, 30), 2) + daily(range(20, 30), 1, "feature_use")  # 20 logins, 10 actions
+    events += [ev("interactions", "help_view", T0 - d * DAY_MS, success=d % 2 == 0) for d in range(1, 7)]
+    events += [ev("interactions", "help_view", T0 - 60 * DAY_MS, success=False)] * 2
+    f = feats(state_of(*events))
+    assert f["actions_per_login_14d"] == pytest.approx(20 / 10)
+    assert f["actions_per_login_90d"] == pytest.approx(30 / 30)
+    assert f["help_views_per_login_30d"] == pytest.approx(6 / 30)
+    assert f["failed_help_share_30d"] == pytest.approx(3 / 6)
+    assert f["failed_help_share_90d"] == pytest.approx(5 / 8)
+
+
+def test_per_session_figures_are_nan_without_their_denominator():
+    f = feats(state_of(*daily(range(20, 25), 2, "page_view")))
+    for name in ("actions_per_login_14d", "actions_per_login_90d", "help_views_per_login_30d",
+                 "failed_help_share_30d", "failed_help_share_90d"):
+        assert math.isnan(f[name]), name
+    g = feats(state_of(*daily(range(20, 25), 1), *daily(range(20, 25), 1, "page_view")))
+    assert math.isnan(g["actions_per_login_14d"]) and g["actions_per_login_90d"] == 1.0
+
+
+def test_new_features_keep_the_old_windows_unchanged():
+    """Windows are built from age bands now; the 7/30/90-day counts and the trend must not move."""
+    events = daily(range(0, 90, 3), 2) + daily(range(1, 90, 5), 1, "feature_use") + [login(T0 + DAY_MS)]
+    f = feats(state_of(*events))
+    logins = [d for d in range(0, 90, 3) for _ in range(2)]
+    for w in (7, 30, 90):
+        assert f[f"logins_{w}d"] == sum(1 for d in logins if d < w)
+    assert f["logins_7d"] == 6  # the future bucket (scoring in the past) is ignored
+    assert f["logins_trend_7d"] == pytest.approx((6 - 4) / 4)
+
+
 def test_recency_is_nan_when_never_seen():
     f = feats(CustomerState("c1"))
     assert math.isnan(f["days_since_login"])

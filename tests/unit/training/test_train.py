@@ -29,25 +29,27 @@ from training.train import (
 )
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
-SIM = dict(customers=600, days=200, start_ms=T0, seed=12)
+SIM = dict(customers=600, days=200, start_ms=T0, seed=7)  # the project's default simulator seed
 
 # Test-period ROC-AUC / top-decile lift this simulator gave at 600 customers x 200 days, by simulator
-# seed (measured on 2026-11-23): 7: 0.74/4.0, 8: 0.71/2.8, 9: 0.80/4.0, 10: 0.82/6.1, 11: 0.78/4.7,
-# 12: 0.90/5.7. The test period is 3 weekly snapshots with 60-105 churn labels, hence the spread; the
+# seed (measured on 2026-11-23): 7: 0.80/4.7, 8: 0.79/4.7, 9: 0.86/6.0, 10: 0.84/6.7, 11: 0.85/5.8,
+# 12: 0.90/6.1. The test period is 3 weekly snapshots with 60-105 churn labels, hence the spread; the
 # lower bounds hold for every seed measured. The upper bound is a leakage alarm: a model that sees the
 # future (e.g. the silence after a churn) scores near-perfectly.
 MIN_TEST_AUC, MAX_TEST_AUC, MIN_LIFT_AT_10 = 0.70, 0.95, 2.5
 
 # Test-period ROC-AUC / top-decile lift of model | logreg baseline | 28-day-counts baseline, same size,
-# by simulator seed (measured 2026-11-23):
-#   7: 0.743/3.99 | 0.721/3.42 | 0.779/4.09      10: 0.816/6.05 | 0.730/3.93 | 0.822/6.05
-#   8: 0.714/2.77 | 0.710/3.33 | 0.725/3.74      11: 0.782/4.69 | 0.809/5.44 | 0.828/4.99
-#   9: 0.799/4.02 | 0.750/3.76 | 0.706/3.37      12: 0.896/5.71 | 0.819/4.65 | 0.794/4.25
-# With 3 test dates and ~40 churners the comparison is noisy at this size: the model beats both
-# baselines on both figures for seeds 9 and 12 only. At 1000 customers x 240 days it won ROC-AUC on
-# 3 of 3 seeds and lift on 2 of 3; at 2000 x 240 (seed 7) both. The fixed seed 12 is therefore a
-# regression guard (a change that costs the model its clear lead on this population fails it), not a
-# proof of superiority in general; see docs/evaluation.md.
+# by simulator seed (measured 2026-11-23, with the own-baseline and per-session features and the
+# 4-leaf / feature_fraction 0.5 defaults):
+#   7: 0.800/4.66 | 0.750/3.90 | 0.779/4.09      10: 0.838/6.71 | 0.700/3.93 | 0.822/6.05
+#   8: 0.794/4.72 | 0.707/2.64 | 0.725/3.74      11: 0.852/5.75 | 0.799/5.29 | 0.828/4.99
+#   9: 0.859/5.97 | 0.812/4.41 | 0.706/3.37      12: 0.898/6.11 | 0.830/5.58 | 0.794/4.25
+# The model beats both baselines on both figures for all six seeds; its smallest lead over the better
+# baseline is +0.016 ROC-AUC (seed 10) and +0.46 lift (seed 11), and at seed 7 +0.021 / +0.57. The
+# margins below hold for every seed measured, so seed 7 (the default, not a pick) is representative.
+# At 2000 x 240 (seed 7): 0.824/5.32 | 0.792/4.80 | 0.762/3.80. Before those features the model won
+# on both figures for seeds 9 and 12 only; see docs/evaluation.md.
+MIN_AUC_LEAD, MIN_LIFT_LEAD = 0.01, 0.3
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +324,7 @@ def test_model_beats_both_baselines_on_the_held_out_period(trained: tuple[Any, R
     c = trained[0].comparison
     model = c["model"]
     for name in ("logreg", "counts_28d"):
-        assert model["roc_auc"] > c[name]["roc_auc"] + 0.02, (name, model["roc_auc"], c[name]["roc_auc"])
-        assert model["lift_at_10"] > c[name]["lift_at_10"] + 0.3, (name, model["lift_at_10"], c[name]["lift_at_10"])
+        assert model["roc_auc"] > c[name]["roc_auc"] + MIN_AUC_LEAD, (name, model["roc_auc"], c[name]["roc_auc"])
+        assert model["lift_at_10"] > c[name]["lift_at_10"] + MIN_LIFT_LEAD, (name, model["lift_at_10"], c[name]["lift_at_10"])
     # and the baselines are real competitors, not strawmen: far better than random
     assert min(c["logreg"]["roc_auc"], c["counts_28d"]["roc_auc"]) > 0.7
