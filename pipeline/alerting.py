@@ -80,7 +80,11 @@ class Decision:
 
 
 def band(score: float, threshold: float) -> str:
-    return "critical" if score >= (1.0 + threshold) / 2 else "high"
+    """How urgent the risk is: ``critical`` half-way from the threshold to certainty, ``high`` at the
+    threshold, ``watch`` below it (a rule alert about a customer whose risk is not yet high)."""
+    if score >= (1.0 + threshold) / 2:
+        return "critical"
+    return "high" if score >= threshold else "watch"
 
 
 def alert_id(customer_id: str, event_ms: int, trigger: str) -> str:

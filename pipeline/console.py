@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-BAND_STYLE = {"critical": "bold red", "high": "yellow"}
+BAND_STYLE = {"critical": "bold red", "high": "yellow", "watch": "cyan"}
 
 
 def alert_text(alert: dict[str, Any]) -> Text:

@@ -447,6 +447,7 @@ meter { width:72px; height:8px; display:block; margin:2px 0 6px; }
 .badge.tier-vip { background:var(--vip-bg); color:var(--vip); }
 .badge.band-critical { background:var(--crit-bg); color:var(--crit); }
 .badge.band-high { background:var(--high-bg); color:var(--high); }
+.badge.band-watch { background:#e0f2fe; color:#075985; }
 .badge.esc { background:var(--crit); color:#fff; }
 td.why ul { margin:0; padding-left:18px; }
 td.why li { margin:0 0 3px; }

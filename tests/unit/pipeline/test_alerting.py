@@ -80,6 +80,7 @@ def test_band():
     assert band(0.5, 0.5) == "high"
     assert band(0.75, 0.5) == "critical"
     assert band(0.74, 0.5) == "high"
+    assert band(0.49, 0.5) == "watch"  # a rule alert below the model's threshold
     assert step({}, 0.9, T0).band == "critical"
 
 
