@@ -35,7 +35,6 @@ import asyncio
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ import orjson
 
 from _common import REPO, BenchError, Report, load_note, main_guard, parser, percentile, section
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.broker import EmbeddedBroker, free_port, stop_process
 from pipeline.demo import scrape
 from pipeline.registry import Registry
 from pipeline.settings import Settings
@@ -113,13 +112,7 @@ class WorkerProc:
         return ((errors or lines or ["(empty log)"])[-1])[:300]
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
 
 
 def start_worker(settings: Settings, log_path: Path, emit_scores: bool = False) -> WorkerProc:
@@ -241,7 +234,7 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
     Messages get the partition Kafka's default partitioner gives their key and per-partition offsets, so
     idempotence, the sweep clock and changelog routing run exactly as in the worker.
     """
-    from kafka.partitioner.default import murmur2
+    from pipeline.replay import partitioner
 
     from pipeline import metrics
     from pipeline.app import Worker
@@ -268,10 +261,11 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
     worker.scores = SimpleNamespace(send=send_nothing)  # type: ignore[assignment]
     offsets: dict[tuple[str, int], int] = {}
     fake = []
+    partition_of = partitioner(settings.partitions)
     for rec in records:
         key = rec.key.encode()
         topic = settings.topic(rec.source)
-        part = (murmur2(key) & 0x7FFFFFFF) % settings.partitions
+        part = partition_of(rec.key)
         off = offsets.get((topic, part), 0)
         offsets[(topic, part)] = off + 1
         fake.append(SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, key=key),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.broker import EmbeddedBroker, free_port, stop_process
 from pipeline.console import print_alert
 from pipeline.contract import DAY_MS
 from pipeline.feed import follow
@@ -49,13 +49,7 @@ class DemoProcess:
     log_path: Path
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout)
 
 
 def scrape(url: str, timeout: float = 2.0) -> dict[str, float]:

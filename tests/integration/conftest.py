@@ -22,7 +22,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.broker import EmbeddedBroker, free_port, stop_process
 from pipeline.demo import scrape
 from pipeline.feed import read_all
 from pipeline.registry import Registry
@@ -105,13 +105,7 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout, sig)
 
 
 def _env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -271,8 +271,6 @@ def tiny_registry(root: Path) -> Path:
 def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     """Worker.process_batch + Worker._sweep (Kafka stubbed) vs Replayer on the same simulated events."""
     pytest.importorskip("faust")
-    from kafka.partitioner.default import murmur2
-
     from pipeline.app import Worker
     from pipeline.registry import Registry
     from pipeline.scoring import load_current
@@ -301,10 +299,11 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     worker._assigned_partitions = lambda: set(range(settings.partitions))  # type: ignore[method-assign]
     offsets: dict[tuple[str, int], int] = {}
     fake = []
+    partition_of = rp.partitioner(settings.partitions)
     for rec in records:
         key = rec.key.encode()
         topic = settings.topic(rec.source)
-        part = (murmur2(key) & 0x7FFFFFFF) % settings.partitions
+        part = partition_of(rec.key)
         off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
         fake.append(SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, key=key),
                                     value=encode_value(rec)))
