@@ -2,9 +2,14 @@
 
 One agent consumes all input topics (they are co-partitioned, so one worker owns all of a customer's
 events) in micro-batches. Per batch it validates, folds events into the customers' states, scores every
-touched customer in one LightGBM call, asks the alert policy, and writes each touched state back once.
-State writes are routed to the changelog partition of the customer's own events explicitly, because
-outside the per-event context Faust would pick the wrong one.
+touched customer in one LightGBM call, asks the alert policy, makes the new states durable, and only
+then sends the alerts. Faust provides the consumer group, the agent, timers and the web server; the
+state is churnwatch's own (:mod:`pipeline.store`, :mod:`pipeline.changelog`): why not a Faust Table is
+explained there.
+
+A batch can never be lost to one bad event: an event that raises while it is applied or while its
+customer's state is stored is dead-lettered (``internal_error``) and the customer's state is rebuilt
+without it; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -13,19 +18,24 @@ import asyncio
 import base64
 import logging
 import time
-from typing import Any
+import uuid
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import faust
 import orjson
 
 from pipeline import alerting, explain, metrics, rules
+from pipeline.changelog import aiokafka_kwargs, check_positions, read_partition
 from pipeline.contract import Event, InvalidEvent, Limits, format_ts, parse
 from pipeline.decisions import Touched, score_and_decide
-from pipeline.features import CustomerState, FeatureConfig, apply, as_dict, vector
+from pipeline.features import Applied, CustomerState, FeatureConfig, apply, as_dict, vector
+from pipeline.health import Health
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
+from pipeline.store import FENCE_KEY, POSITION_KEY, Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.sweep import SweepClock
 from pipeline.webhook import WebhookSink
 
@@ -33,32 +43,70 @@ log = logging.getLogger("churnwatch.worker")
 
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.05
+#: Dead letters keep this much of the original message (``original`` as text, else ``original_b64``).
+DEADLETTER_KEEP_BYTES = 65_536
 
 
 def deadletter_record(raw: bytes | None, key: bytes | None, topic: str, partition: int, offset: int,
                       reason: str, detail: str, now_ms: int) -> bytes:
-    """What lands on the dead-letter topic: enough to inspect, fix and replay the original message."""
+    """What lands on the dead-letter topic: enough to inspect, fix and replay the original message.
+
+    A message that is not UTF-8, or longer than :data:`DEADLETTER_KEEP_BYTES`, keeps its first 64 KiB
+    as ``original_b64`` (``original_bytes`` says how long it was)."""
     value = raw or b""
     try:
         text: str | None = value.decode("utf-8")
     except UnicodeDecodeError:
         text = None
+    keep_text = text is not None and len(value) <= DEADLETTER_KEEP_BYTES
     return orjson.dumps({
         "reason": reason,
-        "detail": detail,
+        "detail": detail[:500],
         "topic": topic,
         "partition": partition,
         "offset": offset,
         "key": key.decode("utf-8", "replace") if key else None,
-        "original": text if text is not None and len(text) <= 65_536 else None,
-        "original_b64": None if text is not None else base64.b64encode(value[:65_536]).decode(),
+        "original": text if keep_text else None,
+        "original_b64": None if keep_text else base64.b64encode(value[:DEADLETTER_KEEP_BYTES]).decode(),
         "original_bytes": len(value),
         "rejected_ms": now_ms,
     })
 
 
+@dataclass
+class _Item:
+    """One valid input message of a customer in the current batch."""
+
+    event: Event
+    topic: str
+    partition: int
+    offset: int
+    raw: bytes
+    key: bytes | None
+
+
+class _SeekingApp(faust.App):
+    """Faust seeks input to the group's committed offsets after every rebalance; churnwatch's input
+    position lives in its state (see :mod:`pipeline.store`), so after Faust's seek the worker seeks to
+    the restored position (``after_seek``), before any message is fetched."""
+
+    after_seek: Any = None
+
+    def _new_consumer(self) -> Any:
+        consumer = super()._new_consumer()
+        original = consumer.perform_seek
+
+        async def perform_seek() -> None:
+            await original()
+            if self.after_seek is not None:
+                await self.after_seek(consumer)
+
+        consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+        return consumer
+
+
 class Worker:
-    """Builds the Faust app and holds what its agents share (model, policy, config)."""
+    """Builds the Faust app and holds what its agents share (state, model, policy, config, health)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -79,9 +127,15 @@ class Worker:
             realtime_idle_ms=int(settings.realtime_idle_s * 1000),
             behaviour_lag_ms=int(settings.behaviour_lag_s * 1000),
         )
-        # The agent and the sweep both read-modify-write customer states; across their awaits a
-        # lock keeps one from overwriting the other's newer state.
+        self.writer = uuid.uuid4().hex
+        self.store = StateStore(self.writer)
+        #: changelog offset of this worker's newest record per partition (restore fast path)
+        self.last_written: dict[int, int] = {}
+        self.health = Health()
+        # The agent, the sweep and rebalances all read-modify-write the store; across their awaits a
+        # lock keeps one from overwriting another's newer state.
         self.state_lock = asyncio.Lock()
+        self._probe: Any = None
         # Optional chat copy of every alert; it must never hold up scoring (see pipeline.webhook).
         self.webhook: WebhookSink | None = None
         if settings.webhook_url:
@@ -95,7 +149,7 @@ class Worker:
     # ---- Faust wiring ------------------------------------------------------------------------
     def _build_app(self) -> faust.App:
         s = self.settings
-        app = faust.App(
+        app = _SeekingApp(
             s.app_id,
             broker=s.broker,
             store="memory://",
@@ -112,7 +166,9 @@ class Worker:
             broker_heartbeat_interval=s.heartbeat_s,
             broker_rebalance_timeout=s.rebalance_timeout_s,
             broker_request_timeout=max(30.0, s.session_timeout_s * 3),
-            producer_linger=0.02,
+            # every batch awaits its own changelog write: the batch is the unit of batching, so a long
+            # linger would only add latency
+            producer_linger=0.005,
             producer_max_batch_size=256 * 1024,
             broker_max_poll_records=10_000,
             consumer_max_fetch_size=4 * 1024 * 1024,
@@ -120,17 +176,16 @@ class Worker:
             broker_credentials=self._credentials(),
             logging_config=None,
         )
+        app.after_seek = self._seek_to_state
         self.input = app.topic(*s.input_topics.values(), key_serializer="raw", value_serializer="raw")
-        self.alerts = app.topic(s.alerts_topic, key_serializer="raw", value_serializer="raw")
-        self.deadletter = app.topic(s.deadletter_topic, key_serializer="raw", value_serializer="raw")
-        self.scores = app.topic(s.scores_topic, key_serializer="raw", value_serializer="raw")
-        self.table = app.Table(s.state_table, default=None, partitions=s.partitions,
-                               key_type=bytes, value_type=bytes)
+        #: requests for a customer go to the worker owning its partition of this (co-partitioned) topic
+        self.route_topic = app.topic(s.input_topics["interactions"], key_serializer="raw", value_serializer="raw")
         app.agent(self.input, name="churnwatch.process")(self._process)
         app.timer(s.model_poll_s)(self._poll_model)
-        app.timer(5.0)(self._gauges)
+        app.timer(1.0)(self._gauges)
         app.timer(1.0)(self._sweep)
-        app.on_rebalance_complete.connect(self._on_ready)
+        app.timer(2.0)(self._probe_broker)
+        app.on_rebalance_complete.connect(self._on_rebalance_complete)
         app.on_partitions_revoked.connect(self._on_revoked)
         if self.webhook is not None:
             app.task(self._start_webhook)
@@ -141,23 +196,68 @@ class Worker:
         return app
 
     def _add_views(self, app: faust.App) -> None:
-        """``GET /customers/{id}/``: routed by Faust to the worker that owns the customer's partition
-        (keys are partitioned with the default murmur2 partitioner, as producers do)."""
         worker = self
 
         class CustomerView(faust.web.View):
-            @app.table_route(table=self.table, match_info="customer_id")
+            """``GET /customers/{id}/``, answered by the worker owning the customer's partition (keys
+            are partitioned with the default murmur2 partitioner, as producers do)."""
+
             async def get(self, request: Any, customer_id: str) -> Any:
-                body = worker.customer_view(customer_id)
-                if body is None:
-                    return self.json({"error": f"customer {customer_id} not found"}, status=404)
-                return self.json(body)
+                status, body = await worker.route_customer(request, customer_id)
+                return self.json(body, status=status)
+
+        class HealthView(faust.web.View):
+            async def get(self, request: Any) -> Any:
+                return self.json({"status": "ok", "writer": worker.writer})
+
+        class ReadyView(faust.web.View):
+            async def get(self, request: Any) -> Any:
+                ready, checks = worker.health.evaluate()
+                return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
         app.page("/customers/{customer_id}/")(CustomerView)
+        app.page("/health")(HealthView)
+        app.page("/ready")(ReadyView)
+
+    async def route_customer(self, request: Any, customer_id: str) -> tuple[int, dict[str, Any]]:
+        """(status, body) for the customer view: local, forwarded to the owner, or 503 while nobody can
+        answer for the customer yet (takeover, recovery) — never a stack trace."""
+        try:
+            dest = self.app.router.external_topic_key_store(self.route_topic, customer_id)
+        except Exception:
+            return 503, {"error": "no worker owns this customer's partition yet (rebalancing)", "reason": "rebalancing"}
+        router = self.app.router
+        if router._urlident(dest) == router._urlident(self.app.conf.canonical_url):
+            return self.local_customer(customer_id)
+        try:
+            import aiohttp
+
+            url = request.url.with_host(dest.host).with_port(int(dest.port or 80))
+            async with self.app.http_client.get(str(url), timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                body = await resp.json(content_type=None)
+                return resp.status, body
+        except Exception as exc:
+            return 503, {"error": f"the worker owning this customer ({dest}) did not answer: {type(exc).__name__}",
+                         "reason": "owner_unreachable"}
+
+    def local_customer(self, customer_id: str) -> tuple[int, dict[str, Any]]:
+        from pipeline.replay import partitioner
+
+        partition = partitioner(self.settings.partitions)(customer_id)
+        if partition not in self.store.parts or self.health.recovering:
+            return 503, {"error": f"partition {partition} is being restored on this worker", "reason": "recovering"}
+        try:
+            body = self.customer_view(customer_id)
+        except Exception as exc:
+            log.exception("customer view of %r failed", customer_id)
+            return 503, {"error": f"customer view failed: {type(exc).__name__}", "reason": "internal_error"}
+        if body is None:
+            return 404, {"error": f"customer {customer_id} not found"}
+        return 200, body
 
     def customer_view(self, customer_id: str) -> dict[str, Any] | None:
         """Current features, score, reasons and alert history of one customer, as of its newest event."""
-        raw = self.table.data.get(customer_id.encode())
+        raw = self.store.find(customer_id.encode())
         if raw is None:
             return None
         st = CustomerState.from_bytes(raw)
@@ -168,6 +268,7 @@ class Worker:
             "first_event_time": format_ts(st.first_ms) if st.first_ms else None,
             "last_event_time": format_ts(st.last_ms) if st.last_ms else None,
             "churned_time": format_ts(st.churned_ms) if st.churned_ms else None,
+            "events": st.events, "applied": dict(st.applied), "partition": st.partition,
             "features": {k: (None if v != v else v) for k, v in as_dict(row).items()},
             "score": None, "threshold": None, "reasons": [], "model_version": None,
             "open_alert": st.alert.get("open"),
@@ -198,13 +299,147 @@ class Worker:
 
         return ssl.create_default_context(cafile=self.settings.ssl_cafile or None)
 
-    async def _on_ready(self, app: Any = None, **_: Any) -> None:
-        metrics.WORKER_READY.set(1)
+    # ---- rebalances: restore, then seek to the restored position ----------------------------------
+    def _input_partitions(self, tps: Any) -> set[int]:
+        inputs = set(self.source_of)
+        return {tp.partition for tp in tps or () if tp.topic in inputs}
+
+    def _assigned_partitions(self) -> set[int]:
+        return self._input_partitions(self.app.consumer.assignment())
 
     async def _on_revoked(self, app: Any = None, revoked: Any = None, **_: Any) -> None:
-        metrics.WORKER_READY.set(0)
-        self.clock.forget({tp.partition for tp in revoked or ()})
+        self.health.recovering = True
+        parts = self._input_partitions(revoked)
+        async with self.state_lock:
+            self.store.revoke(parts)
+        self.clock.forget(parts)
 
+    async def _on_rebalance_complete(self, app: Any = None, **_: Any) -> None:
+        """Restore every assigned partition (Faust sends this before it seeks and resumes fetching)."""
+        self.health.recovering = True
+        started = time.monotonic()
+        async with self.state_lock:
+            assigned = self._assigned_partitions()
+            self.health.assigned = assigned
+            for p in sorted(assigned):
+                await self._restore(p)
+            self.store.drop_stale()
+        if assigned:
+            metrics.RECOVERY_SECONDS.set(time.monotonic() - started)
+
+    async def _restore(self, p: int) -> None:
+        t0 = time.monotonic()
+        fence = orjson.dumps({"kind": "fence", "writer": self.writer})
+        (meta,) = await self._durable([(self.settings.changelog_topic, FENCE_KEY, fence, p)])
+        fence_offset = int(meta.offset)
+        mine = self.store.parts.get(p) or self.store.stale.get(p)
+        last = self.last_written.get(p)
+        if mine is not None and last is not None and fence_offset == last + 1:
+            # nothing was written to the partition since our own last record: our copy is the newest
+            self.store.stale.pop(p, None)
+            self.store.parts[p] = part = mine
+            how, records = "kept", 0
+        else:
+            restored, records = await read_partition(self.settings, p, fence_offset)
+            part, how = self.store.adopt(restored)
+            if how == "reseed":
+                await self._durable(self._changelog_records(self.store.reseed(p)))
+            elif how == "restored" and part.position.outbox and part.position.writer != self.writer:
+                # alerts the previous owner decided and made durable but may not have sent
+                await self._durable([(self.settings.alerts_topic, str(a.get("customer_id", "")).encode(),
+                                      orjson.dumps(a), None) for a in part.position.outbox])
+        self.last_written[p] = max(self.last_written.get(p, -1), fence_offset)
+        resume = await check_positions(self.settings, p, part.position.topics)
+        for topic, offset in resume.items():
+            if offset is None:
+                part.position.topics.pop(topic, None)  # read it from the beginning
+        for key, raw in part.customers.items():
+            try:
+                st = CustomerState.from_bytes(raw)
+            except Exception:
+                continue
+            if st.last_ms:
+                self.clock.observe(p, st.last_ms, int(time.time() * 1000), "interactions")
+        metrics.RESTORES.labels(how=how).inc()
+        log.info("partition %d %s: %d customers, %d changelog records read in %.2f s", p, how,
+                 len(part.customers), records, time.monotonic() - t0)
+
+    async def _seek_to_state(self, consumer: Any) -> None:
+        """Seek every assigned input partition to just after the last message its state reflects."""
+        from faust.types import TP
+
+        offsets: dict[Any, int] = {}
+        for tp in consumer.assignment():
+            if tp.topic not in self.source_of:
+                continue
+            part = self.store.parts.get(tp.partition)
+            pos = part.position.topics.get(tp.topic) if part is not None else None
+            offsets[TP(tp.topic, tp.partition)] = pos[0] + 1 if pos else 0
+        if offsets:
+            await consumer.seek_wait(offsets)
+        self.health.recovering = False
+
+    def _changelog_records(self, flush: Flush) -> list[tuple[str, bytes, bytes | None, int | None]]:
+        topic = self.settings.changelog_topic
+        return [(topic, key, value, flush.partition) for key, value in flush.records()]
+
+    # ---- durable writes ----------------------------------------------------------------------------
+    async def _durable(self, records: Sequence[tuple[str, bytes | None, bytes | None, int | None]]) -> list[Any]:
+        """Send ``records`` and wait until the broker has them all; retry (backing off) until it does.
+
+        While the broker is away the worker stops here: nothing further is processed, nothing is
+        lost, and readiness says why."""
+        if not records:
+            return []
+        attempt = 0
+        while True:
+            try:
+                futures = [await self.app.producer.send(topic, key, value, partition, None, None)
+                           for topic, key, value, partition in records]
+                metas = list(await asyncio.gather(*futures))
+                self.health.broker_answered()
+                for (topic, _k, _v, partition), meta in zip(records, metas):
+                    if topic == self.settings.changelog_topic and partition is not None:
+                        self.last_written[partition] = max(self.last_written.get(partition, -1), int(meta.offset))
+                return metas
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.app.should_stop:
+                    raise
+                self.health.broker_failed(f"write failed: {type(exc).__name__}: {exc}")
+                metrics.WRITE_RETRIES.inc()
+                await asyncio.sleep(min(5.0, 0.25 * 2 ** attempt))
+                attempt += 1
+
+    async def _probe_broker(self) -> None:
+        """Ask the broker for metadata: what 'broker reachable' in readiness means."""
+        from aiokafka.client import AIOKafkaClient
+
+        kwargs = aiokafka_kwargs(self.settings)
+        try:
+            if self._probe is None:
+                kwargs.pop("bootstrap_servers")
+                self._probe = AIOKafkaClient(bootstrap_servers=self.settings.bootstrap_servers,
+                                             client_id=f"{self.settings.app_id}-probe", request_timeout_ms=3000,
+                                             **kwargs)
+                await asyncio.wait_for(self._probe.bootstrap(), 4)
+            ok = await asyncio.wait_for(self._probe.fetch_all_metadata(), 4)
+            if ok is None or not getattr(ok, "brokers", lambda: True)():
+                raise ConnectionError("no brokers in metadata")
+            self.health.broker_answered()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.health.broker_failed(f"metadata request failed: {type(exc).__name__}")
+            probe, self._probe = self._probe, None
+            if probe is not None:
+                try:
+                    await asyncio.wait_for(probe.close(), 2)
+                except Exception:
+                    pass
+
+    # ---- webhook -----------------------------------------------------------------------------------
     async def _start_webhook(self) -> None:
         assert self.webhook is not None
         await self.webhook.start()
@@ -220,14 +455,13 @@ class Worker:
         churnwatch_webhook_deliveries_total{outcome="failed"} counts these.
         """
         customer = (record.get("alert") or {}).get("customer_id")
-        await self.deadletter.send(key=str(customer).encode() if customer else None, value=orjson.dumps(record))
+        await self._durable([(self.settings.deadletter_topic, str(customer).encode() if customer else None,
+                              orjson.dumps(record), None)])
 
-    def _assigned_partitions(self) -> set[int]:
-        inputs = set(self.source_of)
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic in inputs}
-
+    # ---- model and gauges --------------------------------------------------------------------------
     async def _poll_model(self) -> None:
-        self.refresh_model()
+        # validation runs a child process; the event loop must never wait for it
+        await asyncio.to_thread(self.refresh_model)
 
     def refresh_model(self) -> None:
         previous = self.models.model.version if self.models.model else None
@@ -236,9 +470,19 @@ class Worker:
             metrics.set_model(detail, previous)
         elif status not in ("unchanged", "none"):
             metrics.MODEL_RELOAD_FAILURES.labels(reason=status).inc()
+        self.health.model_loaded = self.models.model is not None
+        self.health.model_promoted = status != "none" or self.models.model is not None
 
     async def _gauges(self) -> None:
-        metrics.CUSTOMERS.set(len(self.table.data))
+        metrics.CUSTOMERS.set(len(self.store))
+        self.health.assigned = self._assigned_partitions() if not self.health.recovering else self.health.assigned
+        agent = self.app.agents.get("churnwatch.process")
+        if agent is not None:
+            actors = getattr(agent, "_actors", None) or []
+            self.health.agent_alive = not actors or any(not getattr(a, "_stopped", None) or not a._stopped.is_set()
+                                                        for a in actors)
+        ready, _ = self.health.evaluate()
+        metrics.WORKER_READY.set(1 if ready else 0)
 
     # ---- the agent -------------------------------------------------------------------------------
     async def _process(self, stream: Any) -> Any:
@@ -247,89 +491,235 @@ class Worker:
             yield None
 
     async def process_batch(self, batch: list[Any]) -> None:
-        async with self.state_lock:
-            await self._process_batch(batch)
+        self.health.batch_started()
+        try:
+            async with self.state_lock:
+                await self._process_batch(batch)
+        finally:
+            self.health.batch_done()
 
-    def _load(self, key: bytes, customer_id: str) -> CustomerState:
-        raw = self.table.data.get(key)
+    def _load(self, partition: int, key: bytes, customer_id: str) -> CustomerState:
+        raw = self.store.get(partition, key)
         return CustomerState.from_bytes(raw) if raw else CustomerState(customer_id)
 
-    def _store(self, key: bytes, entry: Touched) -> None:
-        """Write a state back: to the local store and to the changelog partition of its customer."""
-        value = entry.state.to_bytes()
-        self.table.data[key] = value
-        self.table.send_changelog(entry.partition, key, value)
+    def _validate(self, msg: Any, value: bytes | None, now_ms: int) -> Event:
+        source = self.source_of.get(msg.topic)
+        if source is None:
+            raise InvalidEvent("unknown_source", f"topic {msg.topic} is not an input topic")
+        ev = parse(source, value, now_ms, self.limits)
+        if msg.key is None:
+            raise InvalidEvent("missing_key", "message has no key (topics must be keyed by customer_id)")
+        if msg.key != ev.customer_id.encode():
+            raise InvalidEvent("key_mismatch", "message key differs from customer_id (topics must be keyed by customer)")
+        return ev
+
+    def _fold(self, entry: Touched, item: _Item) -> Applied:
+        """Apply one event to its customer's entry: state, outcome memory, event rules."""
+        ev = item.event
+        result = apply(entry.state, ev, item.offset, self.feature_cfg, partition=item.partition)
+        if not result:
+            return result
+        entry.state.partition = item.partition
+        if ev.source == "outcomes":
+            alerting.on_outcome(entry.state.alert, ev)
+        else:
+            entry.score_needed = True
+            entry.rule_hits += rules.on_event(entry.state, ev, self.policy.rules)
+        return result
+
+    @staticmethod
+    def _check(state: CustomerState) -> bytes:
+        """What storing and scoring a state needs; raises if a poisoned value got in."""
+        vector(state, state.last_ms)
+        return state.to_bytes()
+
+    def _customer(self, p: int, key: bytes, cid: str, items: list[_Item],
+                  dead: list[tuple[_Item, str, str]]) -> tuple[Touched, list[_Item], bytes] | None:
+        """Fold one customer's events of this batch. Fast path: all at once, checked once. If anything
+        raises, again one event at a time, checking after each, dead-lettering what breaks it."""
+        try:
+            entry = Touched(self._load(p, key, cid), p)
+            results = [self._fold(entry, it) for it in items]
+            return entry, self._sorted(items, results, dead), self._check(entry.state)
+        except Exception:
+            pass
+        try:
+            entry = Touched(self._load(p, key, cid), p)
+            good = self._check(entry.state)
+        except Exception as exc:
+            for it in items:
+                dead.append((it, "internal_error", f"stored state unreadable: {type(exc).__name__}: {exc}"))
+            log.error("state of customer %r is unreadable; its events are dead-lettered", cid)
+            return None
+        kept: list[_Item] = []
+        for it in items:
+            rule_hits = list(entry.rule_hits)
+            score_needed = entry.score_needed
+            try:
+                result = self._fold(entry, it)
+                good_next = self._check(entry.state)
+            except Exception as exc:
+                entry.state = CustomerState.from_bytes(good)
+                entry.rule_hits, entry.score_needed = rule_hits, score_needed
+                dead.append((it, "internal_error", f"{type(exc).__name__}: {exc}"))
+                metrics.INTERNAL_ERRORS.labels(stage="apply").inc()
+                continue
+            good = good_next
+            kept += self._sorted([it], [result], dead)
+        return entry, kept, good
+
+    @staticmethod
+    def _sorted(items: list[_Item], results: list[Applied], dead: list[tuple[_Item, str, str]]) -> list[_Item]:
+        applied: list[_Item] = []
+        for it, result in zip(items, results):
+            if result is Applied.APPLIED:
+                applied.append(it)
+            elif result is Applied.DUPLICATE:
+                metrics.DUPLICATES.labels(topic=it.topic).inc()
+            else:
+                dead.append((it, "too_late", "older than the allowed lateness before the customer's newest "
+                                             "event: whether it was applied can no longer be told"))
+        return applied
 
     async def _process_batch(self, batch: list[Any]) -> None:
         now_ms = int(time.time() * 1000)
-        touched: dict[bytes, Touched] = {}
-        newest = 0
+        per_customer: dict[bytes, list[_Item]] = {}
+        partitions: set[int] = set()
+        dead: list[tuple[_Item, str, str]] = []
         for fevent in batch:
             msg = fevent.message
+            part = self.store.parts.get(msg.partition)
+            if part is None:
+                continue  # not ours (any more): its owner reads it from the position in the state
+            partitions.add(msg.partition)
+            part.advance(msg.topic, msg.offset, message_fingerprint(msg.key, fevent.value))
             metrics.EVENTS_CONSUMED.labels(topic=msg.topic).inc()
-            source = self.source_of.get(msg.topic)
+            item = _Item(None, msg.topic, msg.partition, msg.offset, fevent.value, msg.key)  # type: ignore[arg-type]
             try:
-                if source is None:
-                    raise InvalidEvent("unknown_source", f"topic {msg.topic} is not an input topic")
-                ev = parse(source, fevent.value, now_ms, self.limits)
-                key = ev.customer_id.encode()
-                if msg.key is not None and msg.key != key:
-                    raise InvalidEvent("key_mismatch", "message key differs from customer_id (topics must be keyed by customer)")
+                item.event = self._validate(msg, fevent.value, now_ms)
             except InvalidEvent as exc:
-                metrics.DEADLETTERS.labels(reason=exc.reason).inc()
-                await self.deadletter.send(
-                    key=msg.key,
-                    value=deadletter_record(fevent.value, msg.key, msg.topic, msg.partition, msg.offset,
-                                            exc.reason, exc.detail, now_ms),
-                )
+                dead.append((item, exc.reason, exc.detail))
                 continue
-            entry = touched.get(key)
-            if entry is None:
-                entry = touched[key] = Touched(self._load(key, ev.customer_id), msg.partition)
-            if not apply(entry.state, ev, msg.offset, self.feature_cfg):
-                metrics.DUPLICATES.labels(topic=msg.topic).inc()
+            except Exception as exc:  # the contract must not raise anything else; if it does, contain it
+                dead.append((item, "internal_error", f"{type(exc).__name__}: {exc}"))
+                metrics.INTERNAL_ERRORS.labels(stage="parse").inc()
                 continue
-            entry.partition = entry.state.partition = msg.partition
-            self.clock.observe(msg.partition, ev.ts_ms, now_ms, ev.source)
-            if ev.source == "outcomes":
-                self._count_outcome(entry.state, ev)
-                alerting.on_outcome(entry.state.alert, ev)
-            else:
-                entry.score_needed = True
-                entry.rule_hits += rules.on_event(entry.state, ev, self.policy.rules)
-            newest = max(newest, ev.ts_ms)
+            per_customer.setdefault(item.event.customer_id.encode(), []).append(item)
+        touched: dict[bytes, tuple[Touched, bytes]] = {}
+        newest = 0
+        for key, items in per_customer.items():
+            folded = self._customer(items[0].partition, key, items[0].event.customer_id, items, dead)
+            if folded is None:
+                continue
+            entry, applied, value = folded
+            touched[key] = (entry, value)
+            for it in applied:
+                ev = it.event
+                self.clock.observe(it.partition, ev.ts_ms, now_ms, ev.source)
+                if ev.source == "outcomes":
+                    self._count_outcome(entry.state, ev)
+                newest = max(newest, ev.ts_ms)
         if newest:
             metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
-        scored = [t for t in touched.values() if t.score_needed]
+        scored = [entry for entry, _ in touched.values() if entry.score_needed]
         for entry in scored:
             entry.as_of_ms = entry.state.last_ms
-        await self.score_and_alert(scored, now_ms, trigger="event")
-        for key, entry in touched.items():
-            self._store(key, entry)
+        results = self._decide(scored, now_ms, "event")
+        states: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
+        for key, (entry, value) in touched.items():
+            if entry.score_needed:
+                try:
+                    value = entry.state.to_bytes()  # the decision updated the alert memory
+                except Exception:
+                    log.exception("customer %r: alert memory not storable; keeping the state without it", key)
+            states.setdefault(entry.partition, {})[key] = value
+        await self._commit(states, results, dead, now_ms)
+
+    async def _commit(self, states: dict[int, dict[bytes, bytes]], results: list[Any],
+                      dead: list[tuple[_Item, str, str]], now_ms: int) -> None:
+        """Make a batch durable, then tell the world: dead letters, then states + positions, then alerts."""
+        if dead:
+            records = []
+            for it, reason, detail in dead:
+                metrics.DEADLETTERS.labels(reason=reason).inc()
+                records.append((self.settings.deadletter_topic, it.key,
+                                deadletter_record(it.raw, it.key, it.topic, it.partition, it.offset, reason, detail, now_ms),
+                                None))
+            await self._durable(records)
+        outbox: dict[int, list[dict[str, Any]]] = {}
+        for s in results:
+            for alert in s.alerts:
+                outbox.setdefault(s.entry.partition, []).append(alert.to_json())
+        changelog: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        for p, values in states.items():
+            if p in self.store.parts:
+                changelog += self._changelog_records(self.store.flush(p, values, outbox.get(p, [])))
+        await self._durable(changelog)
+        await self._publish(results, now_ms)
+
+    def _decide(self, entries: list[Touched], now_ms: int, trigger: str) -> list[Any]:
+        """:func:`pipeline.decisions.score_and_decide`, contained: a failure costs the alerts of this
+        call (counted, logged), never the events or the states."""
+        try:
+            return score_and_decide(entries, self.models.model, self.policy, trigger, now_ms, held=self.clock.behind,
+                                    on_predict=self._observe_latency)
+        except Exception:
+            metrics.INTERNAL_ERRORS.labels(stage="score").inc()
+            log.exception("scoring %d customers failed; their states are kept, no alerts from this call", len(entries))
+            return []
+
+    async def _publish(self, results: list[Any], now_ms: int) -> None:
+        """Alerts (and, optionally, scores) of states that are already durable."""
+        model = self.models.model
+        version = model.version if model else None
+        records: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        for s in results:
+            st = s.entry.state
+            if s.score is not None and self.settings.emit_scores:
+                records.append((self.settings.scores_topic, st.customer_id.encode(), orjson.dumps({
+                    "customer_id": st.customer_id, "ts_ms": s.entry.as_of_ms, "trigger": s.trigger, "score": s.score,
+                    "model_version": version, "offsets": st.offsets, "features": s.row,
+                }), None))
+            if s.held:
+                metrics.ALERTS_HELD.inc()
+            for alert in s.alerts:
+                metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
+                record = alert.to_json()
+                records.append((self.settings.alerts_topic, st.customer_id.encode(), orjson.dumps(record), None))
+                if self.webhook is not None:
+                    self.webhook.enqueue(record)  # never waits; the sink's task posts it
+        await self._durable(records)
 
     async def _sweep(self) -> None:
         """Re-score customers gone quiet, as of their partition's event-time clock."""
-        if self.models.model is None or not self.clock.clocks:
+        if self.models.model is None or not self.clock.clocks or self.health.recovering:
             return
         now_ms = int(time.time() * 1000)
-        due = self.clock.due(now_ms, self._assigned_partitions())
+        due = self.clock.due(now_ms, set(self.store.parts))
         if not due:
             return
         async with self.state_lock:
             entries: dict[bytes, Touched] = {}
-            for key, raw in list(self.table.data.items()):
-                state = CustomerState.from_bytes(raw)
-                as_of = due.get(state.partition)
-                if as_of is None or state.churned_ms or not self.clock.is_idle(state.last_ms, as_of):
+            for p, key, raw in self.store.items():
+                as_of = due.get(p)
+                if as_of is None:
                     continue
-                entries[key] = Touched(state, state.partition, True, as_of)
+                try:
+                    state = CustomerState.from_bytes(raw)
+                except Exception:
+                    continue
+                if state.churned_ms or not self.clock.is_idle(state.last_ms, as_of):
+                    continue
+                entries[key] = Touched(state, p, True, as_of)
             if not entries:
                 return
             before = {k: orjson.dumps(e.state.alert) for k, e in entries.items()}
-            await self.score_and_alert(list(entries.values()), now_ms, trigger="sweep")
+            results = self._decide(list(entries.values()), now_ms, "sweep")
+            states: dict[int, dict[bytes, bytes]] = {}
             for key, entry in entries.items():
                 if orjson.dumps(entry.state.alert) != before[key]:
-                    self._store(key, entry)
+                    states.setdefault(entry.partition, {})[key] = entry.state.to_bytes()
+            await self._commit(states, results, [], now_ms)
 
     def _count_outcome(self, state: CustomerState, ev: Event) -> None:
         """Closing the loop: outcomes overall, and outcomes of customers churnwatch had alerted."""
@@ -341,32 +731,30 @@ class Worker:
             if saved + churned:
                 metrics.SAVE_RATE.set(saved / (saved + churned))
 
-    async def score_and_alert(self, entries: list[Touched], now_ms: int, trigger: str) -> None:
-        """:func:`pipeline.decisions.score_and_decide` plus the I/O: scores topic, metrics, alerts, webhook."""
-        model = self.models.model
-        results = score_and_decide(entries, model, self.policy, trigger, now_ms, held=self.clock.behind,
-                                   on_predict=self._observe_latency)
-        version = model.version if model else None
-        for s in results:
-            st = s.entry.state
-            if s.score is not None and self.settings.emit_scores:
-                await self.scores.send(key=st.customer_id.encode(), value=orjson.dumps({
-                    "customer_id": st.customer_id, "ts_ms": s.entry.as_of_ms, "trigger": trigger, "score": s.score,
-                    "model_version": version, "offsets": st.offsets, "features": s.row,
-                }))
-            if s.held:
-                metrics.ALERTS_HELD.inc()
-            for alert in s.alerts:
-                metrics.ALERTS.labels(tier=st.tier, trigger=alert.trigger).inc()
-                record = alert.to_json()
-                await self.alerts.send(key=st.customer_id.encode(), value=orjson.dumps(record))
-                if self.webhook is not None:
-                    self.webhook.enqueue(record)  # never waits; the sink's task posts it
-
     @staticmethod
     def _observe_latency(seconds: float, rows: int) -> None:
         metrics.SCORING_LATENCY.observe(seconds)
         metrics.SCORED.inc(rows)
+
+
+class _OncePerMinute(logging.Filter):
+    """Collapses repeats of the same library log line (aiokafka and Faust log every failed reconnect
+    during a broker outage) to one per minute; churnwatch's own one-line WARNING says what happened."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.last: dict[tuple[str, Any], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("churnwatch"):
+            return True
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self.last.get(key, -1e9) < self.every_s:
+            return False
+        self.last[key] = now
+        return True
 
 
 def run_worker(settings: Settings) -> None:
@@ -376,4 +764,15 @@ def run_worker(settings: Settings) -> None:
     worker.refresh_model()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level.upper(), settings.log_level.lower())
-    faust.Worker(worker.app, loglevel=level, quiet=True).execute_from_commandline()
+    faust_worker = _QuietWorker(worker.app, loglevel=level, quiet=True)
+    faust_worker.execute_from_commandline()
+
+
+class _QuietWorker(faust.Worker):
+    """Faust's worker with :class:`_OncePerMinute` on the root handlers it sets up."""
+
+    def _setup_logging(self) -> None:
+        super()._setup_logging()
+        quiet = _OncePerMinute()
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(quiet)

@@ -5,14 +5,20 @@ dataset builder) run, so it must stay pure: no Faust, no Kafka, no wall clock. E
 time, kept as day buckets inside :class:`CustomerState` (a sparse map of day -> counters over the
 longest window), because Faust's windowed tables have open expiry/recovery bugs upstream.
 
-Updates are idempotent per input source: the state remembers the highest offset applied from each
-source, and the state and that watermark are written together, so a replay after a crash never counts
-an event twice.
+Updates are idempotent by event id: the state remembers a 64-bit fingerprint of every event it applied
+within the allowed lateness (see :class:`SeenIds`), and the state and that memory change together, so a
+redelivery (the same offset read again after a crash, the same event re-sent at a new offset, a topic
+re-created with offsets starting over) is never counted twice and a new event is never skipped. An event
+older than the memory reaches is refused (``too_late``) rather than guessed about.
 """
 
 from __future__ import annotations
 
+import base64
+import enum
+import hashlib
 import math
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -105,8 +111,14 @@ class CustomerState:
     # outcomes
     churned_ms: int = 0
     renewed_ms: int = 0
-    # idempotence: highest applied offset per input source
+    # idempotence: fingerprint -> UTC day of every event applied within the allowed lateness
+    seen: dict[int, int] = field(default_factory=dict)
+    #: events on days before this one are refused: their fingerprints were evicted (:data:`SEEN_MAX`)
+    seen_floor_day: int = 0
+    #: highest offset applied per ``source:partition`` (where the stream was; not used to decide)
     offsets: dict[str, int] = field(default_factory=dict)
+    #: events applied per source (what an operator's own count of produced events is checked against)
+    applied: dict[str, int] = field(default_factory=dict)
     # alert policy memory (owned by pipeline.alerting; opaque here)
     alert: dict[str, Any] = field(default_factory=dict)
     events: int = 0
@@ -118,6 +130,7 @@ class CustomerState:
     def to_bytes(self) -> bytes:
         d = self.__dict__.copy()
         d["days"] = [[day, *counts] for day, counts in sorted(self.days.items())]
+        d["seen"] = _pack_seen(self.seen)
         if math.isnan(self.mrr):
             d["mrr"] = None
         return orjson.dumps(d)
@@ -126,14 +139,10 @@ class CustomerState:
     def from_bytes(cls, raw: bytes) -> "CustomerState":
         d = orjson.loads(raw)
         d["days"] = {row[0]: row[1:] for row in d["days"]}
+        d["seen"] = _unpack_seen(d.get("seen", ()))
         if d.get("mrr") is None:
             d["mrr"] = NAN
         return cls(**d)
-
-    # ---- idempotence -----------------------------------------------------------------------------
-    def already_applied(self, source: str, offset: int | None) -> bool:
-        """True when this source's event at ``offset`` was applied before (a redelivery)."""
-        return offset is not None and offset <= self.offsets.get(source, -1)
 
     @property
     def observed_days(self) -> float:
@@ -145,19 +154,89 @@ def day_of(ts_ms: int) -> int:
     return ts_ms // DAY_MS
 
 
-# ---- update -------------------------------------------------------------------------------------
-def apply(state: CustomerState, event: Event, offset: int | None = None, cfg: FeatureConfig = FeatureConfig()) -> bool:
-    """Fold one validated event into ``state``. Returns False (and changes nothing) for a redelivery.
+# ---- the event-id memory ------------------------------------------------------------------------
+#: Most fingerprints one customer keeps. Past it the oldest day is forgotten and events of that day or
+#: earlier are refused as too late: a bound on state size that never turns into a double count.
+SEEN_MAX = 20_000
 
-    ``offset`` is the event's offset in its source topic; pass None offline, where the log has no
-    offsets and is replayed exactly once.
+
+def fingerprint(source: str, event_id: str) -> int:
+    """64 bits of BLAKE2b of source and id: a false "already applied" needs a collision among one
+    customer's remembered ids (about n^2 / 2^65: 1e-11 for 20,000 ids)."""
+    digest = hashlib.blake2b(f"{source}\x00{event_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _pack_seen(seen: dict[int, int]) -> list[list[Any]]:
+    """``[[day, base64(little-endian u64 fingerprints)], ...]``: ~11 bytes of JSON per remembered event."""
+    by_day: dict[int, list[int]] = {}
+    for fp, day in seen.items():
+        by_day.setdefault(day, []).append(fp)
+    return [[day, base64.b64encode(struct.pack(f"<{len(fps)}Q", *sorted(fps))).decode()]
+            for day, fps in sorted(by_day.items())]
+
+
+def _unpack_seen(rows: Iterable[Sequence[Any]]) -> dict[int, int]:
+    seen: dict[int, int] = {}
+    for day, packed in rows:
+        raw = base64.b64decode(packed)
+        for fp in struct.unpack(f"<{len(raw) // 8}Q", raw):
+            seen[fp] = day
+    return seen
+
+
+class Applied(enum.Enum):
+    """What :func:`apply` did with an event. Only ``APPLIED`` is truthy."""
+
+    APPLIED = "applied"
+    #: the same event (source + event_id) was applied before: a redelivery or a re-send
+    DUPLICATE = "duplicate"
+    #: older than the allowed lateness (or the id memory): whether it was applied can't be known
+    TOO_LATE = "too_late"
+
+    def __bool__(self) -> bool:
+        return self is Applied.APPLIED
+
+
+def refusal(state: CustomerState, event: Event, cfg: FeatureConfig = FeatureConfig()) -> Applied | None:
+    """Why ``event`` must not be folded into ``state`` (or None): already applied, or too late to tell."""
+    day = day_of(event.ts_ms)
+    if day < state.seen_floor_day or (state.last_ms and day <= day_of(state.last_ms) - cfg.allowed_lateness_days):
+        return Applied.TOO_LATE
+    if fingerprint(event.source, event.event_id) in state.seen:
+        return Applied.DUPLICATE
+    return None
+
+
+def _remember(state: CustomerState, fp: int, day: int) -> None:
+    state.seen[fp] = day
+    if len(state.seen) > SEEN_MAX:
+        oldest = min(state.seen.values())
+        for k in [k for k, d in state.seen.items() if d == oldest]:
+            del state.seen[k]
+        state.seen_floor_day = oldest + 1
+
+
+# ---- update -------------------------------------------------------------------------------------
+def apply(state: CustomerState, event: Event, offset: int | None = None, cfg: FeatureConfig = FeatureConfig(),
+          *, partition: int | None = None) -> Applied:
+    """Fold one validated event into ``state`` unless :func:`refusal` says no (then nothing changes).
+
+    The stream and the offline builder both deduplicate by event id, so an event log holding the same
+    event twice gives the features the worker would have. ``offset``/``partition`` only record where
+    the stream was (``state.offsets``).
     """
-    if state.already_applied(event.source, offset):
-        return False
+    refused = refusal(state, event, cfg)
+    if refused is not None:
+        return refused
     if offset is not None:
-        state.offsets[event.source] = offset
+        where = event.source if partition is None else f"{event.source}:{partition}"
+        if offset > state.offsets.get(where, -1):
+            state.offsets[where] = offset
     ts = event.ts_ms
+    _remember(state, fingerprint(event.source, event.event_id), day_of(ts))
     state.events += 1
+    state.applied[event.source] = state.applied.get(event.source, 0) + 1
     if not state.first_ms or ts < state.first_ms:
         state.first_ms = ts
     if ts > state.last_ms:
@@ -168,7 +247,7 @@ def apply(state: CustomerState, event: Event, offset: int | None = None, cfg: Fe
     in_window = day_of(ts) > day_of(state.last_ms) - cfg.allowed_lateness_days
     handler = _HANDLERS[event.source]
     handler(state, event, in_window, cfg)
-    return True
+    return Applied.APPLIED
 
 
 def _count(state: CustomerState, ts: int, channel: int, in_window: bool, n: int = 1) -> None:
@@ -192,6 +271,9 @@ def _prune(state: CustomerState, cfg: FeatureConfig) -> None:
     if state.days and min(state.days) <= horizon:
         for day in [d for d in state.days if d <= horizon]:
             del state.days[day]
+    too_late = day_of(state.last_ms) - cfg.allowed_lateness_days  # days <= this are refused anyway
+    for fp in [fp for fp, d in state.seen.items() if d <= too_late]:
+        del state.seen[fp]
     for series in (state.csat, state.ces):
         while series and not _keeps(state, int(series[0][0]), cfg.survey_memory_days):
             series.pop(0)

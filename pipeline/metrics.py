@@ -9,7 +9,16 @@ disable_created_metrics()  # the *_created samples double the page for no dashbo
 
 EVENTS_CONSUMED = Counter("churnwatch_events_consumed", "Input events consumed, valid or not", ["topic"])
 DEADLETTERS = Counter("churnwatch_deadletters", "Input events rejected to the dead-letter topic", ["reason"])
-DUPLICATES = Counter("churnwatch_duplicates_skipped", "Redelivered events skipped by the offset watermark", ["topic"])
+DUPLICATES = Counter("churnwatch_duplicates_skipped",
+                     "Events skipped because the same event (source + event_id) was applied before", ["topic"])
+INTERNAL_ERRORS = Counter("churnwatch_internal_errors",
+                          "Exceptions contained by the worker (stage: parse, apply, score); apply/parse ones "
+                          "dead-letter their event as internal_error", ["stage"])
+RESTORES = Counter("churnwatch_state_restores",
+                   "Partitions taken over: restored (from the changelog), kept (own copy newest), reseed "
+                   "(the changelog had lost our writes)", ["how"])
+RECOVERY_SECONDS = Gauge("churnwatch_recovery_seconds", "Wall time of the last rebalance's state restore")
+WRITE_RETRIES = Counter("churnwatch_write_retries", "Durable writes retried because the broker did not take them")
 SCORING_LATENCY = Histogram(
     "churnwatch_scoring_latency_seconds",
     "Wall time of one scoring call (a micro-batch of customers)",
@@ -22,7 +31,8 @@ ALERTS_HELD = Counter("churnwatch_alert_decisions_held",
 MODEL_INFO = Gauge("churnwatch_model_info", "The loaded model version (value 1)", ["version"])
 MODEL_LOADED = Gauge("churnwatch_model_loaded", "1 when a model is loaded")
 MODEL_RELOAD_FAILURES = Counter("churnwatch_model_reload_failures", "Promoted models that were rejected", ["reason"])
-WORKER_READY = Gauge("churnwatch_worker_ready", "1 once the worker has its partitions and processes events")
+WORKER_READY = Gauge("churnwatch_worker_ready",
+                     "1 while every readiness check passes (partitions, recovery, broker, model, agent; see GET /ready)")
 CUSTOMERS = Gauge("churnwatch_customers_tracked", "Customers with state on this worker")
 OUTCOMES = Counter("churnwatch_outcomes", "Outcome events (alert_ack, contacted, saved, churned, renewed)", ["type"])
 ALERTED_OUTCOMES = Counter("churnwatch_alerted_outcomes",

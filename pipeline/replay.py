@@ -27,8 +27,8 @@ Where the replay differs from a running worker, and why:
 * **No Kafka.** Events arrive as :class:`~pipeline.contract.Event` objects, already validated (see
   :func:`events_from_records`, which validates simulator records with :func:`pipeline.contract.validate`,
   i.e. ``contract.parse`` minus the JSON decoding). Invalid records are counted, not dead-lettered.
-* **No offsets.** ``apply(..., offset=None)``: the log is replayed exactly once, so there are no
-  redeliveries to skip. States stay Python objects (the worker round-trips them through ``to_bytes``).
+* **No offsets.** ``apply(..., offset=None)``: events are deduplicated by event id, as in the worker,
+  but there are no input positions to keep. States stay Python objects (the worker round-trips them through ``to_bytes``).
 * **The wall clock is event time.** An alert's ``emit_ms`` is its event time, and the sweep clocks never
   switch to the wall clock (``realtime_idle_ms`` does not apply). The sweep is checked after every batch;
   the worker checks every wall-clock second, which in real time is the same thing (a day of event time
@@ -145,7 +145,8 @@ class Replayer:
                 if state is None:
                     state = self.states[cid] = CustomerState(cid)
                 entry = touched[cid] = Touched(state, part)
-            apply(entry.state, ev, None, self.feature_cfg)
+            if not apply(entry.state, ev, None, self.feature_cfg):
+                continue  # a duplicate or too late: the worker dead-letters or skips it, nothing else
             entry.state.partition = entry.partition
             if self.clock is not None:
                 self.clock.observe(entry.partition, ev.ts_ms, 0, ev.source)

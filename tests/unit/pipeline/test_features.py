@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pipeline.contract import DAY_MS, Event, parse_ts
 from pipeline.features import (
+    Applied,
     CH,
     FEATURE_INDEX,
     FEATURES,
@@ -225,7 +226,7 @@ def test_actions_and_help_per_login():
     events += daily(range(0, 5), 3, "page_view") + daily(range(0, 5), 1, "feature_use")  # 20 actions
     events += daily(range(20, 30), 2) + daily(range(20, 30), 1, "feature_use")  # 20 logins, 10 actions
     events += [ev("interactions", "help_view", T0 - d * DAY_MS, success=d % 2 == 0) for d in range(1, 7)]
-    events += [ev("interactions", "help_view", T0 - 60 * DAY_MS, success=False)] * 2
+    events += [ev("interactions", "help_view", T0 - 60 * DAY_MS, success=False) for _ in range(2)]
     f = feats(state_of(*events))
     assert f["actions_per_login_14d"] == pytest.approx(20 / 10)
     assert f["actions_per_login_90d"] == pytest.approx(30 / 30)
@@ -282,26 +283,26 @@ def test_silence_decays_recency():
 
 
 # ---- lateness and pruning ----------------------------------------------------------------------------
-def test_event_later_than_allowed_lateness_only_updates_lifetime():
+def test_event_later_than_allowed_lateness_is_refused_as_too_late():
+    """Beyond the lateness the id memory no longer reaches, so whether the event was applied before
+    can't be told: it is refused (the worker dead-letters it) rather than risk a double count."""
     cfg = FeatureConfig(allowed_lateness_days=3)
     s = state_of(login(T0), cfg=cfg)
-    assert apply(s, login(T0 - 5 * DAY_MS), None, cfg)
-    assert s.lifetime[CH["logins"]] == 2
-    assert list(s.days) == [day_of(T0)]
-    assert feats(s)["logins_7d"] == 1.0
-    assert apply(s, login(T0 - 3 * DAY_MS), None, cfg)  # exactly at the lateness bound: too late
-    assert list(s.days) == [day_of(T0)]
+    before = s.to_bytes()
+    assert apply(s, login(T0 - 5 * DAY_MS), None, cfg) is Applied.TOO_LATE
+    assert apply(s, login(T0 - 3 * DAY_MS), None, cfg) is Applied.TOO_LATE  # exactly at the bound
+    assert s.to_bytes() == before
     assert apply(s, login(T0 - 2 * DAY_MS), None, cfg)  # within lateness: its day bucket is updated
     assert s.days[day_of(T0 - 2 * DAY_MS)][CH["logins"]] == 1
     f = feats(s)
     assert (f["logins_7d"], f["active_days_7d"]) == (2.0, 2.0)
-    assert s.lifetime[CH["logins"]] == 4
-
-
-def test_late_event_beyond_ring_with_default_config_is_lifetime_only():
-    s = state_of(login(T0))
-    apply(s, login(T0 - 100 * DAY_MS))
     assert s.lifetime[CH["logins"]] == 2
+
+
+def test_late_event_beyond_ring_with_default_config_is_too_late():
+    s = state_of(login(T0))
+    assert apply(s, login(T0 - 100 * DAY_MS)) is Applied.TOO_LATE
+    assert s.lifetime[CH["logins"]] == 1
     assert list(s.days) == [day_of(T0)]
 
 
@@ -323,34 +324,75 @@ def test_ring_stays_bounded_over_a_long_history():
 
 
 # ---- idempotence -----------------------------------------------------------------------------------
-def test_redelivery_is_skipped_and_changes_nothing():
+def test_same_event_id_is_applied_once_whatever_its_offset():
     s = CustomerState("c1")
-    assert apply(s, login(T0), offset=5)
+    first = login(T0)
+    assert apply(s, first, offset=5, partition=0)
     before = s.to_bytes()
-    assert not apply(s, login(T0 + HOUR_MS), offset=5)
-    assert not apply(s, login(T0 + HOUR_MS), offset=0)
+    assert apply(s, first, offset=5, partition=0) is Applied.DUPLICATE  # redelivered
+    assert apply(s, first, offset=900, partition=0) is Applied.DUPLICATE  # re-sent: new offset, same id
+    assert apply(s, first, offset=0, partition=1) is Applied.DUPLICATE  # landed on another partition
     assert s.to_bytes() == before
-    assert apply(s, login(T0 + HOUR_MS), offset=6)
+    assert apply(s, login(T0 + HOUR_MS), offset=6, partition=0)
     assert feats(s, T0 + HOUR_MS)["logins_7d"] == 2.0
-    assert s.offsets == {"interactions": 6}
+    assert s.offsets == {"interactions:0": 6}
+    assert s.applied == {"interactions": 2} and s.events == 2
 
 
-def test_offsets_are_per_source():
+def test_a_topic_that_starts_over_is_not_mistaken_for_redelivery():
+    """Offsets restart at 0 when a topic is re-created: new events at low offsets must apply."""
     s = CustomerState("c1")
-    assert apply(s, login(T0), offset=100)
-    assert apply(s, opened("t1", T0), offset=3)  # a lower offset of another topic is not a redelivery
-    assert apply(s, survey("nps", 5, T0), offset=0)
-    assert s.offsets == {"interactions": 100, "tickets": 3, "surveys": 0}
-    assert not apply(s, opened("t2", T0), offset=3)
-    assert feats(s)["open_tickets"] == 1.0
+    for i in range(10):
+        assert apply(s, login(T0 + i * HOUR_MS), offset=100 + i, partition=0)
+    for i in range(10, 15):
+        assert apply(s, login(T0 + i * HOUR_MS), offset=i - 10, partition=0)
+    assert s.applied == {"interactions": 15}
 
 
-def test_offline_events_without_offset_always_apply():
+def test_ids_are_per_source():
     s = CustomerState("c1")
-    assert apply(s, login(T0), None)
-    assert apply(s, login(T0), None)
+    a, b = login(T0), opened("t1", T0)
+    b.event_id = a.event_id  # the same id on another topic is another event
+    assert apply(s, a) and apply(s, b)
+    assert s.applied == {"interactions": 1, "tickets": 1}
+
+
+def test_offline_logs_are_deduplicated_by_id_too():
+    s = CustomerState("c1")
+    e = login(T0)
+    assert apply(s, e, None)
+    assert apply(s, e, None) is Applied.DUPLICATE
     assert s.offsets == {}
-    assert feats(s)["logins_7d"] == 2.0
+    assert feats(s)["logins_7d"] == 1.0
+
+
+def test_id_memory_forgets_what_is_too_late_anyway_and_survives_serialisation():
+    cfg = FeatureConfig(allowed_lateness_days=3)
+    s = CustomerState("c1")
+    old = login(T0)
+    assert apply(s, old, None, cfg)
+    assert apply(s, login(T0 + 2 * DAY_MS), None, cfg)
+    s = CustomerState.from_bytes(s.to_bytes())
+    assert apply(s, old, None, cfg) is Applied.DUPLICATE  # still remembered after a round trip
+    assert apply(s, login(T0 + 5 * DAY_MS), None, cfg)
+    assert len(s.seen) == 1  # ids of days at or past the lateness bound are gone ...
+    assert apply(s, old, None, cfg) is Applied.TOO_LATE  # ... and its event is refused, not re-counted
+
+
+def test_id_memory_is_capped_and_the_cap_only_ever_refuses():
+    from pipeline import features as f
+
+    s = CustomerState("c1")
+    cap = 50
+    old_max, f.SEEN_MAX = f.SEEN_MAX, cap
+    try:
+        for i in range(cap):
+            assert apply(s, login(T0 + i * 60_000))  # one day
+        assert apply(s, login(T0 + DAY_MS))  # over the cap: the oldest day is forgotten
+        assert len(s.seen) == 1 and s.seen_floor_day == day_of(T0) + 1
+        assert apply(s, login(T0 + 5_000)) is Applied.TOO_LATE
+    finally:
+        f.SEEN_MAX = old_max
 
 
 # ---- tickets ---------------------------------------------------------------------------------------
@@ -654,7 +696,9 @@ def test_serialized_size_of_a_90_day_active_customer():
     print(f"\nserialized CustomerState, 90-day active customer: {len(raw)} bytes")
     assert len(s.days) == 90
     assert len(s.resolved_tickets) == 9 and len(s.csat) == 3
-    assert len(raw) < 8_000
+    print(f"  of which the event-id memory: {len(orjson.dumps(orjson.loads(raw)['seen']))} bytes "
+          f"for {len(s.seen)} events")
+    assert len(raw) < 8_000 + 12 * len(s.seen)
     assert same_vector(vector(CustomerState.from_bytes(raw), T0), vector(s, T0))
 
 
