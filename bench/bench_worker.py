@@ -246,19 +246,14 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
         raise BenchError("core baseline: no model in the registry")
     sends = {"changelog": 0, "alerts": 0}
 
-    def send_changelog(partition: int, key: bytes, value: bytes, *a: Any, **k: Any) -> None:
-        sends["changelog"] += 1
+    def sink(records: Any) -> None:
+        for topic, *_ in records:
+            if topic == settings.changelog_topic:
+                sends["changelog"] += 1
+            elif topic == settings.alerts_topic:
+                sends["alerts"] += 1
 
-    async def send_alert(*a: Any, **k: Any) -> None:
-        sends["alerts"] += 1
-
-    async def send_nothing(*a: Any, **k: Any) -> None:
-        return None
-
-    worker.table.send_changelog = send_changelog  # type: ignore[method-assign]
-    worker.alerts = SimpleNamespace(send=send_alert)  # type: ignore[assignment]
-    worker.deadletter = SimpleNamespace(send=send_nothing)  # type: ignore[assignment]
-    worker.scores = SimpleNamespace(send=send_nothing)  # type: ignore[assignment]
+    worker.detach(sink)
     offsets: dict[tuple[str, int], int] = {}
     fake = []
     partition_of = partitioner(settings.partitions)
@@ -277,7 +272,7 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
         await worker.process_batch(batch)
     elapsed = time.perf_counter() - t0
     return {"seconds": elapsed, "batches": len(batches), "scored": metrics.SCORED._value.get() - scored0,
-            "alerts": sends["alerts"], "changelog": sends["changelog"], "customers": len(worker.table.data)}
+            "alerts": sends["alerts"], "changelog": sends["changelog"], "customers": len(worker.store)}
 
 
 # ---- phase 1: throughput ---------------------------------------------------------------------------

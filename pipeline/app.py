@@ -383,6 +383,20 @@ class Worker:
         topic = self.settings.changelog_topic
         return [(topic, key, value, flush.partition) for key, value in flush.records()]
 
+    def detach(self, sink: Any) -> None:
+        """Run the batch and sweep code without a broker (unit tests, benchmarks): this worker owns
+        every partition, and each durable write is handed to ``sink(records)`` and acknowledged."""
+        from types import SimpleNamespace
+
+        async def durable(records: Sequence[tuple[str, bytes | None, bytes | None, int | None]]) -> list[Any]:
+            sink(records)
+            return [SimpleNamespace(offset=0) for _ in records]
+
+        self._durable = durable  # type: ignore[method-assign]
+        self.store.parts = {p: PartitionState(p) for p in range(self.settings.partitions)}
+        self.health.recovering = False
+        self._assigned_partitions = lambda: set(range(self.settings.partitions))  # type: ignore[method-assign]
+
     # ---- durable writes ----------------------------------------------------------------------------
     async def _durable(self, records: Sequence[tuple[str, bytes | None, bytes | None, int | None]]) -> list[Any]:
         """Send ``records`` and wait until the broker has them all; retry (backing off) until it does.

@@ -275,7 +275,6 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     from pipeline.registry import Registry
     from pipeline.scoring import load_current
     from pipeline.settings import Settings
-    from pipeline.store import PartitionState
 
     models = tiny_registry(tmp_path / "models")
     cfg = SimConfig(customers=40, days=75, seed=5, start_ms=T0, churn_rate=0.4)
@@ -287,16 +286,10 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     assert worker.models.model is not None
     sent: list[dict] = []
 
-    async def durable(records: Any) -> list[Any]:
-        """The broker, stubbed: keep the alerts, acknowledge everything at offset 0."""
-        for topic, _key, value, _partition in records:
-            if topic == settings.alerts_topic:
-                sent.append(orjson.loads(value))
-        return [SimpleNamespace(offset=0) for _ in records]
+    def sink(records: Any) -> None:
+        sent.extend(orjson.loads(value) for topic, _key, value, _p in records if topic == settings.alerts_topic)
 
-    worker._durable = durable  # type: ignore[method-assign]
-    worker.store.parts = {p: PartitionState(p) for p in range(settings.partitions)}
-    worker.health.recovering = False
+    worker.detach(sink)
     offsets: dict[tuple[str, int], int] = {}
     fake = []
     partition_of = rp.partitioner(settings.partitions)
