@@ -70,7 +70,11 @@ def ensure_topics(settings: Settings) -> TopicReport:
         raise TopicError(f"cannot reach broker {settings.broker}: {exc}") from None
     try:
         present = set(admin.list_topics())
-        missing = [NewTopic(name, parts, 1) for name, parts in wanted.items() if name not in present]
+        # the state changelog keeps only each key's newest record (every customer's state, one
+        # position record per partition) once compacted: without compaction it would grow forever
+        compact = {settings.changelog_topic: {"cleanup.policy": "compact"}}
+        missing = [NewTopic(name, parts, 1, topic_configs=compact.get(name, {}))
+                   for name, parts in wanted.items() if name not in present]
         created: list[str] = []
         if missing:
             try:
