@@ -3,11 +3,27 @@
 Validation happens once, at the edge, so the feature code can trust every field it reads. A rejected
 event raises :class:`InvalidEvent` with a short machine-readable ``reason`` (a Prometheus label, so the
 set is small and fixed) and a human ``detail``; the worker forwards both to the dead-letter topic.
+
+Every field that reaches the customer state is bounded here, so a single odd value can never make the
+worker's state write (``orjson.dumps``, :func:`format_ts`) or the feature code raise later:
+
+* every timestamp (``ts``, ``sla_due``, ``signup_ts``, ``renewal_ts``) must be an instant in
+  [:data:`MIN_TS_MS`, :data:`MAX_TS_MS`] = [1970-01-01T00:00:00.000Z, 2999-12-31T23:59:59.999Z]
+  (``bad_timestamp`` otherwise); ``ts`` is further checked against :class:`Limits` first
+  (``ts_too_old`` / ``ts_in_future``);
+* numbers are finite and bounded (``mrr`` in [0, :data:`MAX_MRR`], ``duration_s`` in [0, 7 days],
+  survey scores in their scale); booleans are not numbers;
+* strings have a maximum length and must be valid Unicode (no lone surrogates, which ``orjson.dumps``
+  refuses); ``event_id`` and ``customer_id`` must also be free of control characters (the worker keeps
+  internal records under keys starting with a NUL byte).
+
+:func:`parse` turns *any* input into either an :class:`Event` or an :class:`InvalidEvent`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -32,7 +48,23 @@ REASONS = (
     "unsupported_schema",
     "unknown_source",
     "key_mismatch",
+    # raised by the worker, not by this module:
+    "missing_key",  # the Kafka message has no key
+    "internal_error",  # an exception while applying or storing the event (or, defensively, parsing it)
+    "too_late",  # older than the allowed lateness: it could no longer be deduplicated
 )
+
+#: Absolute bounds of every timestamp (epoch ms, inclusive): 1970-01-01T00:00:00.000Z ..
+#: 2999-12-31T23:59:59.999Z. Anything inside is non-negative, fits in 64 bits with room for the
+#: feature code's arithmetic, and :func:`format_ts` can print it as a four-digit year.
+MIN_TS_MS = 0
+MAX_TS_MS = 32_503_680_000_000 - 1
+#: Upper bound of a profile's ``mrr`` (monthly recurring revenue).
+MAX_MRR = 1e12
+#: Longest ISO-8601 text considered (the longest legal form, microseconds and an offset with microseconds, is 42).
+MAX_ISO_LEN = 64
+#: Longest ``detail`` of an :class:`InvalidEvent`: a dead-letter record never echoes a big input.
+MAX_DETAIL_LEN = 200
 
 TICKET_TYPES = frozenset(
     {"opened", "agent_reply", "customer_reply", "escalated", "resolved", "reopened", "closed"}
@@ -47,9 +79,42 @@ class InvalidEvent(ValueError):
     """The event breaks the contract. ``reason`` is one of :data:`REASONS`."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        detail = one_line(detail)
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+# C0 and C1 controls (Unicode category Cc); with the line/paragraph separators for one_line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: Any) -> str:
+    """``text`` as a short single line that any JSON encoder accepts (lone surrogates escaped)."""
+    text = str(text)
+    if len(text) > MAX_DETAIL_LEN:
+        text = text[: MAX_DETAIL_LEN - 3] + "..."
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _NOT_ONE_LINE.sub(" ", text)[:MAX_DETAIL_LEN]
+
+
+def _show(value: Any) -> str:
+    """A short, safe rendering of an input value for a ``detail`` (never a huge or deep repr)."""
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if -10**24 < value < 10**24 else ("a huge negative integer" if value < 0 else "a huge integer")
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:40]) + ("..." if len(value) > 40 else "")
+    return f"a {type(value).__name__}"
+
+
+def _show_ms(ts_ms: int) -> str:
+    return format_ts(ts_ms) if MIN_TS_MS <= ts_ms <= MAX_TS_MS else _show(ts_ms)
 
 
 @dataclass(frozen=True)
@@ -75,24 +140,40 @@ class Event:
 
 
 # ---- timestamps ---------------------------------------------------------------------------------
-def parse_ts(value: Any, name: str = "ts") -> int:
-    """ISO-8601 (naive means UTC) or epoch milliseconds -> epoch milliseconds."""
+def _to_ms(value: Any, name: str) -> int:
+    """ISO-8601 or epoch ms -> epoch ms, without range checks (any int, possibly huge or negative)."""
     if isinstance(value, bool):
         raise InvalidEvent("wrong_type", f"{name} must be ISO-8601 or epoch ms, got a boolean")
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
             raise InvalidEvent("bad_timestamp", f"{name} is not finite")
-        return int(value)
+        return int(value)  # epoch ms with a fraction: the fraction is dropped
     if isinstance(value, str):
         text = value.strip()
         try:
+            if len(text) > MAX_ISO_LEN:
+                raise ValueError("too long")
             dt = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidEvent("bad_timestamp", f"{name} {value[:40]!r} is not ISO-8601") from None
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return int(round(dt.timestamp() * 1000))
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=timezone.utc)
+            return int(round(dt.timestamp() * 1000))
+        except (ValueError, OverflowError, TypeError):
+            raise InvalidEvent("bad_timestamp", f"{name} {_show(value)} is not ISO-8601") from None
     raise InvalidEvent("wrong_type", f"{name} must be ISO-8601 or epoch ms, got {type(value).__name__}")
+
+
+def _check_range(ts_ms: int, name: str) -> int:
+    if not MIN_TS_MS <= ts_ms <= MAX_TS_MS:
+        raise InvalidEvent("bad_timestamp", f"{name} {_show(ts_ms)} is outside 1970-01-01 .. 2999-12-31")
+    return ts_ms
+
+
+def parse_ts(value: Any, name: str = "ts") -> int:
+    """ISO-8601 (naive means UTC) or epoch milliseconds -> epoch milliseconds in
+    [:data:`MIN_TS_MS`, :data:`MAX_TS_MS`] (else ``bad_timestamp``), so :func:`format_ts` can print it."""
+    return _check_range(_to_ms(value, name), name)
 
 
 def format_ts(ts_ms: int) -> str:
@@ -102,7 +183,9 @@ def format_ts(ts_ms: int) -> str:
 
 
 # ---- field helpers ------------------------------------------------------------------------------
-def _str(obj: dict, name: str, required: bool = True, max_len: int = 256) -> str | None:
+def _str(obj: dict, name: str, required: bool = True, max_len: int = 256, ident: bool = False) -> str | None:
+    """A string field: at most ``max_len`` characters, valid Unicode; ``ident`` ones (keys) also
+    without control characters."""
     value = obj.get(name)
     if value is None:
         if required:
@@ -114,6 +197,13 @@ def _str(obj: dict, name: str, required: bool = True, max_len: int = 256) -> str
         raise InvalidEvent("bad_value", f"{name} must not be empty")
     if len(value) > max_len:
         raise InvalidEvent("bad_value", f"{name} longer than {max_len} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEvent("bad_value", f"{name} is not valid Unicode (lone surrogate)") from None
+    if ident and not value.isprintable() and _CONTROL.search(value):  # isprintable: the fast common case
+        raise InvalidEvent("bad_value", f"{name} must not contain control characters")
     return value
 
 
@@ -123,10 +213,11 @@ def _num(obj: dict, name: str, required: bool = False, lo: float | None = None, 
         if required:
             raise InvalidEvent("missing_field", f"{name} is required")
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidEvent("wrong_type", f"{name} must be a number, got {value!r:.40}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise InvalidEvent("bad_value", f"{name}={value} outside [{lo}, {hi}]")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        raise InvalidEvent("wrong_type", f"{name} must be a finite number, got {_show(value)}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):  # exact, even for huge ints
+        raise InvalidEvent("bad_value", f"{name}={_show(value)} outside [{lo}, {hi}]")
     return float(value)
 
 
@@ -135,12 +226,13 @@ def _bool(obj: dict, name: str) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise InvalidEvent("wrong_type", f"{name} must be true/false, got {value!r:.40}")
+        raise InvalidEvent("wrong_type", f"{name} must be true/false, got {_show(value)}")
     return value
 
 
 def _opt_ts(obj: dict, name: str) -> int | None:
-    return None if obj.get(name) is None else parse_ts(obj[name], name)
+    value = obj.get(name)
+    return None if value is None else parse_ts(value, name)
 
 
 # ---- per-source validators ----------------------------------------------------------------------
@@ -160,13 +252,13 @@ def _interaction(obj: dict, typ: str) -> dict[str, Any]:
 
 def _ticket(obj: dict, typ: str) -> dict[str, Any]:
     if typ not in TICKET_TYPES:
-        raise InvalidEvent("unknown_type", f"ticket type {typ!r} is not one of {sorted(TICKET_TYPES)}")
+        raise InvalidEvent("unknown_type", f"ticket type {_show(typ)} is not one of {sorted(TICKET_TYPES)}")
     data: dict[str, Any] = {"ticket_id": _str(obj, "ticket_id")}
     severity = _str(obj, "severity", required=typ == "opened")
     if severity is not None:
         severity = severity.lower()
         if severity not in SEVERITIES:
-            raise InvalidEvent("bad_value", f"severity {severity!r} is not one of {list(SEVERITIES)}")
+            raise InvalidEvent("bad_value", f"severity {_show(severity)} is not one of {list(SEVERITIES)}")
         data["severity"] = severity
     category = _str(obj, "category", required=False)
     if category is not None:
@@ -179,7 +271,7 @@ def _ticket(obj: dict, typ: str) -> dict[str, Any]:
 
 def _survey(obj: dict, typ: str) -> dict[str, Any]:
     if typ not in SURVEY_RANGES:
-        raise InvalidEvent("unknown_type", f"survey type {typ!r} is not one of {sorted(SURVEY_RANGES)}")
+        raise InvalidEvent("unknown_type", f"survey type {_show(typ)} is not one of {sorted(SURVEY_RANGES)}")
     lo, hi = SURVEY_RANGES[typ]
     data: dict[str, Any] = {"score": _num(obj, "score", required=True, lo=lo, hi=hi)}
     for name in ("comment", "touchpoint"):
@@ -191,13 +283,17 @@ def _survey(obj: dict, typ: str) -> dict[str, Any]:
 
 def _profile(obj: dict, typ: str) -> dict[str, Any]:
     if typ not in PROFILE_TYPES:
-        raise InvalidEvent("unknown_type", f"customer event type {typ!r} is not 'profile'")
+        raise InvalidEvent("unknown_type", f"customer event type {_show(typ)} is not 'profile'")
     data: dict[str, Any] = {}
     for name in ("tier", "plan", "csm"):
         value = _str(obj, name, required=False)
         if value is not None:
-            data[name] = value.lower() if name != "csm" else value
-    mrr = _num(obj, "mrr", lo=0)
+            if name != "csm":
+                value = value.lower()  # may lengthen it ("İ" -> "i̇"): checked again so to_json round-trips
+                if len(value) > 256:
+                    raise InvalidEvent("bad_value", f"{name} longer than 256 characters")
+            data[name] = value
+    mrr = _num(obj, "mrr", lo=0, hi=MAX_MRR)
     if mrr is not None:
         data["mrr"] = mrr
     for name in ("signup_ts", "renewal_ts"):
@@ -209,7 +305,7 @@ def _profile(obj: dict, typ: str) -> dict[str, Any]:
 
 def _outcome(obj: dict, typ: str) -> dict[str, Any]:
     if typ not in OUTCOME_TYPES:
-        raise InvalidEvent("unknown_type", f"outcome type {typ!r} is not one of {sorted(OUTCOME_TYPES)}")
+        raise InvalidEvent("unknown_type", f"outcome type {_show(typ)} is not one of {sorted(OUTCOME_TYPES)}")
     data: dict[str, Any] = {}
     alert_id = _str(obj, "alert_id", required=typ == "alert_ack")
     if alert_id is not None:
@@ -240,32 +336,49 @@ def validate(source: str, obj: Any, now_ms: int, limits: Limits = Limits()) -> E
     if version is None:
         raise InvalidEvent("missing_field", "schema_version is required")
     if isinstance(version, bool) or version != SCHEMA_VERSION:
-        raise InvalidEvent("unsupported_schema", f"schema_version {version!r} (supported: {SCHEMA_VERSION})")
-    event_id = _str(obj, "event_id")
-    customer_id = _str(obj, "customer_id", max_len=128)
+        raise InvalidEvent("unsupported_schema", f"schema_version {_show(version)} (supported: {SCHEMA_VERSION})")
+    event_id = _str(obj, "event_id", ident=True)
+    customer_id = _str(obj, "customer_id", max_len=128, ident=True)
     typ = _str(obj, "type", max_len=64)
-    if "ts" not in obj or obj["ts"] is None:
+    if obj.get("ts") is None:
         raise InvalidEvent("missing_field", "ts is required")
-    ts_ms = parse_ts(obj["ts"])
+    # the relative checks first, so an epoch-seconds ts is still called too old, not a bad timestamp
+    ts_ms = _to_ms(obj["ts"], "ts")
     if ts_ms < limits.min_ts_ms:
-        raise InvalidEvent("ts_too_old", f"ts {format_ts(ts_ms) if ts_ms > -62e12 else ts_ms} is before {format_ts(limits.min_ts_ms)}")
+        raise InvalidEvent("ts_too_old", f"ts {_show_ms(ts_ms)} is before {_show_ms(limits.min_ts_ms)}")
     if ts_ms > now_ms + limits.max_future_ms:
-        raise InvalidEvent("ts_in_future", f"ts {format_ts(ts_ms) if ts_ms < 253e12 else ts_ms} is more than {limits.max_future_ms // 1000} s ahead of now")
+        raise InvalidEvent("ts_in_future", f"ts {_show_ms(ts_ms)} is more than {limits.max_future_ms // 1000} s ahead of now")
+    _check_range(ts_ms, "ts")  # only reachable with Limits beyond the absolute bounds
     data = validator(obj, typ)  # type: ignore[arg-type]
     return Event(source, event_id, customer_id, ts_ms, typ, data)  # type: ignore[arg-type]
 
 
 def parse(source: str, raw: bytes, now_ms: int, limits: Limits = Limits()) -> Event:
-    """Raw message bytes -> validated :class:`Event`, or :class:`InvalidEvent`."""
-    if raw is None:
+    """Raw message bytes -> validated :class:`Event`, or :class:`InvalidEvent`; never any other exception.
+
+    orjson rejects invalid UTF-8, lone surrogate escapes, NaN/Infinity, numbers that overflow a double
+    and nesting deeper than 1024 (all ``not_json``); integers beyond 64 bits decode as floats.
+    """
+    if type(raw) is bytes:
+        size = len(raw)
+    elif raw is None:
         raise InvalidEvent("not_json", "empty message value")
-    if len(raw) > limits.max_bytes:
-        raise InvalidEvent("too_large", f"{len(raw)} bytes > {limits.max_bytes}")
+    elif isinstance(raw, (bytes, bytearray, memoryview, str)):
+        size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
+    else:
+        raise InvalidEvent("not_json", f"message value is a {type(raw).__name__}, not bytes")
+    if size > limits.max_bytes:
+        raise InvalidEvent("too_large", f"{size} bytes > {limits.max_bytes}")
     try:
         obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+    except (orjson.JSONDecodeError, ValueError, TypeError, RecursionError) as exc:
         raise InvalidEvent("not_json", str(exc)[:120]) from None
-    return validate(source, obj, now_ms, limits)
+    try:
+        return validate(source, obj, now_ms, limits)
+    except InvalidEvent:
+        raise
+    except Exception as exc:  # a bug here must cost one event, not the worker's batch
+        raise InvalidEvent("internal_error", f"contract: {type(exc).__name__}: {exc}") from exc
 
 
 def to_json(event: Event) -> dict[str, Any]:

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from pipeline.contract import (
     DAY_MS,
+    MAX_MRR,
+    MAX_TS_MS,
+    MIN_TS_MS,
     REASONS,
     SCHEMA_VERSION,
     Event,
@@ -52,7 +55,14 @@ def reason(source: str, payload: bytes | None, limits: Limits = Limits()) -> str
         parse(source, payload, NOW, limits)
     assert info.value.reason in REASONS
     assert info.value.detail  # the dead-letter record carries a human explanation
+    assert_short_line(info.value.detail)
     return info.value.reason
+
+
+def assert_short_line(detail: str) -> None:
+    assert len(detail) <= 200
+    assert len(detail.splitlines()) == 1
+    orjson.dumps(detail)  # the dead-letter record can always be written
 
 
 # ---- rejections -----------------------------------------------------------------------------------
@@ -137,6 +147,55 @@ REJECTIONS = [
     ("unsupported_schema", "interactions", raw(make("interactions", schema_version="1"))),
     ("unsupported_schema", "interactions", raw(make("interactions", schema_version=True))),
     ("unsupported_schema", "interactions", raw(make("interactions", schema_version=0))),
+    # ---- every timestamp within 1970-01-01 .. 2999-12-31 (absolute), format_ts can print it ----
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due=1e30))),
+    ("bad_timestamp", "tickets", b'{"schema_version":1,"event_id":"e1","customer_id":"c1","ts":"2024-06-15T10:00:00Z",'
+                                 b'"type":"opened","ticket_id":"t1","severity":"high","sla_due":99999999999999999999}'),
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due=2**64 - 1))),  # orjson's largest integer
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due=-1))),
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due=MAX_TS_MS + 1))),
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due="3000-01-01T00:00:00Z"))),
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due="99999-01-01"))),
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due="9999-12-31T23:59:59-01:00"))),  # past datetime.max in UTC
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due="1969-12-31T23:59:59.999Z"))),
+    ("bad_timestamp", "tickets", raw(make("tickets", sla_due="2024-06-16" + "0" * 100))),
+    ("bad_timestamp", "customers", raw(make("customers", signup_ts=-1e30))),
+    ("bad_timestamp", "customers", raw(make("customers", signup_ts="0001-01-01T00:00:00+01:00"))),
+    ("bad_timestamp", "customers", raw(make("customers", renewal_ts=1e30))),
+    ("bad_timestamp", "customers", raw(make("customers", renewal_ts=99_999_999_999_999))),  # year 5138
+    ("bad_timestamp", "customers", raw(make("customers", renewal_ts="5000-01-01"))),
+    ("wrong_type", "customers", raw(make("customers", renewal_ts=True))),
+    ("wrong_type", "customers", raw(make("customers", renewal_ts=[TS]))),
+    ("ts_in_future", "interactions", raw(make("interactions", ts=1e30))),
+    ("ts_in_future", "interactions", raw(make("interactions", ts="9999-12-31T23:59:59-01:00"))),
+    ("ts_too_old", "interactions", raw(make("interactions", ts=-1e30))),
+    ("ts_too_old", "interactions", raw(make("interactions", ts=-(2**63)))),
+    # ---- numbers finite and bounded; booleans are not numbers ----
+    ("bad_value", "customers", raw(make("customers", mrr=MAX_MRR * 1.000001))),
+    ("bad_value", "customers", raw(make("customers", mrr=2**64 - 1))),
+    ("bad_value", "customers", raw(make("customers", mrr=1e300))),
+    ("wrong_type", "customers", raw(make("customers", mrr=True))),
+    ("wrong_type", "customers", raw(make("customers", mrr="100"))),
+    ("bad_value", "interactions", raw(make("interactions", duration_s=1e30))),
+    ("bad_value", "surveys", raw(make("surveys", score=1e30))),
+    ("wrong_type", "surveys", raw(make("surveys", score=[9]))),
+    # ---- customer_id and event_id: no control characters (the worker's internal keys start with NUL) ----
+    ("bad_value", "interactions", raw(make("interactions", customer_id="\x00internal"))),
+    ("bad_value", "interactions", raw(make("interactions", customer_id="c1\n"))),
+    ("bad_value", "interactions", raw(make("interactions", customer_id="c\t1"))),
+    ("bad_value", "interactions", raw(make("interactions", customer_id="c\x7f"))),
+    ("bad_value", "interactions", raw(make("interactions", customer_id="c\x85"))),  # C1 control (NEL)
+    ("bad_value", "interactions", raw(make("interactions", event_id="\x00"))),
+    ("bad_value", "interactions", raw(make("interactions", event_id="e\x1f1"))),
+    # ---- lone surrogates never get past orjson.loads (orjson.dumps would refuse them later) ----
+    ("not_json", "interactions", raw(make("interactions", feature="SURROGATE")).replace(b"SURROGATE", b"\\ud800")),
+    ("not_json", "interactions", raw(make("interactions", customer_id="SURROGATE")).replace(b"SURROGATE", b"\\udc00")),
+    ("not_json", "outcomes", raw(make("outcomes", note="SURROGATE")).replace(b"SURROGATE", b"\xed\xa0\x80")),
+    # ---- odd JSON ----
+    ("not_json", "interactions", b"[" * 2000 + b"]" * 2000),  # deeper than orjson's limit of 1024
+    ("not_json", "interactions", b'{"ts": Infinity}'),
+    ("not_json", "interactions", b"1" * 400),  # overflows a double
+    ("not_json", "interactions", b"\xef\xbb\xbf" + raw(make("interactions"))),  # a UTF-8 BOM
 ]
 
 
@@ -152,10 +211,19 @@ def test_unknown_source_is_rejected():
     assert info.value.reason == "unknown_source"
 
 
+#: Reasons only the worker gives: they need the Kafka message key or happen after validation.
+WORKER_REASONS = {"key_mismatch", "missing_key", "internal_error", "too_late"}
+
+
 def test_rejections_cover_every_reason_the_contract_can_give():
-    """key_mismatch needs the Kafka message key, so only the worker can raise it."""
     covered = {r for r, _, _ in REJECTIONS} | {"unknown_source"}
-    assert covered == set(REASONS) - {"key_mismatch"}
+    assert covered == set(REASONS) - WORKER_REASONS
+
+
+def test_worker_reasons_are_in_the_fixed_set():
+    assert WORKER_REASONS <= set(REASONS)
+    assert len(set(REASONS)) == len(REASONS)
+    assert all(r.isidentifier() and r.islower() for r in REASONS)  # usable as Prometheus label values
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
@@ -323,3 +391,222 @@ def test_to_json_round_trips_through_validate(source, extra):
 
 def test_format_ts():
     assert format_ts(TS + 7) == "2024-06-15T10:00:00.007Z"
+
+
+# ---- range checks: every field that reaches the customer state is bounded ---------------------------
+def test_absolute_timestamp_bounds():
+    assert MIN_TS_MS == 0
+    assert format_ts(MIN_TS_MS) == "1970-01-01T00:00:00.000Z"
+    assert format_ts(MAX_TS_MS) == "2999-12-31T23:59:59.999Z"
+    assert parse_ts("2999-12-31T23:59:59.999Z") == MAX_TS_MS
+    assert parse_ts("1970-01-01T00:00:00Z") == MIN_TS_MS
+    for bad in (MAX_TS_MS + 1, MIN_TS_MS - 1, "3000-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z",
+                10**5000, -10**5000, 1e308):
+        with pytest.raises(InvalidEvent) as info:
+            parse_ts(bad, "renewal_ts")
+        assert info.value.reason == "bad_timestamp"
+        assert "renewal_ts" in info.value.detail
+        assert_short_line(info.value.detail)
+
+
+@pytest.mark.parametrize("name, source, wire", [
+    ("sla_due", "tickets", "sla_due_ms"),
+    ("signup_ts", "customers", "signup_ms"),
+    ("renewal_ts", "customers", "renewal_ms"),
+])
+def test_optional_timestamps_accept_the_whole_absolute_range(name, source, wire):
+    for value, ms in ((MIN_TS_MS, MIN_TS_MS), (MAX_TS_MS, MAX_TS_MS), (float(MAX_TS_MS), MAX_TS_MS),
+                      ("2999-12-31T23:59:59.999Z", MAX_TS_MS), (TS + 0.75, TS), ("1970-01-01", 0)):
+        ev = parse(source, raw(make(source, **{name: value})), NOW)
+        assert ev.data[wire] == ms and isinstance(ev.data[wire], int)
+        assert validate(source, to_json(ev), NOW) == ev  # format_ts can print every accepted instant
+    for value in (MAX_TS_MS + 1, -1, 1e30, -1e30, 2**64 - 1, "3000-01-01", "9999-12-31T23:59:59-01:00"):
+        assert reason(source, raw(make(source, **{name: value}))) == "bad_timestamp"
+
+
+def test_epoch_ms_with_a_fraction_is_truncated():
+    assert parse_ts(TS + 0.999) == TS
+    assert parse("interactions", raw(make("interactions", ts=TS + 0.5)), NOW).ts_ms == TS
+
+
+def test_ts_relative_checks_come_before_the_absolute_range():
+    """An epoch-seconds or absurd ts is still ts_too_old / ts_in_future (the Limits are the tighter bounds);
+    bad_timestamp only when Limits reach beyond the absolute range."""
+    assert reason("interactions", raw(make("interactions", ts=-1))) == "ts_too_old"
+    assert reason("interactions", raw(make("interactions", ts=10**19))) == "ts_in_future"
+    lax = Limits(min_ts_ms=-10**18, max_future_ms=10**18)
+    assert reason("interactions", raw(make("interactions", ts=-1)), lax) == "bad_timestamp"
+    assert reason("interactions", raw(make("interactions", ts=MAX_TS_MS + 1)), lax) == "bad_timestamp"
+    assert parse("interactions", raw(make("interactions", ts=0)), NOW, lax).ts_ms == 0
+    assert parse("interactions", raw(make("interactions", ts=MAX_TS_MS)), NOW, lax).ts_ms == MAX_TS_MS
+
+
+def _safe_id(value):
+    """pytest ids: str() of an int over 4300 digits raises."""
+    return "huge_int" if isinstance(value, int) and abs(value) > 10**100 else None
+
+
+@pytest.mark.parametrize("ts, expected", [
+    (10**5000, "ts_in_future"), (-10**5000, "ts_too_old"), (float("1e308"), "ts_in_future"),
+], ids=_safe_id)
+def test_huge_python_ints_never_break_the_message(ts, expected):
+    """validate() also serves the offline readers, whose values need not come from orjson."""
+    with pytest.raises(InvalidEvent) as info:
+        validate("interactions", make("interactions", ts=ts), NOW)
+    assert info.value.reason == expected
+    assert_short_line(info.value.detail)
+
+
+@pytest.mark.parametrize("source, name, value, expected", [
+    ("tickets", "sla_due", 10**5000, "bad_timestamp"),
+    ("customers", "mrr", 10**5000, "bad_value"),
+    ("customers", "mrr", -10**5000, "bad_value"),
+    ("customers", "mrr", float("nan"), "wrong_type"),
+    ("customers", "mrr", float("inf"), "wrong_type"),
+    ("interactions", "duration_s", 10**5000, "bad_value"),
+    ("interactions", "duration_s", float("-inf"), "wrong_type"),
+    ("surveys", "score", float("nan"), "wrong_type"),
+    ("surveys", "score", 10**400, "bad_value"),
+    ("interactions", "success", 10**5000, "wrong_type"),
+    ("interactions", "schema_version", 10**5000, "unsupported_schema"),
+], ids=_safe_id)
+def test_non_json_numbers_through_validate(source, name, value, expected):
+    with pytest.raises(InvalidEvent) as info:
+        validate(source, make(source, **{name: value}), NOW)
+    assert info.value.reason == expected
+    assert_short_line(info.value.detail)
+
+
+def test_mrr_bounds_are_inclusive():
+    assert parse("customers", raw(make("customers", mrr=0)), NOW).data["mrr"] == 0.0
+    assert parse("customers", raw(make("customers", mrr=MAX_MRR)), NOW).data["mrr"] == MAX_MRR
+    assert MAX_MRR == 1e12
+
+
+def nested(depth: int):
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("source, name, expected", [
+    ("interactions", "duration_s", "wrong_type"),
+    ("interactions", "success", "wrong_type"),
+    ("interactions", "feature", "wrong_type"),
+    ("interactions", "ts", "wrong_type"),
+    ("interactions", "schema_version", "unsupported_schema"),
+    ("customers", "mrr", "wrong_type"),
+])
+def test_deeply_nested_values_are_rejected_without_recursing(source, name, expected):
+    """orjson decodes up to 1024 levels; repr() of that would hit the recursion limit."""
+    payload = raw(make(source, **{name: "NESTED"})).replace(b'"NESTED"', b"[" * 1000 + b"1" + b"]" * 1000)
+    assert isinstance(orjson.loads(payload)[name], list)  # within orjson's depth limit
+    assert reason(source, payload) == expected
+    with pytest.raises(InvalidEvent) as info:
+        validate(source, make(source, **{name: nested(5000)}), NOW)
+    assert info.value.reason == expected
+
+
+# (source, field, max length): every kept string is bounded
+STRING_FIELDS = [
+    ("interactions", "event_id", 256),
+    ("interactions", "customer_id", 128),
+    ("interactions", "type", 64),
+    ("interactions", "feature", 256),
+    ("tickets", "ticket_id", 256),
+    ("tickets", "category", 256),
+    ("tickets", "severity", 256),
+    ("surveys", "comment", 4096),
+    ("surveys", "touchpoint", 4096),
+    ("customers", "tier", 256),
+    ("customers", "plan", 256),
+    ("customers", "csm", 256),
+    ("outcomes", "alert_id", 256),
+    ("outcomes", "note", 4096),
+]
+
+
+@pytest.mark.parametrize("source, name, max_len", STRING_FIELDS)
+def test_every_kept_string_is_bounded(source, name, max_len):
+    assert reason(source, raw(make(source, **{name: "x" * (max_len + 1)}))) == "bad_value"
+    if name in ("severity",):
+        return  # only the fixed names are valid anyway
+    value = "x" * max_len
+    ev = parse(source, raw(make(source, **{name: value})), NOW)
+    kept = {"event_id": ev.event_id, "customer_id": ev.customer_id, "type": ev.type}.get(name, ev.data.get(name))
+    assert kept == value
+
+
+@pytest.mark.parametrize("source, name, max_len", STRING_FIELDS)
+@pytest.mark.parametrize("surrogate", ["\ud800", "\udfff", "a\udc80b"])
+def test_lone_surrogates_are_rejected_in_every_kept_string(source, name, max_len, surrogate):
+    """orjson.loads never yields them, but validate() also takes values from CSV/Parquet readers, and
+    orjson.dumps (state, event log, dead letters) refuses them."""
+    with pytest.raises(InvalidEvent) as info:
+        validate(source, make(source, **{name: surrogate}), NOW)
+    assert info.value.reason == "bad_value"
+    assert_short_line(info.value.detail)
+
+
+@pytest.mark.parametrize("name", ["customer_id", "event_id"])
+@pytest.mark.parametrize("char", [chr(c) for c in (*range(0x20), *range(0x7f, 0xa0))])
+def test_ids_reject_every_control_character(name, char):
+    with pytest.raises(InvalidEvent) as info:
+        validate("interactions", make("interactions", **{name: f"a{char}b"}), NOW)
+    assert info.value.reason == "bad_value"
+
+
+@pytest.mark.parametrize("value", ["c 1", "Ä-1", "客户-1", "c\u200b1", "😀", "a/b:c@d"])
+def test_ids_allow_other_unicode(value):
+    ev = parse("interactions", raw(make("interactions", customer_id=value, event_id=value)), NOW)
+    assert ev.customer_id == ev.event_id == value
+
+
+def test_free_text_may_hold_control_characters():
+    ev = parse("outcomes", raw(make("outcomes", note="line 1\nline 2\ttab")), NOW)
+    assert ev.data["note"] == "line 1\nline 2\ttab"
+    assert orjson.loads(orjson.dumps(ev.data))["note"] == ev.data["note"]
+
+
+@pytest.mark.parametrize("value", [None, 123, 1.5, object(), ["x"]])
+def test_non_bytes_message_values_are_not_json(value):
+    assert reason("interactions", value) == "not_json"
+
+
+def test_bytearray_memoryview_and_str_are_decoded():
+    payload = raw(make("interactions"))
+    for value in (bytearray(payload), memoryview(payload), payload.decode()):
+        assert parse("interactions", value, NOW).customer_id == "c1"
+    assert reason("interactions", memoryview(b" " * (Limits().max_bytes + 1))) == "too_large"
+
+
+@pytest.mark.parametrize("source, changes", [
+    ("tickets", {"type": "x" * 64 + "\n" * 10}),
+    ("tickets", {"severity": "\u2028" * 200}),
+    ("surveys", {"type": "\r\n" * 30}),
+    ("interactions", {"schema_version": "\n" * 1000}),
+    ("interactions", {"ts": "\n2024" * 10}),
+])
+def test_details_are_one_short_line(source, changes):
+    reason(source, raw(make(source, **changes)))  # asserts the detail
+
+
+def test_invalid_event_detail_is_sanitised():
+    exc = InvalidEvent("bad_value", "a\nb\r\u2028" + "\ud800" + "x" * 1000)
+    assert exc.reason == "bad_value"
+    assert_short_line(exc.detail)
+    assert exc.detail.startswith("a b  ")
+    assert str(exc) == f"bad_value: {exc.detail}"
+    assert InvalidEvent("not_json", "short").detail == "short"
+
+
+def test_internal_errors_of_the_contract_are_invalid_events(monkeypatch):
+    """A bug in a validator costs one event (dead-lettered as internal_error), never the batch."""
+    import pipeline.contract as contract
+
+    def broken(obj, typ):
+        raise KeyError("boom")
+
+    monkeypatch.setitem(contract.VALIDATORS, "interactions", broken)
+    assert reason("interactions", raw(make("interactions"))) == "internal_error"
