@@ -27,7 +27,7 @@ import orjson
 
 from pipeline import alerting, explain, metrics, rules
 from pipeline.changelog import aiokafka_kwargs, check_positions, read_partition
-from pipeline.contract import Event, InvalidEvent, Limits, format_ts, parse
+from pipeline.contract import Event, InvalidEvent, Limits, format_ts, one_line, parse
 from pipeline.decisions import Touched, score_and_decide
 from pipeline.features import Applied, CustomerState, FeatureConfig, apply, as_dict, vector
 from pipeline.health import Health
@@ -61,11 +61,11 @@ def deadletter_record(raw: bytes | None, key: bytes | None, topic: str, partitio
     keep_text = text is not None and len(value) <= DEADLETTER_KEEP_BYTES
     return orjson.dumps({
         "reason": reason,
-        "detail": detail[:500],
+        "detail": one_line(detail),  # an exception's text may hold newlines or lone surrogates
         "topic": topic,
         "partition": partition,
         "offset": offset,
-        "key": key.decode("utf-8", "replace") if key else None,
+        "key": one_line(key.decode("utf-8", "replace")) if key else None,
         "original": text if keep_text else None,
         "original_b64": None if keep_text else base64.b64encode(value[:DEADLETTER_KEEP_BYTES]).decode(),
         "original_bytes": len(value),

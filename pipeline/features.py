@@ -14,7 +14,7 @@ older than the memory reaches is refused (``too_late``) rather than guessed abou
 
 from __future__ import annotations
 
-import base64
+import binascii
 import enum
 import hashlib
 import math
@@ -111,8 +111,8 @@ class CustomerState:
     # outcomes
     churned_ms: int = 0
     renewed_ms: int = 0
-    # idempotence: fingerprint -> UTC day of every event applied within the allowed lateness
-    seen: dict[int, int] = field(default_factory=dict)
+    # idempotence: UTC day -> fingerprints of the events of that day applied within the allowed lateness
+    seen: dict[int, list[int]] = field(default_factory=dict)
     #: events on days before this one are refused: their fingerprints were evicted (:data:`SEEN_MAX`)
     seen_floor_day: int = 0
     #: highest offset applied per ``source:partition`` (where the stream was; not used to decide)
@@ -125,10 +125,29 @@ class CustomerState:
     #: Partition of the customer's events in the worker that owns it (-1 offline); lets the silence
     #: sweep write the state to the right changelog partition outside any event's context.
     partition: int = -1
+    #: every fingerprint of ``seen``, for membership tests (derived, not serialised)
+    _seen_set: set[int] | None = field(default=None, repr=False, compare=False)
+
+    def seen_set(self) -> set[int]:
+        if self._seen_set is None:
+            self._seen_set = {fp for fps in self.seen.values() for fp in fps}
+        return self._seen_set
+
+    @property
+    def seen_count(self) -> int:
+        return sum(len(fps) for fps in self.seen.values())
 
     # ---- serialisation ---------------------------------------------------------------------------
+    def comparable(self) -> dict[str, Any]:
+        """The state as plain data that is equal for equal states: the id memory as a mapping (its
+        serialised form keeps application order, which differs between a stream and a replay)."""
+        d = orjson.loads(self.to_bytes())
+        d["seen"] = {day: sorted(fps) for day, fps in self.seen.items()}
+        return d
+
     def to_bytes(self) -> bytes:
         d = self.__dict__.copy()
+        del d["_seen_set"]
         d["days"] = [[day, *counts] for day, counts in sorted(self.days.items())]
         d["seen"] = _pack_seen(self.seen)
         if math.isnan(self.mrr):
@@ -167,22 +186,20 @@ def fingerprint(source: str, event_id: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _pack_seen(seen: dict[int, int]) -> list[list[Any]]:
-    """``[[day, base64(little-endian u64 fingerprints)], ...]``: ~11 bytes of JSON per remembered event."""
-    by_day: dict[int, list[int]] = {}
-    for fp, day in seen.items():
-        by_day.setdefault(day, []).append(fp)
-    return [[day, base64.b64encode(struct.pack(f"<{len(fps)}Q", *sorted(fps))).decode()]
-            for day, fps in sorted(by_day.items())]
+def _pack_seen(seen: dict[int, list[int]]) -> list[list[Any]]:
+    """``[[day, base64(little-endian u64 fingerprints)], ...]``: 8 bytes per remembered event before
+    base64 (about 11 after), packed in C by ``struct``; a day's ids keep the order they were applied
+    in, so compare states with :meth:`CustomerState.comparable`, not byte for byte."""
+    return [[day, binascii.b2a_base64(struct.pack(f"<{len(fps)}Q", *fps), newline=False).decode()]
+            for day, fps in seen.items()]
 
 
-def _unpack_seen(rows: Iterable[Sequence[Any]]) -> dict[int, int]:
-    seen: dict[int, int] = {}
+def _unpack_seen(rows: Iterable[Sequence[Any]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
     for day, packed in rows:
-        raw = base64.b64decode(packed)
-        for fp in struct.unpack(f"<{len(raw) // 8}Q", raw):
-            seen[fp] = day
-    return seen
+        raw = binascii.a2b_base64(packed)
+        out[int(day)] = list(struct.unpack(f"<{len(raw) // 8}Q", raw))
+    return out
 
 
 class Applied(enum.Enum):
@@ -203,18 +220,24 @@ def refusal(state: CustomerState, event: Event, cfg: FeatureConfig = FeatureConf
     day = day_of(event.ts_ms)
     if day < state.seen_floor_day or (state.last_ms and day <= day_of(state.last_ms) - cfg.allowed_lateness_days):
         return Applied.TOO_LATE
-    if fingerprint(event.source, event.event_id) in state.seen:
+    if fingerprint(event.source, event.event_id) in state.seen_set():
         return Applied.DUPLICATE
     return None
 
 
 def _remember(state: CustomerState, fp: int, day: int) -> None:
-    state.seen[fp] = day
-    if len(state.seen) > SEEN_MAX:
-        oldest = min(state.seen.values())
-        for k in [k for k, d in state.seen.items() if d == oldest]:
-            del state.seen[k]
+    state.seen.setdefault(day, []).append(fp)
+    state.seen_set().add(fp)
+    if len(state.seen_set()) > SEEN_MAX:
+        oldest = min(state.seen)
+        _forget_day(state, oldest)
         state.seen_floor_day = oldest + 1
+
+
+def _forget_day(state: CustomerState, day: int) -> None:
+    fps = state.seen.pop(day, ())
+    if state._seen_set is not None:
+        state._seen_set.difference_update(fps)
 
 
 # ---- update -------------------------------------------------------------------------------------
@@ -272,8 +295,8 @@ def _prune(state: CustomerState, cfg: FeatureConfig) -> None:
         for day in [d for d in state.days if d <= horizon]:
             del state.days[day]
     too_late = day_of(state.last_ms) - cfg.allowed_lateness_days  # days <= this are refused anyway
-    for fp in [fp for fp, d in state.seen.items() if d <= too_late]:
-        del state.seen[fp]
+    for day in [d for d in state.seen if d <= too_late]:
+        _forget_day(state, day)
     for series in (state.csat, state.ces):
         while series and not _keeps(state, int(series[0][0]), cfg.survey_memory_days):
             series.pop(0)

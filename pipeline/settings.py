@@ -162,6 +162,9 @@ class Settings:
                 or self.webhook_queue_size < 1:
             raise SettingsError("webhook_timeout_s must be > 0, webhook_max_attempts >= 1, "
                                 "webhook_backoff_s >= 0 and webhook_queue_size >= 1")
+        if not 1 <= self.allowed_lateness_days <= 3650:
+            raise SettingsError(f"allowed_lateness_days must be 1..3650 (it also bounds the event-id memory), "
+                                f"got {self.allowed_lateness_days}")
         if "://" not in self.broker:
             raise SettingsError(f"broker must look like kafka://host:port, got {self.broker!r}")
 

@@ -23,8 +23,7 @@ BOOKKEEPING = {"offsets", "partition", "alert"}
 
 
 def comparable(state: CustomerState) -> dict:
-    d = orjson.loads(state.to_bytes())
-    return {k: v for k, v in d.items() if k not in BOOKKEEPING}
+    return {k: v for k, v in state.comparable().items() if k not in BOOKKEEPING}
 
 
 def changelog_states(settings: Settings) -> dict[str, CustomerState]:
