@@ -239,7 +239,7 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
     from pipeline import metrics
     from pipeline.app import Worker
 
-    logging.getLogger("pipeline.scoring").setLevel(logging.ERROR)  # "loaded model" is not a figure
+    logging.getLogger("churnwatch.scoring").setLevel(logging.ERROR)  # "loaded model" is not a figure
     worker = Worker(settings.with_(broker="kafka://127.0.0.1:1"))  # never connects
     worker.refresh_model()
     if worker.models.model is None:

@@ -111,7 +111,7 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.models_dir)
-        self.models = ModelHolder(self.registry)
+        self.models = ModelHolder(self.registry, check_timeout_s=settings.model_check_timeout_s)
         self.policy = load_policy(settings.policy_file)
         self.alerted_outcomes: dict[str, int] = {}
         self.feature_cfg = FeatureConfig(allowed_lateness_days=settings.allowed_lateness_days)
@@ -186,6 +186,7 @@ class Worker:
         app.timer(1.0)(self._sweep)
         app.timer(2.0)(self._probe_broker)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
+        app.on_before_shutdown.connect(self._stop_model_checks)
         app.on_partitions_revoked.connect(self._on_revoked)
         if self.webhook is not None:
             app.task(self._start_webhook)
@@ -486,6 +487,9 @@ class Worker:
             metrics.MODEL_RELOAD_FAILURES.labels(reason=status).inc()
         self.health.model_loaded = self.models.model is not None
         self.health.model_promoted = status != "none" or self.models.model is not None
+
+    async def _stop_model_checks(self, app: Any = None, **_: Any) -> None:
+        self.models.close()  # a check in progress would otherwise hold up the exit by its timeout
 
     async def _gauges(self) -> None:
         metrics.CUSTOMERS.set(len(self.store))

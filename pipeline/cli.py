@@ -227,13 +227,17 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pipeline.registry import Registry
+    from pipeline.registry import Registry, RegistryError
     from pipeline.scoring import load_version
 
     settings = _settings(args)
     reg = Registry(settings.models_dir)
     if args.action == "list":
-        current = reg.current()
+        try:
+            current = reg.current()
+        except RegistryError as exc:  # the versions can still be listed
+            print(f"warning: {exc}", file=sys.stderr)
+            current = None
         versions = reg.versions()
         if not versions:
             print(f"no models in {reg.root}")
@@ -251,7 +255,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "promote":
         if not args.version:
             raise UserError("models promote needs a VERSION (see 'churnwatch models list')")
-        reg.promote(args.version, validate=lambda p: load_version(reg, args.version))
+        reg.promote(args.version, validate=lambda p: load_version(reg, args.version,
+                                                                    timeout_s=settings.model_check_timeout_s))
         print(f"promoted {args.version}")
         return 0
     previous = reg.rollback()

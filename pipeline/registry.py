@@ -31,7 +31,18 @@ _VERSION_RE = re.compile(r"^v(\d+)$")
 
 
 class RegistryError(RuntimeError):
-    """A registry operation that cannot be done; the message is one line for the user."""
+    """A registry operation that cannot be done; the message is one line for the user.
+
+    Raised as such for I/O trouble (a pointer or directory that cannot be read); content problems of
+    one version raise the subclass :class:`CorruptVersion`."""
+
+
+class CorruptVersion(RegistryError):
+    """A version whose files were read but are wrong: checksum mismatch, missing model, broken meta."""
+
+
+#: Longest ``CURRENT`` accepted (a version name and a newline; anything longer is not a pointer).
+_POINTER_MAX = 256
 
 
 def sha256_file(path: Path) -> str:
@@ -54,17 +65,43 @@ class Registry:
         return sorted(found, key=lambda v: int(v[1:]))
 
     def current(self) -> str | None:
+        """The promoted version; None when nothing is promoted (no ``CURRENT``, or an empty one).
+
+        Raises :class:`RegistryError` when ``CURRENT`` exists but cannot be used: unreadable
+        (permissions, a directory, an I/O error), not text, or not naming a version."""
+        return self.pointer()[0]
+
+    def pointer(self) -> tuple[str | None, tuple[int, ...] | None]:
+        """(current version, stamp): the stamp identifies this write of ``CURRENT`` (device, inode,
+        mtime, size), so a reader can tell a re-promotion from the same pointer read again."""
+        path = self.root / "CURRENT"
         try:
-            name = (self.root / "CURRENT").read_text().strip()
+            with open(path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                raw = fh.read(_POINTER_MAX + 1)
         except FileNotFoundError:
-            return None
-        return name or None
+            return (None, None)
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        try:
+            name = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise RegistryError(f"{path} is not text (undecodable bytes)") from None
+        if not name:
+            return (None, stamp)
+        if len(raw) > _POINTER_MAX or not _VERSION_RE.match(name):
+            raise RegistryError(f"{path} does not name a version (holds {name[:40]!r}; expected e.g. v3)")
+        return (name, stamp)
 
     def history(self) -> list[str]:
+        path = self.root / "HISTORY"
         try:
-            return [ln.strip() for ln in (self.root / "HISTORY").read_text().splitlines() if ln.strip()]
+            return [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise RegistryError(f"cannot read {path}: {exc.strerror or exc}") from None
 
     def path(self, version: str) -> Path:
         if not _VERSION_RE.match(version):
@@ -75,20 +112,48 @@ class Registry:
         return p
 
     def meta(self, version: str) -> dict[str, Any]:
+        path = self.path(version) / META_FILE
         try:
-            return orjson.loads((self.path(version) / META_FILE).read_bytes())
-        except (OSError, orjson.JSONDecodeError) as exc:
-            raise RegistryError(f"model {version}: unreadable {META_FILE} ({exc})") from None
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            raise CorruptVersion(f"model {version}: unreadable {META_FILE} (missing)") from None
+        except OSError as exc:
+            raise RegistryError(f"model {version}: unreadable {META_FILE} ({exc.strerror or exc})") from None
+        try:
+            meta = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise CorruptVersion(f"model {version}: unreadable {META_FILE} ({exc})") from None
+        if not isinstance(meta, dict):
+            raise CorruptVersion(f"model {version}: unreadable {META_FILE} (not a JSON object)")
+        return meta
+
+    def read(self, version: str) -> tuple[bytes, dict[str, Any]]:
+        """The model file's bytes (read once) and the metadata, checked against each other: whoever
+        loads the model should load exactly these bytes, which is what the checksum vouches for."""
+        meta = self.meta(version)
+        model_path = self.path(version) / MODEL_FILE
+        try:
+            data = model_path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise CorruptVersion(f"model {version}: {MODEL_FILE} is missing") from None
+        except OSError as exc:
+            raise RegistryError(f"model {version}: cannot read {MODEL_FILE} ({exc.strerror or exc})") from None
+        if meta.get("sha256") != hashlib.sha256(data).hexdigest():
+            raise CorruptVersion(f"model {version}: {MODEL_FILE} does not match its sha256 (corrupt or edited)")
+        return data, meta
 
     def verify(self, version: str) -> dict[str, Any]:
         """Check the model file against the content hash in its metadata; return the metadata."""
         meta = self.meta(version)
         model_path = self.path(version) / MODEL_FILE
         if not model_path.is_file():
-            raise RegistryError(f"model {version}: {MODEL_FILE} is missing")
-        digest = sha256_file(model_path)
+            raise CorruptVersion(f"model {version}: {MODEL_FILE} is missing")
+        try:
+            digest = sha256_file(model_path)
+        except OSError as exc:
+            raise RegistryError(f"model {version}: cannot read {MODEL_FILE} ({exc.strerror or exc})") from None
         if meta.get("sha256") != digest:
-            raise RegistryError(f"model {version}: {MODEL_FILE} does not match its sha256 (corrupt or edited)")
+            raise CorruptVersion(f"model {version}: {MODEL_FILE} does not match its sha256 (corrupt or edited)")
         return meta
 
     # ---- writing -------------------------------------------------------------------------------
@@ -149,5 +214,13 @@ class Registry:
 
     def _write_pointer(self, version: str) -> None:
         tmp = self.root / f".CURRENT.{os.getpid()}"
-        tmp.write_text(version + "\n")
-        os.replace(tmp, self.root / "CURRENT")
+        target = self.root / "CURRENT"
+        try:
+            tmp.write_text(version + "\n")
+            os.replace(tmp, target)
+        except OSError as exc:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise RegistryError(f"cannot replace {target}: {exc.strerror or exc}") from None

@@ -1,5 +1,9 @@
 """Churn scoring with a registry model: calibrated probabilities and per-feature contributions.
 
+A model is never parsed in the worker before it passed :mod:`pipeline.modelcheck` in a child process
+(LightGBM can segfault or hang on a corrupt file whose checksum matches); the in-process booster is
+then built from the very bytes the child accepted.
+
 Predictions run with ``num_threads=1``: a saved LightGBM model remembers the thread count it was trained
 with, and multi-threaded prediction of small batches costs milliseconds of p99 for nothing. Calibration
 is a monotone piecewise-linear map stored as numbers in the model's metadata, not a pickle, so loading a
@@ -8,7 +12,9 @@ model never executes code.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,17 +23,12 @@ import lightgbm as lgb
 import numpy as np
 
 from pipeline.features import FEATURES
-from pipeline.registry import MODEL_FILE, Registry, RegistryError
+from pipeline.modelcheck import DEFAULT_TIMEOUT_S, Checker, ModelError, check_feature_names, check_metadata
+from pipeline.registry import MODEL_FILE, CorruptVersion, Registry, RegistryError
 
-log = logging.getLogger(__name__)
+__all__ = ["Model", "ModelError", "ModelHolder", "load_current", "load_model", "load_version", "model_from_bytes"]
 
-
-class ModelError(RuntimeError):
-    """A model that cannot be used; ``reason`` labels the reload-failure metric."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
+log = logging.getLogger("churnwatch.scoring")  # "churnwatch.*": never collapsed by the worker's log filter
 
 
 @dataclass
@@ -69,79 +70,153 @@ class Model:
         return np.asarray(self.booster.predict(arr, pred_contrib=True, num_threads=1))
 
 
-def load_model(path: Path, version: str, meta: dict[str, Any], expected_features: Sequence[str] = FEATURES) -> Model:
-    """Load and validate one model directory. Raises :class:`ModelError` with a reason label."""
-    features = tuple(meta.get("features", ()))
-    if features != tuple(expected_features):
-        missing = sorted(set(expected_features) - set(features))[:3]
-        extra = sorted(set(features) - set(expected_features))[:3]
-        raise ModelError(
-            "feature_mismatch",
-            f"model {version} expects {len(features)} features, this worker computes {len(expected_features)}"
-            f" (missing {missing}, unknown {extra})",
-        )
+def model_from_bytes(version: str, model_bytes: bytes, meta: dict[str, Any],
+                     expected_features: Sequence[str] = FEATURES, *, check: bool = True,
+                     timeout_s: float = DEFAULT_TIMEOUT_S, checker: Checker | None = None) -> Model:
+    """Validate and load one model from its file's bytes. Raises :class:`ModelError` with a reason label.
+
+    With ``check`` (the default) the bytes are first parsed and probed in a child process
+    (:mod:`pipeline.modelcheck`, ``timeout_s``); only a model the child accepted is parsed here, from
+    the same bytes. ``check=False`` parses in this process straight away: only for bytes that already
+    passed a check (or were just produced by training in this process)."""
+    label = f"model {version}"
+    features, cal_x, cal_y = check_metadata(meta, expected_features, label)
+    if check:
+        (checker or Checker(timeout_s)).run(model_bytes, meta, expected_features, label)
     try:
-        booster = lgb.Booster(model_file=str(path / MODEL_FILE))
-    except Exception as exc:  # LightGBM raises LightGBMError or OSError for bad files
-        raise ModelError("corrupt", f"model {version}: LightGBM cannot load {MODEL_FILE} ({str(exc)[:120]})") from None
-    if booster.num_feature() != len(features):
-        raise ModelError("feature_mismatch", f"model {version}: booster has {booster.num_feature()} features, meta lists {len(features)}")
-    cal = meta.get("calibration") or {}
-    cx = np.asarray(cal.get("x", []), dtype=np.float64)
-    cy = np.asarray(cal.get("y", []), dtype=np.float64)
-    if cx.shape != cy.shape or (cx.size and np.any(np.diff(cx) < 0)):
-        raise ModelError("bad_calibration", f"model {version}: calibration map is malformed")
-    model = Model(version, booster, features, cx, cy, meta)
+        booster = lgb.Booster(model_str=model_bytes.decode("utf-8"))
+    except Exception as exc:  # LightGBMError for bad files, UnicodeDecodeError
+        raise ModelError("corrupt", f"{label}: LightGBM cannot load {MODEL_FILE} ({str(exc)[:120]})") from None
+    check_feature_names(booster.feature_name(), booster.num_feature(), features, label)
+    model = Model(version, booster, features, np.asarray(cal_x, dtype=np.float64), np.asarray(cal_y, dtype=np.float64),
+                  dict(meta))
     probe = model.predict(np.zeros((1, len(features))))
     if not np.all(np.isfinite(probe)):
-        raise ModelError("corrupt", f"model {version}: predicts non-finite values")
+        raise ModelError("corrupt", f"{label}: predicts non-finite values")
     return model
 
 
-def load_current(registry: Registry) -> Model | None:
+def load_model(path: Path, version: str, meta: dict[str, Any], expected_features: Sequence[str] = FEATURES,
+               *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Model:
+    """Load and validate one model directory (its ``model.txt``, read once, checked against
+    ``meta["sha256"]`` when the metadata has one). Raises :class:`ModelError` with a reason label."""
+    try:
+        data = (Path(path) / MODEL_FILE).read_bytes()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ModelError("corrupt", f"model {version}: {MODEL_FILE} is missing") from None
+    except OSError as exc:
+        raise ModelError("registry_error", f"model {version}: cannot read {MODEL_FILE} ({exc.strerror or exc})") from None
+    if "sha256" in meta and meta["sha256"] != hashlib.sha256(data).hexdigest():
+        raise ModelError("corrupt", f"model {version}: {MODEL_FILE} does not match its sha256 (corrupt or edited)")
+    return model_from_bytes(version, data, meta, expected_features, check=check, timeout_s=timeout_s)
+
+
+def load_current(registry: Registry, *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Model | None:
     """The promoted model, or None when nothing is promoted yet."""
     version = registry.current()
     if version is None:
         return None
-    return load_version(registry, version)
+    return load_version(registry, version, check=check, timeout_s=timeout_s)
 
 
-def load_version(registry: Registry, version: str) -> Model:
+def load_version(registry: Registry, version: str, *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 expected_features: Sequence[str] = FEATURES, checker: Checker | None = None) -> Model:
+    """One registry version, checksum-verified on the bytes that are then checked (child process) and
+    loaded. Raises :class:`ModelError`: ``registry_error`` when the registry cannot be read, ``corrupt``
+    for a version whose files are wrong, or the check's reason."""
     try:
-        meta = registry.verify(version)
-    except RegistryError as exc:
+        data, meta = registry.read(version)
+    except CorruptVersion as exc:
         raise ModelError("corrupt", str(exc)) from None
-    return load_model(registry.path(version), version, meta)
+    except RegistryError as exc:
+        raise ModelError("registry_error", str(exc)) from None
+    return model_from_bytes(version, data, meta, expected_features, check=check, timeout_s=timeout_s, checker=checker)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
 
 
 class ModelHolder:
     """Keeps the last good model and swaps in a newly promoted one when it validates.
 
-    The worker polls :meth:`refresh`; a bad promotion is logged once per version and leaves the running
-    model in place, so a broken file can never stop scoring.
+    The worker polls :meth:`refresh`, in a thread (``await asyncio.to_thread(holder.refresh)``): the
+    check of a new version takes a child process and up to ``check_timeout_s``. A rejected promotion is
+    logged once and left alone until ``CURRENT`` is written again (a new promotion, a rollback, a
+    re-promotion of the fixed version); a registry that cannot be read is logged once per distinct
+    problem and retried every poll. Either way the running model stays, so a broken file never stops
+    scoring, and nothing raises out of :meth:`refresh`.
     """
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, *, check_timeout_s: float = DEFAULT_TIMEOUT_S,
+                 expected_features: Sequence[str] = FEATURES) -> None:
         self.registry = registry
-        self.model: Model | None = None
-        self._rejected: set[str] = set()
+        self.model: Model | None = None  # replaced by one assignment: readers need no lock
+        self.expected_features = tuple(expected_features)
+        self._checker = Checker(check_timeout_s)
+        self._rejected: tuple[str, Any] | None = None  # (version, CURRENT stamp) last refused
+        self._registry_problem: str | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
     def refresh(self) -> tuple[str, str | None]:
-        """Returns (status, detail): status is 'unchanged', 'loaded', 'none' or a failure reason."""
-        version = self.registry.current()
+        """Returns (status, detail): status is 'unchanged', 'loaded', 'none' or a failure reason
+        ('corrupt', 'feature_mismatch', 'bad_calibration', 'crashed', 'timeout', 'check_error',
+        'registry_error'). A failure is reported once; repeats of it are 'unchanged'."""
+        if self._closed or not self._lock.acquire(blocking=False):
+            return ("unchanged", None)  # shutting down, or a refresh is already running in another thread
+        try:
+            return self._refresh()
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Kill a running check (by its pid) and refuse further refreshes: for worker shutdown."""
+        self._closed = True
+        self._checker.kill()
+
+    def _refresh(self) -> tuple[str, str | None]:
+        kept = self.model.version if self.model is not None else "none"
+        try:
+            version, stamp = self.registry.pointer()
+        except RegistryError as exc:
+            return self._registry_failed(str(exc), kept)
         if version is None:
+            self._registry_problem = None
             return ("none", None)
         if self.model is not None and self.model.version == version:
+            self._registry_problem = None
             return ("unchanged", None)
-        if version in self._rejected:
+        if self._rejected == (version, stamp):
             return ("unchanged", None)
         try:
-            model = load_version(self.registry, version)
+            model = load_version(self.registry, version, expected_features=self.expected_features,
+                                 checker=self._checker)
         except ModelError as exc:
-            self._rejected.add(version)
-            kept = self.model.version if self.model else "none"
-            log.error("rejected model %s: %s; keeping %s", version, exc, kept)
-            return (exc.reason, str(exc))
+            if exc.reason == "registry_error":
+                return self._registry_failed(str(exc), kept)
+            return self._rejected_as(version, stamp, exc.reason, str(exc), kept)
+        except Exception as exc:  # a bug or MemoryError must not take the poller down
+            return self._rejected_as(version, stamp, "check_error", f"unexpected {type(exc).__name__}: {exc}", kept)
+        if self._closed:
+            return ("unchanged", None)
         self.model = model
-        log.warning("loaded model %s", version)
+        self._rejected = None
+        self._registry_problem = None
+        log.warning("loaded model %s (was %s)", version, kept)
         return ("loaded", version)
+
+    def _rejected_as(self, version: str, stamp: Any, reason: str, detail: str, kept: str) -> tuple[str, str | None]:
+        if self._closed:
+            return ("unchanged", None)
+        self._rejected = (version, stamp)
+        self._registry_problem = None
+        log.error("rejected model %s (%s): %s; keeping %s", version, reason, _one_line(detail), kept)
+        return (reason, detail)
+
+    def _registry_failed(self, detail: str, kept: str) -> tuple[str, str | None]:
+        if detail == self._registry_problem:
+            return ("unchanged", None)
+        self._registry_problem = detail
+        log.error("model reload failed (registry_error): %s; keeping %s", _one_line(detail), kept)
+        return ("registry_error", detail)

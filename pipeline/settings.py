@@ -50,6 +50,9 @@ class Settings:
     max_event_bytes: int = 65_536
     #: How often (wall seconds) a worker checks the registry for a newly promoted model.
     model_poll_s: float = 5.0
+    #: A candidate model is validated in a child process (parse, feature names, probe rows); a check
+    #: taking longer than this rejects it (a model that hangs LightGBM must not hang the worker).
+    model_check_timeout_s: float = 30.0
     #: Also publish every scoring (features + score) to the scores topic, for parity checks and audits.
     emit_scores: bool = False
     #: Alert policy file (TOML; see docs/alerts.md). Empty: the documented defaults.

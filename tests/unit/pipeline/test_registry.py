@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.registry import META_FILE, MODEL_FILE, Registry, RegistryError, sha256_file
+from pipeline.registry import META_FILE, MODEL_FILE, CorruptVersion, Registry, RegistryError, sha256_file
 
 META = {"features": ["a", "b"], "horizon_days": 30}
 
@@ -154,8 +154,9 @@ def test_pointer_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest.Monk
         raise OSError("simulated crash before rename")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(RegistryError, match="cannot replace .*CURRENT: simulated crash"):
         reg.promote("v2")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".CURRENT")] == []  # no litter
     monkeypatch.setattr(os, "replace", real_replace)
     assert reg.current() == "v1"
     assert (tmp_path / "CURRENT").read_text() == "v1\n"
@@ -168,3 +169,70 @@ def test_meta_is_plain_json(tmp_path: Path) -> None:
     reg = Registry(tmp_path)
     v = reg.save("m", {**META, "nested": {"x": [1.5, 2.5]}})
     assert orjson.loads((reg.path(v) / META_FILE).read_bytes())["nested"] == {"x": [1.5, 2.5]}
+
+
+# ---- a pointer or a version that cannot be read -------------------------------------------------------
+def test_current_is_none_without_a_pointer_and_an_error_for_a_broken_one(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    assert reg.current() is None and Registry(tmp_path / "missing").current() is None
+    current = tmp_path / "CURRENT"
+    current.write_text("\n")
+    assert reg.current() is None  # empty: nothing promoted
+    current.write_text("v2\n")
+    assert reg.current() == "v2"
+    for content, fragment in ((b"\xff\xfe\n", "not text"), (b"latest\n", "does not name a version"),
+                              (b"v1" * 200, "does not name a version")):
+        current.write_bytes(content)
+        with pytest.raises(RegistryError, match=fragment):
+            reg.current()
+    current.unlink()
+    current.mkdir()
+    with pytest.raises(RegistryError, match="cannot read .*CURRENT: Is a directory"):
+        reg.current()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RegistryError, match="cannot read"):
+        Registry(tmp_path / "file").current()  # the registry path is a file
+
+
+def test_the_pointer_stamp_changes_with_every_promotion(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("a", META)
+    reg.promote("v1")
+    first = reg.pointer()
+    assert first[0] == "v1" and reg.pointer() == first  # read twice: the same write
+    reg.promote("v1")
+    again = reg.pointer()
+    assert again[0] == "v1" and again[1] != first[1]  # re-promotion: a new file (write + rename)
+
+
+def test_read_returns_the_verified_bytes_and_tells_io_from_content_trouble(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("model one", META)
+    data, meta = reg.read("v1")
+    assert data == b"model one" and meta["sha256"] == sha256_file(reg.path("v1") / MODEL_FILE)
+    (reg.path("v1") / MODEL_FILE).write_text("model one, edited")
+    with pytest.raises(CorruptVersion, match="sha256"):
+        reg.read("v1")
+    (reg.path("v1") / MODEL_FILE).unlink()
+    with pytest.raises(CorruptVersion, match="missing"):
+        reg.read("v1")
+    (reg.path("v1") / META_FILE).write_text("[1, 2]")
+    with pytest.raises(CorruptVersion, match="not a JSON object"):
+        reg.read("v1")
+    (reg.path("v1") / META_FILE).unlink()
+    (reg.path("v1") / META_FILE).mkdir()
+    with pytest.raises(RegistryError, match="unreadable meta.json") as err:
+        reg.read("v1")
+    assert not isinstance(err.value, CorruptVersion)  # I/O, not content
+    with pytest.raises(RegistryError, match="not found") as err:
+        reg.read("v2")
+    assert not isinstance(err.value, CorruptVersion)
+
+
+def test_promoting_over_a_directory_named_current_is_one_clean_error(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("a", META)
+    (tmp_path / "CURRENT").mkdir()
+    with pytest.raises(RegistryError, match="cannot replace .*CURRENT"):
+        reg.promote("v1")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".CURRENT")] == []
