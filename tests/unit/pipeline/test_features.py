@@ -589,7 +589,7 @@ def any_event(draw, base_ms: int = T0, span_days: int = 120) -> Event:
     return ev(kind, draw(st.sampled_from(["churned", "renewed", "contacted", "alert_ack"])), ts)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(events=st.lists(any_event(), max_size=60), lateness=st.sampled_from([3, 30, 90]))
 def test_serialisation_round_trip_gives_identical_vectors(events, lateness):
     cfg = FeatureConfig(allowed_lateness_days=lateness)
@@ -649,7 +649,7 @@ def in_window_events(draw) -> list[Event]:
     return out
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, derandomize=True, database=None)
 @given(events=in_window_events(), seed=st.integers(0, 2**32 - 1))
 def test_order_independence_within_lateness(events, seed):
     shuffled = list(events)
