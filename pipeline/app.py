@@ -208,7 +208,12 @@ class Worker:
                 return self.json(body, status=status)
 
         class HealthView(faust.web.View):
+            """Liveness: the process serves requests and its agent has not died (a crashed agent never
+            comes back, so a supervisor should restart the worker)."""
+
             async def get(self, request: Any) -> Any:
+                if not worker.health.agent_alive:
+                    return self.json({"status": "agent stopped", "writer": worker.writer}, status=503)
                 return self.json({"status": "ok", "writer": worker.writer})
 
         class ReadyView(faust.web.View):
@@ -496,9 +501,13 @@ class Worker:
         self.health.assigned = self._assigned_partitions() if not self.health.recovering else self.health.assigned
         agent = self.app.agents.get("churnwatch.process")
         if agent is not None:
-            actors = getattr(agent, "_actors", None) or []
-            self.health.agent_alive = not actors or any(not getattr(a, "_stopped", None) or not a._stopped.is_set()
-                                                        for a in actors)
+            actors = list(getattr(agent, "_actors", None) or [])
+
+            def running(actor: Any) -> bool:
+                return not any(getattr(actor, flag).is_set() for flag in ("_crashed", "_stopped")
+                               if hasattr(actor, flag))
+
+            self.health.agent_alive = not actors or any(running(a) for a in actors)
         ready, _ = self.health.evaluate()
         metrics.WORKER_READY.set(1 if ready else 0)
 

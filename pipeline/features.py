@@ -215,23 +215,10 @@ class Applied(enum.Enum):
         return self is Applied.APPLIED
 
 
-def refusal(state: CustomerState, event: Event, cfg: FeatureConfig = FeatureConfig()) -> Applied | None:
-    """Why ``event`` must not be folded into ``state`` (or None): already applied, or too late to tell."""
-    day = day_of(event.ts_ms)
-    if day < state.seen_floor_day or (state.last_ms and day <= day_of(state.last_ms) - cfg.allowed_lateness_days):
-        return Applied.TOO_LATE
-    if fingerprint(event.source, event.event_id) in state.seen_set():
-        return Applied.DUPLICATE
-    return None
-
-
-def _remember(state: CustomerState, fp: int, day: int) -> None:
-    state.seen.setdefault(day, []).append(fp)
-    state.seen_set().add(fp)
-    if len(state.seen_set()) > SEEN_MAX:
-        oldest = min(state.seen)
-        _forget_day(state, oldest)
-        state.seen_floor_day = oldest + 1
+def _evict_oldest_day(state: CustomerState) -> None:
+    oldest = min(state.seen)
+    _forget_day(state, oldest)
+    state.seen_floor_day = oldest + 1
 
 
 def _forget_day(state: CustomerState, day: int) -> None:
@@ -243,21 +230,33 @@ def _forget_day(state: CustomerState, day: int) -> None:
 # ---- update -------------------------------------------------------------------------------------
 def apply(state: CustomerState, event: Event, offset: int | None = None, cfg: FeatureConfig = FeatureConfig(),
           *, partition: int | None = None) -> Applied:
-    """Fold one validated event into ``state`` unless :func:`refusal` says no (then nothing changes).
+    """Fold one validated event into ``state``, unless it was applied before (``DUPLICATE``) or is too
+    late to tell (``TOO_LATE``): then nothing changes.
 
     The stream and the offline builder both deduplicate by event id, so an event log holding the same
     event twice gives the features the worker would have. ``offset``/``partition`` only record where
     the stream was (``state.offsets``).
     """
-    refused = refusal(state, event, cfg)
-    if refused is not None:
-        return refused
+    ts = event.ts_ms
+    day = ts // DAY_MS
+    if day < state.seen_floor_day or (state.last_ms and day <= state.last_ms // DAY_MS - cfg.allowed_lateness_days):
+        return Applied.TOO_LATE
+    fp = fingerprint(event.source, event.event_id)
+    seen = state.seen_set()
+    if fp in seen:
+        return Applied.DUPLICATE
     if offset is not None:
         where = event.source if partition is None else f"{event.source}:{partition}"
         if offset > state.offsets.get(where, -1):
             state.offsets[where] = offset
-    ts = event.ts_ms
-    _remember(state, fingerprint(event.source, event.event_id), day_of(ts))
+    seen.add(fp)
+    bucket = state.seen.get(day)
+    if bucket is None:
+        state.seen[day] = [fp]
+    else:
+        bucket.append(fp)
+    if len(seen) > SEEN_MAX:
+        _evict_oldest_day(state)
     state.events += 1
     state.applied[event.source] = state.applied.get(event.source, 0) + 1
     if not state.first_ms or ts < state.first_ms:
