@@ -43,6 +43,10 @@ log = logging.getLogger("churnwatch.worker")
 
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.05
+#: How often (wall seconds) the worker checks that each input partition still holds the message its
+#: state's position names; a topic deleted and re-created under a running worker is read again from
+#: its beginning (Faust itself would drop every message below the old offset).
+POSITION_CHECK_S = 10.0
 #: Dead letters keep this much of the original message (``original`` as text, else ``original_b64``).
 DEADLETTER_KEEP_BYTES = 65_536
 
@@ -185,6 +189,7 @@ class Worker:
         app.timer(1.0)(self._gauges)
         app.timer(1.0)(self._sweep)
         app.timer(2.0)(self._probe_broker)
+        app.timer(POSITION_CHECK_S)(self._verify_input)
         app.on_rebalance_complete.connect(self._on_rebalance_complete)
         app.on_before_shutdown.connect(self._stop_model_checks)
         app.on_partitions_revoked.connect(self._on_revoked)
@@ -384,6 +389,33 @@ class Worker:
         if offsets:
             await consumer.seek_wait(offsets)
         self.health.recovering = False
+
+    async def _verify_input(self) -> None:
+        """Re-read from the beginning any input partition whose position message has changed."""
+        from faust.types import TP
+
+        if self.health.recovering or not self.store.parts:
+            return
+        snapshot = {p: {t: list(v) for t, v in part.position.topics.items()} for p, part in self.store.parts.items()}
+        for p, topics in snapshot.items():
+            try:
+                resume = await check_positions(self.settings, p, topics)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker is away: the probe reports that
+                log.debug("position check of partition %d failed: %s", p, exc)
+                return
+            started_over = [t for t, offset in resume.items() if offset is None]
+            if not started_over:
+                continue
+            async with self.state_lock:
+                part = self.store.parts.get(p)
+                if part is None or self.health.recovering:
+                    continue
+                for topic in started_over:
+                    part.position.topics.pop(topic, None)
+                metrics.INPUT_RESETS.inc(len(started_over))
+                await self.app.consumer.seek_wait({TP(t, p): 0 for t in started_over})
 
     def _changelog_records(self, flush: Flush) -> list[tuple[str, bytes, bytes | None, int | None]]:
         topic = self.settings.changelog_topic

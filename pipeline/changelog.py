@@ -83,9 +83,45 @@ async def read_partition(settings: Settings, partition: int, fence_offset: int) 
     return fold(partition, records), len(records)
 
 
+async def _fetch_one(consumer: Any, tp: Any, offset: int) -> Any:
+    consumer.seek(tp, offset)
+    try:
+        batch = await asyncio.wait_for(consumer.getmany(tp, timeout_ms=2000, max_records=1), 10)
+    except asyncio.TimeoutError:
+        return None
+    recs = batch.get(tp, ())
+    return recs[0] if recs else None
+
+
+async def _message_at(consumer: Any, tp: Any, offset: int) -> Any:
+    """The message at ``offset`` of ``tp``, or None if it is not there (any more).
+
+    Quick either way: the listed offsets rule out an empty partition and an offset below the log
+    start; a fetch at the last listed offset (an existing message on any broker, even where the
+    listed end is the last *batch's* first offset + 1, as on Tansu) brings the fetch response's high
+    watermark, the true end, so an offset past it is not waited for."""
+    consumer.assign([tp])
+    begin = (await consumer.beginning_offsets([tp]))[tp]
+    end = (await consumer.end_offsets([tp]))[tp]
+    if end <= 0 or offset < begin:
+        return None
+    if offset >= end:
+        rec = await _fetch_one(consumer, tp, end - 1)
+        true_end = consumer.highwater(tp)
+        if rec is None or true_end is None or offset >= true_end:
+            return None
+    rec = await _fetch_one(consumer, tp, offset)
+    return rec if rec is not None and rec.offset == offset else None
+
+
 async def check_positions(settings: Settings, partition: int, topics: dict[str, list[int]]) -> dict[str, int | None]:
-    """Where to resume each input topic of ``partition``: after the restored offset if the message there
-    is still the one folded in (same fingerprint), else from the beginning (the topic started over)."""
+    """Where to resume each input topic of ``partition``: after the restored offset if the input is
+    still the one the state was folded from, else (None) from the beginning.
+
+    It is another input when the message at the restored offset is gone or different, or when the
+    first message the state read there (the origin) is present but different: a topic re-created
+    under a running worker may already hold more messages than the old one. An origin that is simply
+    gone was removed by retention and says nothing."""
     from aiokafka import TopicPartition
 
     out: dict[str, int | None] = {}
@@ -93,22 +129,20 @@ async def check_positions(settings: Settings, partition: int, topics: dict[str, 
         return out
     consumer = await _consumer(settings)
     try:
-        for topic, (offset, fp) in topics.items():
+        for topic, entry in topics.items():
+            offset, fp = entry[0], entry[1]
+            origin_offset, origin_fp = (entry[2], entry[3]) if len(entry) >= 4 else (offset, fp)
             tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
-            consumer.seek(tp, offset)
-            found = None
-            try:
-                batch = await asyncio.wait_for(consumer.getmany(tp, timeout_ms=2000, max_records=1), 10)
-                for rec in batch.get(tp, ()):
-                    found = rec
-            except asyncio.TimeoutError:
-                found = None
-            if found is not None and found.offset == offset and message_fingerprint(found.key, found.value) == fp:
+            last = await _message_at(consumer, tp, offset)
+            same = last is not None and message_fingerprint(last.key, last.value) == fp
+            if same and origin_offset != offset:
+                origin = await _message_at(consumer, tp, origin_offset)
+                same = origin is None or message_fingerprint(origin.key, origin.value) == origin_fp
+            if same:
                 out[topic] = offset + 1
             else:
-                log.warning("input %s[%d] no longer holds the message at offset %d that the state reflects "
-                            "(topic re-created or truncated): reading it from the beginning", topic, partition, offset)
+                log.warning("input %s[%d] is not the one the state was folded from (topic re-created or "
+                            "truncated): reading it from the beginning", topic, partition)
                 out[topic] = None
     finally:
         await consumer.stop()

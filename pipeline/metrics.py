@@ -18,6 +18,9 @@ RESTORES = Counter("churnwatch_state_restores",
                    "Partitions taken over: restored (from the changelog), kept (own copy newest), reseed "
                    "(the changelog had lost our writes)", ["how"])
 RECOVERY_SECONDS = Gauge("churnwatch_recovery_seconds", "Wall time of the last rebalance's state restore")
+INPUT_RESETS = Counter("churnwatch_input_resets",
+                       "Input partitions read again from the beginning because the message at the state's "
+                       "position was gone or different (topic deleted and re-created, or truncated)")
 WRITE_RETRIES = Counter("churnwatch_write_retries", "Durable writes retried because the broker did not take them")
 SCORING_LATENCY = Histogram(
     "churnwatch_scoring_latency_seconds",

@@ -17,9 +17,10 @@ correctness depends on neither:
   appends a *fence* record with a token of its own and reads until it has seen that record's offset,
   which the broker returned on append. Everything written before the fence is then known to be read,
   on any Kafka-compatible broker.
-* **The fingerprint detects a topic that started over.** If the message at the restored offset is
-  missing or different (topics deleted and re-created, or truncated), the input is read from its
-  beginning and event-id dedup sorts out what was applied.
+* **Fingerprints detect a topic that started over.** If the message at the restored offset is missing
+  or different, or the first message the state ever read from the partition is there but different
+  (topics deleted and re-created, or truncated), the input is read from its beginning and event-id
+  dedup sorts out what was applied. A running worker checks this every few seconds too.
 * **Alerts are an outbox.** A position record also carries the alerts decided in that flush; they are
   sent only after the flush is acknowledged, and a new owner re-sends the outbox of the last position
   record it restores (at least once; ``alert_id`` identifies repeats).
@@ -52,7 +53,9 @@ def message_fingerprint(key: bytes | None, value: bytes | None) -> int:
 
 @dataclass
 class Position:
-    """Per input topic of one partition: ``[offset, fingerprint]`` of the last message folded in."""
+    """Per input topic of one partition: ``[offset, fingerprint]`` of the last message folded in, then
+    ``[offset, fingerprint]`` of the first one (the *origin*): a topic re-created under a running
+    worker may already have grown past the last offset, and only its origin message tells it apart."""
 
     topics: dict[str, list[int]] = field(default_factory=dict)
     writer: str = ""
@@ -67,7 +70,7 @@ class Position:
     @classmethod
     def from_bytes(cls, raw: bytes) -> "Position":
         d = orjson.loads(raw)
-        return cls({k: [int(v[0]), int(v[1])] for k, v in d.get("topics", {}).items()},
+        return cls({k: [int(x) for x in (v if len(v) >= 4 else [*v[:2], *v[:2]])] for k, v in d.get("topics", {}).items()},
                    str(d.get("writer", "")), int(d.get("seq", 0)), list(d.get("outbox", [])))
 
 
@@ -83,8 +86,10 @@ class PartitionState:
 
     def advance(self, topic: str, offset: int, fp: int) -> None:
         current = self.position.topics.get(topic)
-        if current is None or offset >= current[0]:
-            self.position.topics[topic] = [offset, fp]
+        if current is None:
+            self.position.topics[topic] = [offset, fp, offset, fp]
+        elif offset >= current[0]:
+            current[0], current[1] = offset, fp
 
 
 def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> PartitionState:
@@ -189,7 +194,7 @@ class StateStore:
         part = self.parts.setdefault(partition, PartitionState(partition))
         part.customers.update(states)
         self._seq += 1
-        part.position = Position(dict(part.position.topics), self.writer, self._seq, outbox)
+        part.position = Position({t: list(v) for t, v in part.position.topics.items()}, self.writer, self._seq, outbox)
         part.has_position = True
         return Flush(partition, states, part.position)
 

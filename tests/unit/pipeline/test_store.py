@@ -16,7 +16,7 @@ def test_a_flush_writes_states_then_the_position_that_covers_them():
     recs = records_of(store, 0, {b"c1": b"s1", b"c2": b"s2"}, [{"alert_id": "a1"}])
     assert [k for k, _ in recs] == [b"c1", b"c2", POSITION_KEY]
     pos = Position.from_bytes(recs[-1][1])
-    assert pos.topics == {"t.interactions": [41, 7]} and pos.writer == "w1" and pos.outbox == [{"alert_id": "a1"}]
+    assert pos.topics == {"t.interactions": [41, 7, 41, 7]} and pos.writer == "w1" and pos.outbox == [{"alert_id": "a1"}]
 
 
 def test_fold_keeps_the_newest_state_and_position_and_ignores_fences():
@@ -28,7 +28,7 @@ def test_fold_keeps_the_newest_state_and_position_and_ignores_fences():
     second = records_of(store, 0, {b"c1": b"new", b"c2": b"x"})
     part = fold(0, first + [(FENCE_KEY, b"{}")] + second + [(b"c2", None)])
     assert part.customers == {b"c1": b"new"}  # c2 was deleted by a tombstone
-    assert part.position.topics == {"t": [5, 55]} and part.has_position
+    assert part.position.topics == {"t": [5, 55, 1, 11]} and part.has_position
 
 
 def test_a_crash_between_states_and_position_restores_an_older_position_never_a_newer_one():
@@ -41,14 +41,14 @@ def test_a_crash_between_states_and_position_restores_an_older_position_never_a_
     store.parts[0].advance("t", 20, 200)
     torn = records_of(store, 0, {b"c1": b"v2"})[:-1]
     part = fold(0, done + torn)
-    assert part.customers[b"c1"] == b"v2" and part.position.topics["t"] == [9, 99]
+    assert part.customers[b"c1"] == b"v2" and part.position.topics["t"] == [9, 99, 9, 99]
 
 
 def test_positions_never_move_back():
     part = PartitionState(0)
     part.advance("t", 10, 1)
     part.advance("t", 4, 2)
-    assert part.position.topics["t"] == [10, 1]
+    assert part.position.topics["t"] == [10, 1, 10, 1]
 
 
 def test_takeover_keeps_own_copy_only_when_nobody_wrote_after_it():
