@@ -51,8 +51,16 @@ def _same(a: float | None, b: float | None, tol: float) -> bool:
 
 def offline_vector(events: Sequence[tuple[Event, int]], offsets: dict[str, int], ts_ms: int,
                    cfg: FeatureConfig = FeatureConfig()) -> list[float]:
-    """The vector of a customer whose applied events are those at or below ``offsets`` per source."""
-    chosen = [ev for ev, off in events if off <= offsets.get(ev.source, -1)]
+    """The vector of a customer whose applied events are those at or below ``offsets`` per source.
+
+    The stream records offsets per ``source:partition``; all of a customer's events are on one
+    partition (the contract dead-letters a message whose key is not its customer), so per source the
+    highest recorded offset is the limit."""
+    limit: dict[str, int] = {}
+    for where, off in offsets.items():
+        src = where.split(":", 1)[0]
+        limit[src] = max(limit.get(src, -1), int(off))
+    chosen = [ev for ev, off in events if off <= limit.get(ev.source, -1)]
     chosen.sort(key=lambda ev: (ev.ts_ms, SOURCE_ORDER.get(ev.source, 9)))
     state = CustomerState(events[0][0].customer_id if events else "")
     for ev in chosen:
