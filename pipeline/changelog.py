@@ -54,7 +54,11 @@ async def _consumer(settings: Settings) -> Any:
                                 client_id=f"{settings.app_id}-restore", max_partition_fetch_bytes=8 * 1024 * 1024,
                                 request_timeout_ms=int(max(30.0, settings.session_timeout_s * 3) * 1000),
                                 **aiokafka_kwargs(settings))
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     return consumer
 
 
@@ -138,14 +142,13 @@ async def check_positions(settings: Settings, partition: int, topics: dict[str, 
             if same and origin_offset != offset:
                 origin = await _message_at(consumer, tp, origin_offset)
                 same = origin is None or message_fingerprint(origin.key, origin.value) == origin_fp
-            if same:
-                out[topic] = offset + 1
-            else:
-                log.warning("input %s[%d] is not the one the state was folded from (topic re-created or "
-                            "truncated): reading it from the beginning", topic, partition)
-                out[topic] = None
+            out[topic] = offset + 1 if same else None
     finally:
         await consumer.stop()
+    changed = sorted(t for t, off in out.items() if off is None)
+    if changed:
+        log.warning("partition %d of %s is not the input the state was folded from (topic re-created or "
+                    "truncated): reading it from the beginning", partition, ", ".join(changed))
     return out
 
 

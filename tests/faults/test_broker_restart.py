@@ -79,6 +79,14 @@ def test_broker_lost_and_restarted_empty(harness: Harness) -> None:
     steps.check("broker back: counts == phase 1 + phase 2 (phase 1 from the worker's memory)",
                 cmp2.ok, cmp2.describe())
 
+    # one line that says what happened, not a line per failed reconnect
+    assert worker.log_path is not None
+    log_lines = worker.log_path.read_text(errors="replace").splitlines()
+    outage_warnings = [ln for ln in log_lines if "broker unreachable" in ln]
+    steps.check("log: one WARNING for the outage, not thousands of lines",
+                len(outage_warnings) == 1 and len(log_lines) < 200,
+                f"{len(outage_warnings)} 'broker unreachable' lines, {len(log_lines)} lines in all")
+
     # ---- the worker restarts: its state can only come from the re-seeded changelog --------------
     worker.kill9()
     t_restart = time.monotonic()
@@ -90,7 +98,7 @@ def test_broker_lost_and_restarted_empty(harness: Harness) -> None:
     steps.check("worker restarted: state changelog was re-seeded after the broker lost it "
                 "(counts == phase 1 + phase 2 + one tail event per customer)", cmp3.ok, cmp3.describe())
 
-    summary("test_broker_restart", phase1=len(first), phase2=len(second), metric_down_s=metric_down_s,
+    summary("test_broker_restart", log_lines=len(log_lines), phase1=len(first), phase2=len(second), metric_down_s=metric_down_s,
             ready_503_s=ready_503_s, ready_again_s=ready_again,
             after_outage=f"exact={len(cmp2.exact)}/lost={len(cmp2.lost)}/double={len(cmp2.double)}",
             after_worker_restart=f"exact={len(cmp3.exact)}/lost={len(cmp3.lost)}/double={len(cmp3.double)}",
