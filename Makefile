@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv unit integration bench clean
+.PHONY: demo test venv unit integration faults bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ unit: $(STAMP)
 integration: $(STAMP)
 	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)
 	$(BIN)/python -m pytest -q tests/integration
+
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q tests/faults
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -35,7 +35,7 @@ from pipeline.policy import load_policy
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
 from pipeline.settings import Settings
-from pipeline.store import FENCE_KEY, POSITION_KEY, Flush, PartitionState, StateStore, message_fingerprint
+from pipeline.store import FENCE_KEY, Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.sweep import SweepClock
 from pipeline.webhook import WebhookSink
 

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -33,12 +32,11 @@ from kafka import KafkaProducer
 
 from pipeline.broker import EmbeddedBroker, free_port, stop_process
 from pipeline.contract import DAY_MS
-from pipeline.demo import scrape
 from pipeline.features import FEATURES
 from pipeline.registry import Registry
 from pipeline.settings import Settings
 from pipeline.topics import ensure_topics
-from tests.integration.conftest import _env, wait_for
+from tests.integration.conftest import WorkerProcess, _env, wait_for
 from tests.integration.scenarios import event
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -91,23 +89,8 @@ def root_points_to_itself(text: str) -> str:
     return _first_tree_value(_first_tree_value(text, "left_child", "0"), "right_child", "0")
 
 
-@dataclass
-class ModelWorker:
-    settings: Settings
-    proc: subprocess.Popen
-    log_path: Path
-
-    def metrics(self) -> dict[str, float]:
-        return scrape(f"http://127.0.0.1:{self.settings.metrics_port}/metrics")
-
-    def metric(self, name: str) -> float:
-        try:
-            return self.metrics().get(name, 0.0)
-        except OSError:
-            return 0.0
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+class ModelWorker(WorkerProcess):
+    """The integration tests' worker process, plus what these tests ask of it."""
 
     def assert_alive(self, when: str) -> None:
         if self.proc.poll() is not None:
