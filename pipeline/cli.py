@@ -71,6 +71,28 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _vocabulary(text: str) -> int:
+    from pipeline.simulator import VOCAB_MAX, VOCAB_MIN
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value != 0 and not VOCAB_MIN <= value <= VOCAB_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or within {VOCAB_MIN}..{VOCAB_MAX}")
+    return value
+
+
+def _users(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1.0 <= value <= 50.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 50")
+    return value
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,8 +129,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline import simulator
 
+    extra = {} if args.users_per_account is None else {"users_per_account": args.users_per_account}
+    if extra and not args.vocabulary:
+        raise UserError("--users-per-account needs --vocabulary N (the fixed vocabulary has no users)")
     cfg = simulator.SimConfig(customers=args.customers, days=args.days, start_ms=args.start, seed=args.seed,
-                              churn_rate=args.churn_rate, bad_rate=args.bad_rate)
+                              churn_rate=args.churn_rate, bad_rate=args.bad_rate, vocabulary=args.vocabulary,
+                              annual_share=args.annual_share, **extra)
     records = simulator.simulate(cfg)
     if args.out:
         counts = simulator.write_jsonl(records, Path(args.out))
@@ -324,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=7)
     sp.add_argument("--churn-rate", type=_fraction, default=0.25)
     sp.add_argument("--bad-rate", type=_fraction, default=0.0, help="share of malformed records mixed in")
+    sp.add_argument("--vocabulary", type=_vocabulary, default=0,
+                    help="0: the fixed login/feature_use/... vocabulary; 8..25: a foreign product with that many "
+                         "event types of its own, multi-user accounts and churn at renewals (docs/simulator.md)")
+    sp.add_argument("--annual-share", type=_fraction, help="share of annual contracts (default: the per-plan mix)")
+    sp.add_argument("--users-per-account", type=_users,
+                    help="mean users per account, with --vocabulary only (default 3.5)")
     sp.add_argument("--out", help="write a JSONL event log instead of producing to Kafka")
     sp.add_argument("--speed", type=float, help="simulated seconds per wall second when producing (default: as fast as possible)")
     sp.add_argument("--partitions", type=_positive_int)

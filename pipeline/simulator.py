@@ -11,6 +11,12 @@ behaves like the real thing in the ways that matter for churn prediction:
 * the structure real pipelines have to cope with is present: time zones, business hours, weekends, multi-day
   ticket lifecycles, contracts and renewals, profile upserts, and (optionally) malformed input.
 
+By default the product speaks a fixed vocabulary (login, feature_use, page_view, help_view, purchase). The
+opt-in *foreign-vocabulary mode* (``SimConfig.vocabulary`` = 8..25) makes it a product of its own instead:
+that many product-specific event types with a long-tailed volume, multi-user accounts (``user_id``), an
+optional numeric ``value``, subscriptions that end on renewal days, and a churn story told by the *mix* of
+types (value types fade, friction types grow) more than by the volume. See ``docs/simulator.md``.
+
 Design constraints, and why:
 
 * **Deterministic and order-independent.** Every customer owns two random streams derived from
@@ -45,6 +51,8 @@ __all__ = [
     "encode_value",
     "ground_truth",
     "iso_ms",
+    "product_vocabulary",
+    "ProductEventType",
     "resolve_start_ms",
     "simulate",
     "to_log_line",
@@ -117,6 +125,60 @@ _CHURN_REASONS_DECLINE = ("product_gaps", "support", "price", "competitor")
 _CHURN_REASONS_QUIET = ("no_usage", "no_usage", "budget")
 _CHURN_REASONS_ABRUPT = ("budget", "acquired", "competitor", "business_closed")
 
+# ---- foreign-vocabulary mode (SimConfig.vocabulary > 0): a product that sends its own event types
+
+VOCAB_MIN, VOCAB_MAX = 8, 25
+#: The interaction types of the fixed story; a foreign product never sends any of them.
+FIXED_TYPES: frozenset[str] = frozenset({"login", "feature_use", "page_view", "help_view", "purchase"})
+_DEFAULT_USERS = 3.5
+# Products a population can be: the object nouns its event names are built from, and its plan names.
+_DOMAINS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("projects", ("task", "project", "board", "sprint", "milestone")),
+    ("analytics", ("report", "dashboard", "query", "chart", "segment")),
+    ("crm", ("deal", "contact", "pipeline", "sequence", "meeting")),
+    ("docs", ("doc", "space", "folder", "whiteboard", "template")),
+    ("design", ("design", "prototype", "component", "frame", "library")),
+    ("helpdesk", ("conversation", "macro", "article", "inbox", "workflow")),
+)
+_PLAN_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("basic", "pro", "enterprise"), ("starter", "team", "business"), ("starter", "growth", "scale"),
+)
+# (name template, role, numeric ``value`` field). ``{o}`` is one of the domain's object nouns. Roles:
+# "value" -- signs of getting value (creating, collaborating, exporting, paying); "friction" -- signs of
+# struggling or leaving (errors, failed syncs, cancellation and downgrade pages); "neutral" -- navigation.
+_VOCAB_TEMPLATES: tuple[tuple[str, str, str | None], ...] = (
+    ("{o}_created", "value", None), ("{o}_shared", "value", None), ("{o}_exported", "value", "count"),
+    ("export_report", "value", "count"), ("invite_sent", "value", None), ("comment", "value", None),
+    ("comment_added", "value", None), ("integration_connected", "value", None),
+    ("automation_created", "value", None), ("{o}_published", "value", None), ("seat_added", "value", None),
+    ("addon_purchased", "value", "amount"), ("credits_purchased", "value", "amount"),
+    ("api_key_created", "value", None), ("{o}_duplicated", "value", None), ("mention_sent", "value", None),
+    ("template_used", "value", None), ("report_scheduled", "value", None), ("{o}_completed", "value", None),
+    ("post_created", "value", None),
+    ("{o}_view", "neutral", None), ("{o}_opened", "neutral", None), ("{o}_updated", "neutral", None),
+    ("dashboard_view", "neutral", None), ("search", "neutral", None), ("notification_opened", "neutral", None),
+    ("settings_view", "neutral", None), ("list_filtered", "neutral", None), ("app_opened", "neutral", None),
+    ("file_uploaded", "neutral", "count"), ("profile_updated", "neutral", None), ("{o}_moved", "neutral", None),
+    ("tab_switched", "neutral", None), ("{o}_list_view", "neutral", None), ("session_start", "neutral", None),
+    ("error_shown", "friction", None), ("export_failed", "friction", None), ("sync_failed", "friction", None),
+    ("payment_failed", "friction", "amount"), ("cancellation_page_view", "friction", None),
+    ("downgrade_clicked", "friction", None), ("seat_removed", "friction", None),
+    ("integration_disconnected", "friction", None), ("permission_denied", "friction", None),
+    ("search_no_results", "friction", None), ("page_timeout", "friction", None), ("{o}_deleted", "friction", None),
+    ("billing_page_view", "friction", None), ("undo_clicked", "friction", None), ("import_failed", "friction", None),
+    ("rage_click", "friction", None), ("{o}_archived", "friction", None),
+)
+#: How strongly a customer's hidden health moves the mix: a type's rate is scaled by
+#: ``exp(-_MIX_GAIN * weight * stress)`` (before renormalising), so at a typical late-decline stress of 0.6
+#: a value type of weight 1 falls to ~20% of its rate and a friction type of weight -1 rises ~5x, while
+#: the day's total volume falls far less.
+_MIX_GAIN = 2.6
+_FX_SESSION_RATE = 0.11  # sessions per user per weekday at full health, times the account's activity level
+_FX_TICKET_FACTOR = 0.6  # tickets and surveys are part of the contract but a smaller part of the signal
+_FX_NPS_P = 0.45
+_FX_SNAP = 0.9  # share of churners (with a renewal inside the window) who leave on a renewal day
+_FX_ANNUAL_DEFER = 0.75  # share of annual churners without a renewal in the window who wait for the next one
+
 
 def _cum(weights: Iterable[float]) -> tuple[float, ...]:
     out: list[float] = []
@@ -140,14 +202,15 @@ def _risk(plan: str, term: str, tier: str) -> float:
     return r * (0.7 if tier == "vip" else 1.0)
 
 
-def _mean_risk() -> float:
+def _mean_risk(annual_share: float | None = None) -> float:
     """Normaliser so that the population churn share stays close to ``churn_rate`` despite the risk mix."""
     total = 0.0
     lo = 0.0
     for plan, hi in zip(PLANS, _PLAN_CUM):
         pp = hi - lo
         lo = hi
-        for term, pt in (("monthly", _MONTHLY_P[plan]), ("annual", 1 - _MONTHLY_P[plan])):
+        monthly = _MONTHLY_P[plan] if annual_share is None else 1.0 - annual_share
+        for term, pt in (("monthly", monthly), ("annual", 1 - monthly)):
             for tier, pv in (("vip", _VIP_P[plan]), ("standard", 1 - _VIP_P[plan])):
                 total += pp * pt * pv * _risk(plan, term, tier)
     return total
@@ -187,6 +250,13 @@ class SimConfig:
     churn_rate: float = 0.25
     bad_rate: float = 0.0
     id_prefix: str = "c"
+    #: 0: the fixed login/feature_use/page_view/help_view/purchase story. 8..25: *foreign-vocabulary mode*,
+    #: a product with that many event types of its own (see :func:`product_vocabulary`).
+    vocabulary: int = 0
+    #: Share of annual contracts; ``None`` keeps the per-plan mix (about 45% annual overall).
+    annual_share: float | None = None
+    #: Mean users per account (foreign-vocabulary mode only); 1.0 makes every account single-user.
+    users_per_account: float = _DEFAULT_USERS
 
     def __post_init__(self) -> None:
         if self.customers < 0:
@@ -199,6 +269,37 @@ class SimConfig:
             raise ValueError("bad_rate must be within [0, 1)")
         if self.seed < 0:
             raise ValueError("seed must be >= 0")
+        v = self.vocabulary
+        if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or VOCAB_MIN <= v <= VOCAB_MAX):
+            raise ValueError(f"vocabulary must be 0 (the fixed vocabulary) or an int within "
+                             f"[{VOCAB_MIN}, {VOCAB_MAX}], got {v!r}")
+        a = self.annual_share
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0):
+            raise ValueError(f"annual_share must be None or within [0, 1], got {a!r}")
+        u = self.users_per_account
+        if isinstance(u, bool) or not isinstance(u, (int, float)) or not 1.0 <= u <= 50.0:
+            raise ValueError(f"users_per_account must be within [1, 50], got {u!r}")
+        if v == 0 and u != _DEFAULT_USERS:
+            raise ValueError("users_per_account needs the foreign-vocabulary mode (vocabulary > 0): "
+                             "the fixed vocabulary has no users")
+
+
+@dataclass(frozen=True)
+class ProductEventType:
+    """One event type of a foreign product (``SimConfig.vocabulary > 0``): the hidden truth behind its counts.
+
+    ``weight`` in [-1, 1] is the type's latent value: positive types (``role == "value"``) become rarer as a
+    customer's health falls, negative ones (``"friction"``) more frequent, ``"neutral"`` ones barely move.
+    ``share`` is the type's share of a healthy customer's events (the shares sum to 1 and form a long tail).
+    ``value_field`` says what the optional numeric ``value`` of its events is (``"count"``, ``"amount"``)
+    or None if its events carry none.
+    """
+
+    name: str
+    role: str
+    weight: float
+    share: float
+    value_field: str | None
 
 
 def resolve_start_ms(cfg: SimConfig) -> int:
@@ -309,6 +410,91 @@ def _ss_rng(seed: int, key: tuple[int, ...]) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
+class _Product:
+    """The foreign product of a population: its event types and plan names, fixed by the seed."""
+
+    __slots__ = ("domain", "types", "plan_names", "names", "weights", "shares", "value_fields", "value_idx")
+
+    def __init__(self, seed: int, n: int) -> None:
+        d = _Draw(_ss_rng(seed, (0xF0CAB, n)), 64)
+        self.domain, objs = _DOMAINS[int(d.u() * len(_DOMAINS))]
+        self.plan_names = _PLAN_NAMES[int(d.u() * len(_PLAN_NAMES))]
+        pools: dict[str, list[tuple[str, str | None]]] = {"value": [], "neutral": [], "friction": []}
+        seen: set[str] = set()
+        for tmpl, role, vf in _VOCAB_TEMPLATES:
+            if "{o}" in tmpl:  # two of the product's own nouns per template
+                a = int(d.u() * len(objs))
+                b = (a + 1 + int(d.u() * (len(objs) - 1))) % len(objs)
+                names = [tmpl.format(o=objs[a]), tmpl.format(o=objs[b])]
+            else:
+                names = [tmpl]
+            for name in names:
+                if name not in seen and name not in FIXED_TYPES:
+                    seen.add(name)
+                    pools[role].append((name, vf))
+        n_fric = max(2, round(0.28 * n))
+        n_val = max(2, round(0.36 * n))
+        counts = {"value": n_val, "friction": n_fric, "neutral": n - n_val - n_fric}
+        picked: list[tuple[str, str, str | None, float]] = []
+        for role in ("value", "neutral", "friction"):
+            pool = pools[role]
+            for j in range(counts[role]):  # draw without replacement
+                if role == "value" and j < 2:  # every product has a counted export and a payment type
+                    want = "count" if j == 0 else "amount"
+                    cand = [k for k, (_, vf) in enumerate(pool) if vf == want]
+                    name, vf = pool.pop(cand[int(d.u() * len(cand))])
+                else:
+                    name, vf = pool.pop(int(d.u() * len(pool)))
+                # Navigation dominates the volume; value types sit in the middle, friction in the tail.
+                rank_key = d.u() + {"neutral": 0.0, "value": 0.45, "friction": 0.8}[role]
+                picked.append((name, role, vf, rank_key))
+        picked.sort(key=lambda x: x[3])
+        raw: list[float] = []
+        weights: list[float] = []
+        for r, (name, role, vf, _) in enumerate(picked):
+            x = (r + 1.0) ** -1.15 * math.exp(0.3 * d.normal())
+            raw.append(x * 0.12 if vf == "amount" else x)  # payments are rare whatever their rank
+            if role == "value":
+                weights.append(round(d.between(0.4, 1.0), 3))
+            elif role == "friction":
+                weights.append(round(-d.between(0.5, 1.0), 3))
+            else:
+                weights.append(round(d.between(-0.15, 0.15), 3))
+        total = sum(raw)
+        types = [ProductEventType(name, role, w, x / total, vf)
+                 for (name, role, vf, _), w, x in zip(picked, weights, raw)]
+        types.sort(key=lambda t: -t.share)
+        self.types = tuple(types)
+        self.names = tuple(t.name for t in self.types)
+        self.weights = tuple(t.weight for t in self.types)
+        self.shares = tuple(t.share for t in self.types)
+        self.value_fields = tuple(t.value_field for t in self.types)
+        self.value_idx = frozenset(i for i, t in enumerate(self.types) if t.value_field is not None)
+
+
+_PRODUCTS: dict[tuple[int, int], _Product] = {}
+
+
+def _product(cfg: SimConfig) -> _Product | None:
+    if cfg.vocabulary == 0:
+        return None
+    key = (cfg.seed, cfg.vocabulary)
+    prod = _PRODUCTS.get(key)
+    if prod is None:
+        prod = _PRODUCTS[key] = _Product(*key)
+    return prod
+
+
+def product_vocabulary(cfg: SimConfig) -> tuple[ProductEventType, ...]:
+    """The foreign product's event types in ``cfg``'s mode, most frequent first; ``()`` in the fixed mode.
+
+    Deterministic from ``(seed, vocabulary)``: every population of that seed and size is the same product.
+    Use it to analyse a run (which types are value, which friction); a model under test must not see it.
+    """
+    prod = _product(cfg)
+    return () if prod is None else prod.types
+
+
 def _clip_round(x: float, lo: int, hi: int) -> int:
     v = int(math.floor(x + 0.5))
     return lo if v < lo else hi if v > hi else v
@@ -328,7 +514,7 @@ class _Plan:
         "index", "cid", "tier", "plan", "term", "period_ms", "mrr", "signup_ms", "csm", "offset_h",
         "sessions", "ticket_rate", "sat", "feat_cum", "api_user", "churn_ms", "latent_churn_ms",
         "archetype", "onset_ms", "decline_end_ms", "depth", "shape", "w_use", "w_sup", "w_sent",
-        "episodes", "fixed", "lo_ms", "hi_ms", "reason",
+        "episodes", "fixed", "lo_ms", "hi_ms", "reason", "ep_kind", "names", "foreign",
     )
 
     def stress(self, t: int) -> tuple[float, float, float]:
@@ -353,6 +539,40 @@ class _Plan:
                 se = max(se, f * we)
         return (min(su, 1.0), min(ss, 1.0), min(se, 1.0))
 
+    def fstress(self, t: int) -> tuple[float, float, float]:
+        """Foreign-vocabulary mode: (value loss, friction, volume loss) in [0, 1] at ``t``.
+
+        A churn decline shows mostly in the *mix* (value types fade, friction types grow) and far less in
+        the volume; only quiet churners fade to silence. Vacations are the opposite: volume, not mix.
+        """
+        mv = mf = vol = 0.0
+        onset = self.onset_ms
+        if onset is not None and t >= onset:
+            span = self.decline_end_ms - onset
+            x = 1.0 if span <= 0 or t >= self.decline_end_ms else (t - onset) / span
+            d = self.depth * x ** self.shape
+            dm = self.depth * x ** (0.6 * self.shape)  # habits change before the volume does
+            if t >= self.decline_end_ms and self.archetype == "quiet":
+                d = dm = 1.0
+            mv = dm * (0.55 + 0.45 * self.w_use)
+            mf = dm * (0.55 + 0.45 * self.w_sup)
+            vol = d if self.archetype == "quiet" else 0.2 * d * self.w_use
+        for (a, b, inten, wu, ws, _we), kind in zip(self.episodes, self.ep_kind):
+            if a <= t < b:
+                x = (t - a) / (b - a)
+                env = x / 0.15 if x < 0.15 else (1.0 if x < 0.6 else (1.0 - x) / 0.4)
+                f = inten * env
+                if kind == 0:  # vacation: fewer events, same habits
+                    vol = max(vol, f * wu)
+                elif kind == 1:  # incident: errors and failures, a little less value
+                    mf = max(mf, 0.8 * f * ws)
+                    mv = max(mv, 0.3 * f)
+                else:  # rough patch / long at-risk stretch: looks like a decline, then recovers
+                    mv = max(mv, f * wu)
+                    mf = max(mf, f * ws)
+                    vol = max(vol, 0.3 * f * wu)
+        return (min(mv, 1.0), min(mf, 1.0), min(vol, 1.0))
+
 
 def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
     """Draw customer ``i`` from its own plan stream, so it is the same customer in any population size.
@@ -367,7 +587,11 @@ def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
     plan = PLANS[d.pick(_PLAN_CUM)]
     p.plan = plan
     p.tier = "vip" if d.chance(_VIP_P[plan]) else "standard"
-    p.term = "monthly" if d.chance(_MONTHLY_P[plan]) else "annual"
+    prod = _product(cfg)
+    p.foreign = prod is not None
+    p.names = None if prod is None else dict(zip(PLANS, prod.plan_names))
+    monthly_p = _MONTHLY_P[plan] if cfg.annual_share is None else 1.0 - cfg.annual_share
+    p.term = "monthly" if d.chance(monthly_p) else "annual"
     p.period_ms = 30 * DAY_MS if p.term == "monthly" else YEAR_MS
     mrr = _MRR_MEDIAN[plan] * math.exp(_MRR_SIGMA[plan] * d.normal())
     if p.tier == "vip":
@@ -390,6 +614,8 @@ def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
     vip_boost = 1.2 if p.tier == "vip" else 1.0
     p.sessions = _SESSIONS_MEDIAN[plan] * vip_boost * math.exp(0.5 * d.normal())
     p.ticket_rate = _TICKET_MEDIAN[plan] * math.exp(0.5 * d.normal())
+    if p.foreign:
+        p.ticket_rate *= _FX_TICKET_FACTOR
     p.sat = d.normal()  # some customers are simply grumpier raters, churn or not
     raw = [-math.log(1.0 - d.u()) for _ in FEATURES]
     p.api_user = d.chance(0.3)
@@ -407,13 +633,36 @@ def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
     p.reason = ""
     renewals = _renewals(p.signup_ms, p.period_ms, p.lo_ms, end + 2 * p.period_ms)
 
-    prob = min(0.95, cfg.churn_rate * _risk(plan, p.term, p.tier) / _MEAN_RISK)
+    mean_risk = _MEAN_RISK if cfg.annual_share is None else _mean_risk(cfg.annual_share)
+    risk = _risk(plan, p.term, p.tier)
+    if p.foreign and p.term == "annual" and cfg.days < 365:
+        # Most annual churners without a renewal inside the window leave after it (see below): select
+        # more of them so the in-window churn share still matches churn_rate.
+        risk /= 1.0 - _FX_ANNUAL_DEFER * (1.0 - cfg.days / 365.0)
+    prob = min(0.95, cfg.churn_rate * risk / mean_risk)
     earliest = max(start + 3 * DAY_MS, p.signup_ms + 14 * DAY_MS)
     u_churn = d.u()
     u_when = d.u()
     u_snap = d.u()
     u_jit = d.u()
-    if u_churn < prob and earliest < end - HOUR_MS:
+    deferred = False
+    if p.foreign and u_churn < prob and earliest < end - HOUR_MS:
+        # Subscriptions end at a renewal: a cancellation takes effect at the end of the paid period, so
+        # the churned event lands on the renewal day (within the 24 h before the renewal instant).
+        t = earliest + int(u_when * (end - earliest))
+        inside = [r for r in renewals if earliest + DAY_MS <= r < end]
+        if inside and u_snap < _FX_SNAP:
+            nxt = [r for r in inside if r >= t]
+            r = (nxt[0] if nxt else inside[-1]) if p.term == "monthly" else min(inside, key=lambda r: abs(r - t))
+            t = r - MIN_MS - int(u_jit * (DAY_MS - 2 * MIN_MS))
+        elif not inside and p.term == "annual" and u_snap < _FX_ANNUAL_DEFER:
+            deferred = True  # leaves at its next renewal, after the window
+            after = [r for r in renewals if r >= end]
+            if after and after[0] - end < 60 * DAY_MS:
+                p.latent_churn_ms = after[0] - MIN_MS - int(u_jit * (DAY_MS - 2 * MIN_MS))
+        if not deferred:
+            p.churn_ms = max(earliest, t)
+    elif u_churn < prob and earliest < end - HOUR_MS:
         t = earliest + int(u_when * (end - earliest))
         inside = [r for r in renewals if earliest <= r < end]
         if p.term == "annual" and inside and u_snap < 0.8:
@@ -430,23 +679,31 @@ def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
         q = min(0.5, (60.0 * cfg.churn_rate / cfg.days) / max(1e-9, 1.0 - cfg.churn_rate))
         if u_churn >= prob and d.chance(q):
             p.latent_churn_ms = end + int(d.u() * 60 * DAY_MS)
+            if p.foreign:  # they too will leave at a renewal
+                after = [r for r in renewals if r >= max(end + DAY_MS, p.latent_churn_ms - 5 * DAY_MS)]
+                if after and after[0] - end < 75 * DAY_MS:
+                    p.latent_churn_ms = after[0] - MIN_MS
     target = p.churn_ms if p.churn_ms is not None else p.latent_churn_ms
     if target is not None:
         _plan_decline(p, d, target)
 
     # ---- episodes: bad weeks and rough patches that do *not* end in churn
     p.episodes = []
+    p.ep_kind = []  # 0 vacation, 1 incident, 2 rough patch or long at-risk stretch (foreign mode reads it)
     n_ep = d.poisson(0.9 * cfg.days / 180.0)
     for _ in range(n_ep):
         kind = d.u()
         a = start - 7 * DAY_MS + int(d.u() * (window + 7 * DAY_MS))
         if kind < 0.35:  # vacation / seasonal dip: usage only
             length, inten, w = d.between(5, 14), d.between(0.5, 0.9), (1.0, 0.0, 0.05)
+            p.ep_kind.append(0)
         elif kind < 0.7:  # incident: a bad ticket or two, an unhappy survey
             length, inten, w = d.between(3, 10), d.between(0.45, 0.85), (0.15, 1.0, 0.8)
+            p.ep_kind.append(1)
         else:  # rough patch on every channel
             length, inten = d.between(7, 21), d.between(0.3, 0.7)
             w = (d.between(0.3, 1.0), d.between(0.3, 1.0), d.between(0.3, 1.0))
+            p.ep_kind.append(2)
         p.episodes.append((a, a + int(length * DAY_MS), inten, *w))
     if d.chance(0.13 * min(1.0, cfg.days / 180.0)):
         # A long at-risk stretch the customer recovers from: the hardest negatives for a model.
@@ -454,6 +711,7 @@ def _make_plan(cfg: SimConfig, i: int, start: int, end: int) -> _Plan:
         a = start - 10 * DAY_MS + int(d.u() * (window + 10 * DAY_MS))
         w = (d.between(0.4, 1.0), d.between(0.4, 1.0), d.between(0.4, 1.0))
         p.episodes.append((a, a + int(length * DAY_MS), d.between(0.4, 0.8), *w))
+        p.ep_kind.append(2)
 
     p.hi_ms = end if p.churn_ms is None else p.churn_ms
     p.fixed = _fixed_events(p, d, renewals, start, end)
@@ -506,6 +764,8 @@ def _plan_decline(p: _Plan, d: _Draw, target: int) -> None:
 
 
 def _profile(p: _Plan, plan: str, mrr: float, renewal: int) -> dict[str, Any]:
+    if p.names is not None:
+        plan = p.names[plan]
     return {"tier": p.tier, "plan": plan, "mrr": mrr, "signup_ts": iso_ms(p.signup_ms),
             "renewal_ts": iso_ms(renewal), "csm": p.csm, "term": p.term}
 
@@ -534,14 +794,15 @@ def _fixed_events(p: _Plan, d: _Draw, renewals: list[int], start: int, end: int)
             mrr = round(mrr * d.between(1.0, 1.07), 2)
         nxt = next_r[j + 1]
         out.append((r, "outcomes", "renewed",
-                    {"renewal_ts": iso_ms(r), "next_renewal_ts": iso_ms(nxt), "plan": plan, "mrr": mrr,
-                     "term": p.term}))
+                    {"renewal_ts": iso_ms(r), "next_renewal_ts": iso_ms(nxt),
+                     "plan": plan if p.names is None else p.names[plan], "mrr": mrr, "term": p.term}))
         t_prof = r + SEC_MS + int(d.u() * 59 * SEC_MS)
         if t_prof < hi:
             out.append((t_prof, "customers", "profile", _profile(p, plan, mrr, nxt)))
     if p.churn_ms is not None:
         out.append((p.churn_ms, "outcomes", "churned",
-                    {"reason": p.reason, "plan": plan, "mrr": mrr, "term": p.term}))
+                    {"reason": p.reason, "plan": plan if p.names is None else p.names[plan], "mrr": mrr,
+                     "term": p.term}))
     out.sort(key=lambda e: e[0])
     return out
 
@@ -549,12 +810,66 @@ def _fixed_events(p: _Plan, d: _Draw, renewals: list[int], start: int, end: int)
 # ------------------------------------------------------------------------------------ day-by-day behaviour
 
 
+class _Foreign:
+    """Per-customer state of the foreign-vocabulary mode, drawn from the customer's third stream ``(i, 2)``.
+
+    The account's users are kept sorted by how much decline they tolerate (the first, the account owner,
+    never leaves), so the users still active at a given value loss are always a prefix.
+    """
+
+    __slots__ = ("prod", "uids", "neg_thr", "cum_w", "prefs", "h", "mix")
+
+    def __init__(self, p: _Plan, seed: int, prod: _Product, users_per_account: float) -> None:
+        d = _Draw(_ss_rng(seed, (p.index, 2)), 64)
+        self.prod = prod
+        size = {"basic": 0.5, "pro": 1.0, "enterprise": 2.0}[p.plan] / 0.9  # mean 1 over the plan mix
+        n_users = min(200, 1 + d.poisson((users_per_account - 1.0) * size))
+        users = []
+        for j in range(n_users):
+            w = math.exp(0.8 * d.normal()) * (2.0 if j == 0 else 1.0)
+            thr = math.inf if j == 0 else d.between(0.25, 1.5) + 0.25 * math.log(w)  # occasional users go first
+            users.append((thr, j, w))
+        users.sort(key=lambda x: -x[0])
+        self.uids = tuple(f"{p.cid}-u{j}" for _, j, _ in users)
+        self.neg_thr = [-thr for thr, _, _ in users]
+        self.cum_w = list(_cum_raw(w for _, _, w in users))
+        # Each customer uses the product a little differently: per-type preferences around the product mix.
+        self.prefs = tuple(sh * math.exp(0.3 * d.normal()) for sh in prod.shares)
+        self.h = 0.0  # hidden health drift (an AR(1) around 0), shared by every user of the account
+        self.mix: dict[tuple[int, int], list[float]] = {}
+
+    def mix_cum(self, qv: int, qf: int) -> list[float]:
+        """Cumulative type mix at value loss ``qv / 20`` and friction ``qf / 20`` (cached per customer)."""
+        key = (qv, qf)
+        cum = self.mix.get(key)
+        if cum is None:
+            xv, xf = qv / 20.0, qf / 20.0
+            exp = math.exp
+            cum = _cum_raw(pr * exp(-_MIX_GAIN * w * (xv if w > 0.0 else xf))
+                           for pr, w in zip(self.prefs, self.prod.weights))
+            top = cum[-1]
+            cum = [c / top for c in cum]
+            self.mix[key] = cum
+        return cum
+
+
+def _cum_raw(weights: Iterable[float]) -> list[float]:
+    out: list[float] = []
+    acc = 0.0
+    for w in weights:
+        acc += w
+        out.append(acc)
+    return out
+
+
 class _Customer:
     """Event-stream state of one customer; advanced one local calendar day at a time."""
 
-    __slots__ = ("p", "d", "cid", "n", "k", "z", "next_nps", "fi", "lo", "hi", "out", "onboard_ces")
+    __slots__ = ("p", "d", "cid", "n", "k", "z", "next_nps", "fi", "lo", "hi", "out", "onboard_ces", "fx",
+                 "nps_p")
 
-    def __init__(self, p: _Plan, seed: int, out: list[SimRecord]) -> None:
+    def __init__(self, p: _Plan, seed: int, out: list[SimRecord], prod: _Product | None = None,
+                 users_per_account: float = _DEFAULT_USERS) -> None:
         self.p = p
         self.d = _Draw(_ss_rng(seed, (p.index, 1)), 128)
         self.cid = p.cid
@@ -565,6 +880,8 @@ class _Customer:
         self.hi = p.hi_ms
         self.out = out
         self.fi = 0
+        self.fx = None if prod is None else _Foreign(p, seed, prod, users_per_account)
+        self.nps_p = 0.7 if prod is None else _FX_NPS_P
         if p.signup_ms >= self.lo:  # signed up inside the window
             self.next_nps = p.signup_ms + int(self.d.between(30, 60) * DAY_MS)
             self.onboard_ces = p.signup_ms + int(self.d.between(5, 14) * DAY_MS)
@@ -607,19 +924,22 @@ class _Customer:
         su, ss, se = p.stress(lm + DAY_MS // 2)
         weekend = weekday >= 5
 
-        # Usage: sessions per day follow health, weekday and a slowly wandering mood (AR(1) in log space).
-        self.z = 0.6 * self.z + 0.35 * d.normal()
-        lam = p.sessions * (_WEEKEND_FACTOR if weekend else 1.0) * math.exp(self.z - 0.1)
-        use = 1.0 - su
-        lam *= use * use if use > 0.0 else 0.0
-        since = lm - p.signup_ms
-        if since < 14 * DAY_MS:
-            lam *= 0.3 + 0.7 * max(0.0, since) / (14 * DAY_MS)
-        n_sessions = d.poisson(lam)
-        hours = _WEEKEND_CUM if weekend else _WEEKDAY_CUM
-        for _ in range(n_sessions):
-            t = lm + d.pick(hours) * HOUR_MS + int(d.u() * HOUR_MS)
-            self._session(t, su, ss)
+        if self.fx is not None:
+            self._fx_usage(lm, weekend)
+        else:
+            # Usage: sessions per day follow health, weekday and a slowly wandering mood (AR(1) in log space).
+            self.z = 0.6 * self.z + 0.35 * d.normal()
+            lam = p.sessions * (_WEEKEND_FACTOR if weekend else 1.0) * math.exp(self.z - 0.1)
+            use = 1.0 - su
+            lam *= use * use if use > 0.0 else 0.0
+            since = lm - p.signup_ms
+            if since < 14 * DAY_MS:
+                lam *= 0.3 + 0.7 * max(0.0, since) / (14 * DAY_MS)
+            n_sessions = d.poisson(lam)
+            hours = _WEEKEND_CUM if weekend else _WEEKDAY_CUM
+            for _ in range(n_sessions):
+                t = lm + d.pick(hours) * HOUR_MS + int(d.u() * HOUR_MS)
+                self._session(t, su, ss)
 
         # Support: ticket rate and severity climb with support stress.
         t_rate = p.ticket_rate * (1.0 + 5.0 * ss) * (0.3 if weekend else 1.0)
@@ -633,7 +953,7 @@ class _Customer:
         # Relationship surveys every 60-120 days; silent customers stop answering.
         if self.next_nps < le:
             self.next_nps = max(self.next_nps, lm) + int(d.between(60, 120) * DAY_MS)
-            if d.chance(0.7 * (1.0 - 0.7 * su)):
+            if d.chance(self.nps_p * (1.0 - 0.7 * su)):
                 t = lm + d.pick(_BUSINESS_CUM) * HOUR_MS + int(d.u() * HOUR_MS)
                 score = _clip_round(8.4 + 0.9 * p.sat - 7.0 * se + 1.3 * d.normal(), 0, 10)
                 extra: dict[str, Any] = {"score": score, "touchpoint": "quarterly"}
@@ -648,6 +968,71 @@ class _Customer:
                 t = lm + d.pick(_BUSINESS_CUM) * HOUR_MS + int(d.u() * HOUR_MS)
                 score = _clip_round(2.6 + 2.5 * se - 0.3 * p.sat + 0.9 * d.normal(), 1, 7)
                 self._ev(t, "surveys", "ces", {"score": score, "touchpoint": "onboarding"})
+
+    def _fx_usage(self, lm: int, weekend: bool) -> None:
+        """Foreign-vocabulary mode: one local day of the account's users' sessions in the product's own types.
+
+        Volume follows the active users, weekday, mood and (weakly) health; the *mix* of types follows the
+        hidden health -- the plan's value loss and friction plus a drifting AR(1) term -- so a declining
+        customer does different things, not only fewer.
+        """
+        p = self.p
+        d = self.d
+        fx = self.fx
+        mv, mf, vol = p.fstress(lm + DAY_MS // 2)
+        self.z = 0.6 * self.z + 0.35 * d.normal()
+        fx.h = 0.93 * fx.h + 0.037 * d.normal()  # stationary sd ~0.1
+        m = bisect.bisect_left(fx.neg_thr, -mv)  # users still active: a declining account loses them
+        cum_w = fx.cum_w
+        lam = (p.sessions * _FX_SESSION_RATE * cum_w[m - 1] * (_WEEKEND_FACTOR if weekend else 1.0)
+               * math.exp(self.z - 0.1) * (1.0 - vol))
+        since = lm - p.signup_ms
+        if since < 14 * DAY_MS:
+            lam *= 0.3 + 0.7 * max(0.0, since) / (14 * DAY_MS)
+        n_sessions = d.poisson(lam)
+        if n_sessions == 0:
+            return
+        h = fx.h
+        qv = _clip_round((mv + h) * 20.0, -8, 24)
+        qf = _clip_round((mf + h) * 20.0, -8, 24)
+        cum = fx.mix_cum(qv, qf)
+        last = len(cum) - 1
+        prod = fx.prod
+        names = prod.names
+        value_idx = prod.value_idx
+        uids = fx.uids
+        hours = _WEEKEND_CUM if weekend else _WEEKDAY_CUM
+        lo, hi = self.lo, self.hi
+        cid = self.cid
+        append = self.out.append
+        bisect_right = bisect.bisect_right
+        log = math.log
+        top_w = cum_w[m - 1]
+        for _ in range(n_sessions):
+            t = lm + d.pick(hours) * HOUR_MS + int(d.u() * HOUR_MS)
+            user = uids[bisect_right(cum_w, d.u() * top_w, 0, m - 1)]
+            n_ev = 1 + d.poisson(2.5)
+            if t < lo or t >= hi:
+                continue
+            n = self.n
+            for k, (u1, u2) in enumerate(zip(d.take(n_ev), d.take(n_ev))):
+                if k:
+                    t += 5 * SEC_MS + int(-60_000.0 * log(1.0 - u1))
+                    if t >= hi:
+                        break
+                i = bisect_right(cum, u2)
+                if i > last:
+                    i = last
+                n += 1
+                v = {"event_id": f"{cid}-{n}", "customer_id": cid, "ts": iso_ms(t), "type": names[i],
+                     "schema_version": SCHEMA_VERSION, "user_id": user}
+                if i in value_idx:
+                    if prod.value_fields[i] == "count":  # rows exported, files uploaded: fewer when unhappy
+                        v["value"] = max(1, int(math.exp(4.8 + 1.0 * d.normal()) * (1.0 - 0.4 * max(0.0, mv))))
+                    else:
+                        v["value"] = round(math.exp(3.7 + 0.9 * d.normal()), 2)
+                append(SimRecord("interactions", cid, t, v))
+            self.n = n
 
     def _session(self, t: int, su: float, ss: float) -> None:
         """A login followed by page views and feature use, then the occasional help lookup or export.
@@ -861,7 +1246,8 @@ def simulate(cfg: SimConfig) -> Iterator[SimRecord]:
     grid0 = (start // DAY_MS) * DAY_MS
     n_days = -(-(end - grid0) // DAY_MS)
     buf: list[SimRecord] = []
-    active = [_Customer(p, cfg.seed, buf) for p in _plans(cfg, start)]
+    prod = _product(cfg)
+    active = [_Customer(p, cfg.seed, buf, prod, cfg.users_per_account) for p in _plans(cfg, start)]
     bad = _Draw(_ss_rng(cfg.seed, (0xBAD,)), 256) if cfg.bad_rate > 0 else None
     n_bad = 0
     ahead = _MAX_AHEAD_H * HOUR_MS
