@@ -333,7 +333,19 @@ class Worker:
             assigned = self._assigned_partitions()
             self.health.assigned = assigned
             for p in sorted(assigned):
-                await self._restore(p)
+                attempt = 0
+                while True:
+                    try:
+                        await self._restore(p)
+                        break
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # the broker went away mid-restore: try again, never skip
+                        if self.app.should_stop:
+                            raise
+                        self.health.broker_failed(f"restore of partition {p} failed: {type(exc).__name__}: {exc}")
+                        await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))
+                        attempt += 1
             self.store.drop_stale()
         if assigned:
             metrics.RECOVERY_SECONDS.set(time.monotonic() - started)
