@@ -371,7 +371,6 @@ class Worker:
                 # alerts the previous owner decided and made durable but may not have sent
                 await self._durable([(self.settings.alerts_topic, str(a.get("customer_id", "")).encode(),
                                       orjson.dumps(a), None) for a in part.position.outbox])
-        self.last_written[p] = max(self.last_written.get(p, -1), fence_offset)
         resume = await check_positions(self.settings, p, part.position.topics)
         for topic, offset in resume.items():
             if offset is None:
@@ -464,7 +463,9 @@ class Worker:
                 self.health.broker_answered()
                 for (topic, _k, _v, partition), meta in zip(records, metas):
                     if topic == self.settings.changelog_topic and partition is not None:
-                        self.last_written[partition] = max(self.last_written.get(partition, -1), int(meta.offset))
+                        # in write order, so the last one is the newest (offsets restart on a broker
+                        # that lost its data: no max)
+                        self.last_written[partition] = int(meta.offset)
                 return metas
             except asyncio.CancelledError:
                 raise
