@@ -600,10 +600,12 @@ class Worker:
         return result
 
     @staticmethod
-    def _check(state: CustomerState) -> bytes:
-        """What storing and scoring a state needs; raises if a poisoned value got in."""
-        vector(state, state.last_ms)
-        return state.to_bytes()
+    def _check(entry: Touched) -> bytes:
+        """What storing and scoring a state needs; raises if a poisoned value got in. The vector as of
+        the newest event is kept on the entry: it is the one the event scoring uses."""
+        entry.as_of_ms = entry.state.last_ms
+        entry.row = vector(entry.state, entry.as_of_ms)
+        return entry.state.to_bytes()
 
     def _customer(self, p: int, key: bytes, cid: str, items: list[_Item],
                   dead: list[tuple[_Item, str, str]]) -> tuple[Touched, list[_Item], bytes] | None:
@@ -612,12 +614,12 @@ class Worker:
         try:
             entry = Touched(self._load(p, key, cid), p)
             results = [self._fold(entry, it) for it in items]
-            return entry, self._sorted(items, results, dead), self._check(entry.state)
+            return entry, self._sorted(items, results, dead), self._check(entry)
         except Exception:
             pass
         try:
             entry = Touched(self._load(p, key, cid), p)
-            good = self._check(entry.state)
+            good = self._check(entry)
         except Exception as exc:
             for it in items:
                 dead.append((it, "internal_error", f"stored state unreadable: {type(exc).__name__}: {exc}"))
@@ -625,14 +627,13 @@ class Worker:
             return None
         kept: list[_Item] = []
         for it in items:
-            rule_hits = list(entry.rule_hits)
-            score_needed = entry.score_needed
+            before = (list(entry.rule_hits), entry.score_needed, entry.row, entry.as_of_ms)
             try:
                 result = self._fold(entry, it)
-                good_next = self._check(entry.state)
+                good_next = self._check(entry)
             except Exception as exc:
                 entry.state = CustomerState.from_bytes(good)
-                entry.rule_hits, entry.score_needed = rule_hits, score_needed
+                entry.rule_hits, entry.score_needed, entry.row, entry.as_of_ms = before
                 dead.append((it, "internal_error", f"{type(exc).__name__}: {exc}"))
                 metrics.INTERNAL_ERRORS.labels(stage="apply").inc()
                 continue
@@ -693,9 +694,7 @@ class Worker:
                 newest = max(newest, ev.ts_ms)
         if newest:
             metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
-        scored = [entry for entry, _ in touched.values() if entry.score_needed]
-        for entry in scored:
-            entry.as_of_ms = entry.state.last_ms
+        scored = [entry for entry, _ in touched.values() if entry.score_needed]  # rows kept by _check
         results = self._decide(scored, now_ms, "event")
         states: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
         for key, (entry, value) in touched.items():

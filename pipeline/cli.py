@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from pipeline.settings import Settings, SettingsError
 
@@ -51,46 +51,31 @@ def _ts(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return value
+def _bounded(cast: type, ok: Any, rule: str) -> Any:
+    """An argparse type: ``cast(text)``, refused with "must be <rule>" unless ``ok(value)``."""
+    noun = "an integer" if cast is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return value
+
+    return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
+_positive_int = _bounded(int, lambda v: v > 0, "> 0")
+_fraction = _bounded(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
+_users = _bounded(float, lambda v: 1.0 <= v <= 50.0, "between 1 and 50")
 
 
 def _vocabulary(text: str) -> int:
     from pipeline.simulator import VOCAB_MAX, VOCAB_MIN
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value != 0 and not VOCAB_MIN <= value <= VOCAB_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or within {VOCAB_MIN}..{VOCAB_MAX}")
-    return value
-
-
-def _users(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 1.0 <= value <= 50.0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 50")
-    return value
+    return _bounded(int, lambda v: v == 0 or VOCAB_MIN <= v <= VOCAB_MAX, f"0 or within {VOCAB_MIN}..{VOCAB_MAX}")(text)
 
 
 def _wait_for_signal() -> None:

@@ -49,6 +49,8 @@ class Touched:
     score_needed: bool = False
     as_of_ms: int = 0
     rule_hits: list[rules.RuleHit] = field(default_factory=list)
+    #: the feature vector as of ``as_of_ms`` if the caller has it already (None: computed here)
+    row: list[float] | None = None
 
 
 @dataclass
@@ -77,7 +79,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
     """
     if not entries:
         return []
-    rows = [vector(e.state, e.as_of_ms) for e in entries]
+    rows = [e.row if e.row is not None else vector(e.state, e.as_of_ms) for e in entries]
     scores: list[float | None] = [None] * len(entries)
     thresholds: dict[str, float] = {}
     if model is not None:

@@ -503,6 +503,12 @@ def _clip_round(x: float, lo: int, hi: int) -> int:
 # ----------------------------------------------------------------------------------------- customer plan
 
 
+
+def _envelope(x: float) -> float:
+    """Quick onset, plateau, slower recovery over an episode (``x`` in [0, 1)): how a bad week or an
+    incident usually feels."""
+    return x / 0.15 if x < 0.15 else (1.0 if x < 0.6 else (1.0 - x) / 0.4)
+
 class _Plan:
     """Who a customer is and how their health evolves; drawn from the plan stream only.
 
@@ -517,23 +523,26 @@ class _Plan:
         "episodes", "fixed", "lo_ms", "hi_ms", "reason", "ep_kind", "names", "foreign",
     )
 
+    def decline_progress(self, t: int) -> float | None:
+        """How far the churn decline has gone at ``t``: None before its onset, then 0..1."""
+        onset = self.onset_ms
+        if onset is None or t < onset:
+            return None
+        span = self.decline_end_ms - onset
+        return 1.0 if span <= 0 or t >= self.decline_end_ms else (t - onset) / span
+
     def stress(self, t: int) -> tuple[float, float, float]:
         """(usage, support, sentiment) stress at ``t``: the churn decline overlaid with any bad episode."""
         su = ss = se = 0.0
-        onset = self.onset_ms
-        if onset is not None and t >= onset:
-            span = self.decline_end_ms - onset
-            x = 1.0 if span <= 0 or t >= self.decline_end_ms else (t - onset) / span
+        x = self.decline_progress(t)
+        if x is not None:
             d = self.depth * x ** self.shape
             if t >= self.decline_end_ms and self.archetype == "quiet":
                 d = 1.0
             su, ss, se = d * self.w_use, d * self.w_sup, d * self.w_sent
         for a, b, inten, wu, ws, we in self.episodes:
             if a <= t < b:
-                # Quick onset, plateau, slower recovery: how a bad week or an incident usually feels.
-                x = (t - a) / (b - a)
-                env = x / 0.15 if x < 0.15 else (1.0 if x < 0.6 else (1.0 - x) / 0.4)
-                f = inten * env
+                f = inten * _envelope((t - a) / (b - a))
                 su = max(su, f * wu)
                 ss = max(ss, f * ws)
                 se = max(se, f * we)
@@ -546,10 +555,8 @@ class _Plan:
         the volume; only quiet churners fade to silence. Vacations are the opposite: volume, not mix.
         """
         mv = mf = vol = 0.0
-        onset = self.onset_ms
-        if onset is not None and t >= onset:
-            span = self.decline_end_ms - onset
-            x = 1.0 if span <= 0 or t >= self.decline_end_ms else (t - onset) / span
+        x = self.decline_progress(t)
+        if x is not None:
             d = self.depth * x ** self.shape
             dm = self.depth * x ** (0.6 * self.shape)  # habits change before the volume does
             if t >= self.decline_end_ms and self.archetype == "quiet":
@@ -559,9 +566,7 @@ class _Plan:
             vol = d if self.archetype == "quiet" else 0.2 * d * self.w_use
         for (a, b, inten, wu, ws, _we), kind in zip(self.episodes, self.ep_kind):
             if a <= t < b:
-                x = (t - a) / (b - a)
-                env = x / 0.15 if x < 0.15 else (1.0 if x < 0.6 else (1.0 - x) / 0.4)
-                f = inten * env
+                f = inten * _envelope((t - a) / (b - a))
                 if kind == 0:  # vacation: fewer events, same habits
                     vol = max(vol, f * wu)
                 elif kind == 1:  # incident: errors and failures, a little less value

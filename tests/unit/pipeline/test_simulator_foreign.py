@@ -8,7 +8,6 @@ arrays, so every statistical test shares a single pass; a small one serves the r
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 from pipeline import simulator as sim
-from pipeline.contract import validate
+from pipeline.contract import parse_ts, validate
 from pipeline.simulator import (
     DAY_MS,
     FIXED_TYPES,
@@ -30,10 +29,6 @@ from pipeline.simulator import (
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SMALL = SimConfig(customers=80, days=120, start_ms=START, seed=5, vocabulary=14)
 BIG = SimConfig(customers=600, days=200, start_ms=START, seed=21, vocabulary=18)
-
-
-def parse_iso(s: str) -> int:
-    return int(round(dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp() * 1000))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +91,7 @@ def big() -> Population:
                 first[c] = day
                 pop.terms[c] = v["term"]
             pop.plans[v["plan"]] += 1
-            rt = parse_iso(v["renewal_ts"])
+            rt = parse_ts(v["renewal_ts"])
             pop.renewal_moves_back += rt < announced.get(c, 0)
             announced[c] = rt
         elif r.source == "outcomes":
