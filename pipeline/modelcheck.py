@@ -213,6 +213,20 @@ def lint_model_text(text: str) -> dict[str, int]:
 
 
 # ---- the child --------------------------------------------------------------------------------------
+_NATIVE_LOG: list[Any] = []  # keeps the ctypes callback alive for the child's lifetime
+
+
+def _raw_native_log(lgb: Any) -> None:
+    """LightGBM's own log hook decodes each native message as UTF-8 in Python; a crash message that
+    carries stray bytes then dies as a UnicodeDecodeError instead of printing ``[Fatal] ...``, and the
+    parent loses LightGBM's last words. The child writes the bytes to stderr untouched instead."""
+    import ctypes
+
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(lambda msg: os.write(2, msg or b""))
+    _NATIVE_LOG.append(callback)
+    lgb.basic._LIB.LGBM_RegisterLogCallback(callback)
+
+
 def inspect(model_bytes: bytes, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the child checks, in order; raises :class:`ModelError`. Runs LightGBM: child only."""
     import numpy as np
@@ -229,6 +243,8 @@ def inspect(model_bytes: bytes, spec: Mapping[str, Any]) -> dict[str, Any]:
     # import fails fast and lightgbm falls back to its stubs (its documented behaviour without sklearn).
     sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
     import lightgbm as lgb
+
+    _raw_native_log(lgb)
 
     try:
         booster = lgb.Booster(model_str=text)
@@ -297,7 +313,8 @@ def _tail(stderr: bytes) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     fatal = [ln for ln in lines if "[Fatal]" in ln or "Error" in ln]
     text = (fatal or lines or [""])[-1]
-    return text[:_STDERR_TAIL]
+    # LightGBM's crash messages can quote uninitialised memory: keep the line printable.
+    return "".join(ch if ch.isprintable() and ch != "\ufffd" else "?" for ch in text[:_STDERR_TAIL])
 
 
 class Checker:
