@@ -61,6 +61,11 @@ MIN_TS_MS = 0
 MAX_TS_MS = 32_503_680_000_000 - 1
 #: Upper bound of a profile's ``mrr`` (monthly recurring revenue).
 MAX_MRR = 1e12
+#: Largest magnitude of an interaction's ``value`` (an amount, a count, a duration: the product's own unit).
+MAX_VALUE = 1e12
+#: Billing terms a profile may name, and their length in days (subscription-cycle features).
+TERM_DAYS = {"monthly": 30.4375, "month": 30.4375, "quarterly": 91.3125, "quarter": 91.3125,
+             "annual": 365.25, "yearly": 365.25, "year": 365.25}
 #: Longest ISO-8601 text considered (the longest legal form, microseconds and an offset with microseconds, is 42).
 MAX_ISO_LEN = 64
 #: Longest ``detail`` of an :class:`InvalidEvent`: a dead-letter record never echoes a big input.
@@ -247,6 +252,12 @@ def _interaction(obj: dict, typ: str) -> dict[str, Any]:
     success = _bool(obj, "success")
     if success is not None:
         data["success"] = success
+    user = _str(obj, "user_id", required=False, ident=True)
+    if user is not None:
+        data["user_id"] = user  # who in a multi-user account did it (distinct-user features)
+    value = _num(obj, "value", lo=-MAX_VALUE, hi=MAX_VALUE)
+    if value is not None:
+        data["value"] = value  # what the event was worth to the product (summed per window)
     return data
 
 
@@ -296,6 +307,12 @@ def _profile(obj: dict, typ: str) -> dict[str, Any]:
     mrr = _num(obj, "mrr", lo=0, hi=MAX_MRR)
     if mrr is not None:
         data["mrr"] = mrr
+    term = _str(obj, "term", required=False, max_len=32)
+    if term is not None:
+        term = term.lower()
+        if term not in TERM_DAYS:
+            raise InvalidEvent("bad_value", f"term {_show(term)} is not one of {sorted(TERM_DAYS)}")
+        data["term"] = term
     for name in ("signup_ts", "renewal_ts"):
         value = _opt_ts(obj, name)
         if value is not None:
