@@ -25,11 +25,12 @@ from typing import Any, Sequence
 import faust
 import orjson
 
-from pipeline import alerting, explain, metrics, rules
+from pipeline import explain, metrics
 from pipeline.changelog import aiokafka_kwargs, check_positions, read_partition
 from pipeline.contract import Event, InvalidEvent, Limits, format_ts, one_line, parse
 from pipeline.decisions import Touched, score_and_decide
-from pipeline.features import Applied, CustomerState, FeatureConfig, apply, as_dict, vector
+from pipeline.features import Applied, CustomerState, FeatureConfig, as_dict, vector
+from pipeline.fold import fold
 from pipeline.health import Health
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
@@ -586,18 +587,8 @@ class Worker:
         return ev
 
     def _fold(self, entry: Touched, item: _Item) -> Applied:
-        """Apply one event to its customer's entry: state, outcome memory, event rules."""
-        ev = item.event
-        result = apply(entry.state, ev, item.offset, self.feature_cfg, partition=item.partition)
-        if not result:
-            return result
-        entry.state.partition = item.partition
-        if ev.source == "outcomes":
-            alerting.on_outcome(entry.state.alert, ev)
-        else:
-            entry.score_needed = True
-            entry.rule_hits += rules.on_event(entry.state, ev, self.policy.rules)
-        return result
+        """:func:`pipeline.fold.fold`, the replay's fold too, with where the message was read."""
+        return fold(entry, item.event, self.feature_cfg, self.policy.rules, offset=item.offset, partition=item.partition)
 
     @staticmethod
     def _check(entry: Touched) -> bytes:

@@ -5,9 +5,8 @@ broker. :class:`Replayer` folds time-ordered events through the *same pure funct
 :class:`pipeline.app.Worker` calls, in the same order:
 
 * **micro-batches** of up to :data:`BATCH_MAX` events (the worker's ``take_events(500)``): each event is
-  folded into its customer's state with :func:`pipeline.features.apply`; an outcome goes to
-  :func:`pipeline.alerting.on_outcome`, any other event to :func:`pipeline.rules.on_event` and marks its
-  customer for scoring;
+  folded into its customer's entry by :func:`pipeline.fold.fold`, the function ``Worker._fold`` calls (an
+  outcome feeds the alert memory, any other event runs the event rules and marks its customer for scoring);
 * every customer touched in the batch is scored **once**, as of its newest event (``state.last_ms``), all in
   one ``model.predict`` call; then :func:`pipeline.decisions.score_and_decide` — the very function
   ``Worker.score_and_alert`` wraps with its I/O — applies :func:`pipeline.alerting.decide`, the model's reasons
@@ -27,7 +26,7 @@ Where the replay differs from a running worker, and why:
 * **No Kafka.** Events arrive as :class:`~pipeline.contract.Event` objects, already validated (see
   :func:`events_from_records`, which validates simulator records with :func:`pipeline.contract.validate`,
   i.e. ``contract.parse`` minus the JSON decoding). Invalid records are counted, not dead-lettered.
-* **No offsets.** ``apply(..., offset=None)``: events are deduplicated by event id, as in the worker,
+* **No offsets.** ``fold(..., offset=None)``: events are deduplicated by event id, as in the worker,
   but there are no input positions to keep. States stay Python objects (the worker round-trips them through ``to_bytes``).
 * **The wall clock is event time.** An alert's ``emit_ms`` is its event time, and the sweep clocks never
   switch to the wall clock (``realtime_idle_ms`` does not apply). The sweep is checked after every batch;
@@ -50,11 +49,12 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from pipeline import alerting, rules
+from pipeline import alerting
 from pipeline.alerting import Alert, PolicyConfig
 from pipeline.contract import DAY_MS, Event, InvalidEvent, Limits, parse, validate
 from pipeline.decisions import Scoring, ScoringModel, Touched, score_and_decide
-from pipeline.features import CustomerState, FeatureConfig, apply
+from pipeline.features import CustomerState, FeatureConfig
+from pipeline.fold import fold
 from pipeline.policy import Policy
 from pipeline.sweep import SweepClock
 
@@ -145,16 +145,10 @@ class Replayer:
                 if state is None:
                     state = self.states[cid] = CustomerState(cid)
                 entry = touched[cid] = Touched(state, part)
-            if not apply(entry.state, ev, None, self.feature_cfg):
+            if not fold(entry, ev, self.feature_cfg, self.policy.rules):
                 continue  # a duplicate or too late: the worker dead-letters or skips it, nothing else
-            entry.state.partition = entry.partition
             if self.clock is not None:
                 self.clock.observe(entry.partition, ev.ts_ms, 0, ev.source)
-            if ev.source == "outcomes":
-                alerting.on_outcome(entry.state.alert, ev)
-            else:
-                entry.score_needed = True
-                entry.rule_hits += rules.on_event(entry.state, ev, self.policy.rules)
         self.counts["events"] += len(batch)
         self.counts["batches"] += 1
         scored = [t for t in touched.values() if t.score_needed]

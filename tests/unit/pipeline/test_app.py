@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("faust")
 
 from pipeline import app as app_module  # noqa: E402
+from pipeline import fold as fold_module  # noqa: E402
 from pipeline.app import Worker  # noqa: E402
 from pipeline.contract import format_ts  # noqa: E402
 from pipeline.features import CustomerState  # noqa: E402
@@ -64,14 +65,14 @@ def dead(written: list) -> list[dict]:
 
 def test_an_exception_while_applying_one_event_dead_letters_only_that_event(worker, monkeypatch):
     w, written = worker
-    real = app_module.apply
+    real = fold_module.apply
 
     def apply(st, ev, *a, **k):
         if ev.event_id == "poison":
             raise OverflowError("int too large to convert")
         return real(st, ev, *a, **k)
 
-    monkeypatch.setattr(app_module, "apply", apply)
+    monkeypatch.setattr(fold_module, "apply", apply)
     batch = [message(w, "interactions", login(f"c{i % 30}", i)) for i in range(180)]
     batch.insert(77, message(w, "interactions", {**login("c7", 999), "event_id": "poison"}))
     asyncio.run(w.process_batch(batch))
