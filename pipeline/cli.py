@@ -161,6 +161,18 @@ def _existing(path_text: str, what: str) -> Path:
     return path
 
 
+def _print_trained(result: Any) -> None:
+    """Model vs both baselines on the test period, then the summary and report path — the same for an
+    event log and a converted foreign log, so the two runs read alike."""
+    if result.comparison:
+        from rich.console import Console
+
+        from training.report import comparison_table
+
+        Console().print(comparison_table(result.comparison, title="test period: model vs baselines"))
+    print(result.summary())
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if bool(args.events) == bool(args.usage or args.churn):
         raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
@@ -170,22 +182,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         events = _existing(args.events, "event log")  # before the (heavy) training import
         from training.train import train_from_log
 
-        result = train_from_log(events, _registry(args), **kwargs)
-        if result.comparison:  # model vs both baselines on the test period, then the summary and report path
-            from rich.console import Console
-
-            from training.report import comparison_table
-
-            Console().print(comparison_table(result.comparison, title="test period: model vs baselines"))
-        print(result.summary())
+        _print_trained(train_from_log(events, _registry(args), **kwargs))
         return 0
     if not (args.usage and args.churn):
         raise UserError("a foreign log needs both --usage FILE and --churn FILE")
     from training.foreign import mapping_from_args, train_foreign
 
     usage, churn = _existing(args.usage, "usage log"), _existing(args.churn, "churn table")
-    foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log, **kwargs)
-    print(foreign.summary())
+    # The conversion summary is printed before training, so it is there even when training then fails.
+    foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
+                            on_converted=lambda stats: print(stats.summary(), flush=True), **kwargs)
+    _print_trained(foreign.train)
     return 0
 
 
@@ -372,6 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                            ("--time-format", "strptime format of usage times (default: recognised)"),
                            ("--feature-col", "usage column naming the product feature"),
                            ("--duration-col", "usage column with a duration in seconds"),
+                           ("--user-col", "usage column naming the user within the account (user_id)"),
+                           ("--value-col", "numeric usage column with what the event was worth (value)"),
                            ("--churn-id-col", "churn table account column"),
                            ("--churn-date-col", "churn table date column (default churn_date)"),
                            ("--start-col", "subscriptions start column (default start)"),
@@ -382,7 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("--as-of", "the data's 'now' (default: newest usage time)"),
                            ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
         fm.add_argument(flag, help=helptext)
-    fm.add_argument("--type-map", action="append", help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, …")
+    fm.add_argument("--type-map", action="append",
+                    help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, page_view, help_view, purchase, "
+                         "or onto another type of the log")
     common(sp, broker=False)
     sp.set_defaults(func=cmd_train)
 

@@ -8,7 +8,9 @@ maps those onto the event contract so they run through the *same* feature code a
 churnwatch data (see ``docs/foreign-logs.md``):
 
 * every usage row -> an ``interactions`` event; its type goes through an optional type map
-  (``signin -> login``) and unknown types are kept as they are: the pipeline counts them generically;
+  (``signin -> login``) and unknown types are kept as they are: the pipeline counts them generically.
+  A type-map target must be a built-in type or one of the log's own types (merging two of them is
+  fine); anything else is a typo that would silently create a type nobody sends, so it is refused;
 * every account -> one ``customers`` ``profile``: signup = subscription start, or the first usage row
   when only churn dates are known; tier ``standard`` unless a tier column is named;
 * every churn -> a ``churned`` outcome at its date (the label); a subscription that starts again after a
@@ -30,11 +32,15 @@ Decisions that matter for a sound model, and why:
   contract. ``time_format`` (strptime) overrides the guessing.
 
 Bad rows are counted by reason like the event-log readers do; only whole-file problems (missing
-columns, unreadable files, undecidable date order) raise :class:`ForeignLogError`, in one line.
+columns, unreadable files, undecidable date order, a type-map target that exists nowhere) raise
+:class:`ForeignLogError`, in one line. A bad *optional* cell (duration, user id, value) never costs the
+row: the usage row still says the account was active, so it is kept without that field and the cell is
+counted under ``dropped``.
 """
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import hashlib
 import math
@@ -46,11 +52,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import IO, Any, Iterable, Mapping
+from typing import IO, Any, Callable, Iterable, Mapping
 
 import orjson
 
-from pipeline.contract import DAY_MS, SCHEMA_VERSION, InvalidEvent, Limits, format_ts
+from pipeline.contract import DAY_MS, MAX_VALUE, SCHEMA_VERSION, InvalidEvent, Limits, format_ts
 from training.readers import LogFormatError, iter_rows, require_columns, table_columns, time_to_ms
 
 #: Interaction types the feature code has channels for; anything else is counted as "other events".
@@ -61,6 +67,11 @@ CHURN_ID_CANDIDATES = ("account", "account_id", "customer_id", "customer", "id")
 #: and restart on the 1st).
 RENEWAL_GRACE_MS = DAY_MS
 MAX_EXAMPLES = 3
+#: The contract's bounds on an interaction's ``user_id`` (checked here so a bad cell costs only the field).
+MAX_USER_ID_LEN = 256
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: How many of the log's own types a bad-target error lists (a log may have hundreds).
+MAX_LISTED_TYPES = 10
 
 
 class ForeignLogError(LogFormatError):
@@ -80,6 +91,10 @@ class ForeignMapping:
     #: Optional usage columns copied into the interaction (``feature``, ``duration_s``).
     feature_col: str | None = None
     duration_col: str | None = None
+    #: Optional usage column naming who in the account did it (``user_id``: distinct-user features).
+    user_col: str | None = None
+    #: Optional numeric usage column with what the event was worth (``value``, e.g. an order amount).
+    value_col: str | None = None
     #: strptime format of the usage times (default: recognised automatically).
     time_format: str | None = None
     #: Account column of the churn table (default: ``id_col`` if present, else account/account_id/…).
@@ -268,6 +283,8 @@ class ConvertStats:
     dropped: Counter = field(default_factory=Counter)
     types: Counter = field(default_factory=Counter)
     unmapped_types: Counter = field(default_factory=Counter)
+    #: Usage types as the log spells them, before the type map (what a map entry can refer to).
+    source_types: Counter = field(default_factory=Counter)
     #: Accounts whose latest outcome is a churn, and how many of them still show usage a day after it.
     churned_accounts: int = 0
     usage_after_churn: int = 0
@@ -285,6 +302,14 @@ class ConvertStats:
         examples = self.examples.setdefault(f"{table}:{exc.reason}", [])
         if len(examples) < MAX_EXAMPLES:
             examples.append(f"{where}: {exc.detail}")
+
+    def drop_cell(self, reason: str, where: str, detail: str) -> None:
+        """A bad optional cell: counted with the rows left out (and an example kept), so a column full of
+        junk shows in the summary, while the row itself is still written."""
+        self.dropped[reason] += 1
+        examples = self.examples.setdefault(f"usage:{reason}", [])
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(f"{where}: {detail}")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -364,6 +389,38 @@ def _number(value: Any) -> float | None:
     except ValueError:
         return None
     return out if out is not None and math.isfinite(out) else None
+
+
+def _user_id(value: Any) -> tuple[str | None, str | None]:
+    """(user id, None), (None, None) for an empty cell, or (None, reason) for one the contract would
+    refuse — so the caller can keep the row and drop only the field."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None, f"a {type(value).__name__}, not an id"
+    if isinstance(value, float):
+        if not value.is_integer():
+            return None, f"{value!r} is not an id"
+        value = int(value)  # pandas reads integer ids of a column with gaps as floats
+    text = str(value).strip()
+    if not text:
+        return None, None
+    if len(text) > MAX_USER_ID_LEN:
+        return None, f"{len(text)} characters (at most {MAX_USER_ID_LEN})"
+    if _CONTROL.search(text):
+        return None, "contains control characters"
+    return text, None
+
+
+def _value(value: Any) -> tuple[float | None, str | None]:
+    """(number, None), or (None, ``value_not_a_number`` | ``value_out_of_range``)."""
+    try:
+        number = _number(value)
+    except OverflowError:  # an integer too large for a float is still a number, just far out of range
+        return None, "value_out_of_range"
+    if number is None:
+        return None, "value_not_a_number"
+    if abs(number) > MAX_VALUE:
+        return None, "value_out_of_range"
+    return number, None
 
 
 class _TypeMapper:
@@ -454,7 +511,7 @@ def _convert(usage_path: Path, churn_path: Path, out_path: Path, mapping: Foreig
 
     # Columns first: a wrong name fails in a second, not after reading a large file.
     ucols = table_columns(usage_path)
-    needed = [m.id_col, m.time_col, m.type_col] + [c for c in (m.feature_col, m.duration_col) if c]
+    needed = [m.id_col, m.time_col, m.type_col] + [c for c in _optional_usage_cols(m) if c]
     require_columns(usage_path, ucols, needed, "usage log: set --id-col, --time-col, --type-col")
     ccols = table_columns(churn_path)
     stats.churn_table, cid_col = _churn_layout(churn_path, ccols, m)
@@ -488,6 +545,7 @@ def _convert(usage_path: Path, churn_path: Path, out_path: Path, mapping: Foreig
             if not seen:
                 invalid, dropped = dict(stats.usage_invalid) or "none", dict(stats.dropped) or "none"
                 raise ForeignLogError(f"{usage_path}: no usable usage rows (invalid: {invalid}; dropped: {dropped})")
+            _check_type_map(usage_path, m, stats)  # before the churn table: the output is still a temp file
             start_ms = min(v[0] for v in seen.values())
             stats.first_ms, stats.last_ms = start_ms, max(v[1] for v in seen.values())
             stats.as_of_ms = as_of if as_of is not None else stats.last_ms
@@ -506,8 +564,7 @@ def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int |
     """Usage rows -> interactions, streamed. Returns per account [first_ms, last_ms, attrs, attr_ms]."""
     mapper = _TypeMapper(m.type_map)
     usage_attrs = {fld: col for fld, (table, col) in attr_where.items() if table == "usage"}
-    columns = {m.id_col, m.time_col, m.type_col, *(c for c in (m.feature_col, m.duration_col) if c),
-               *usage_attrs.values()}
+    columns = {m.id_col, m.time_col, m.type_col, *(c for c in _optional_usage_cols(m) if c), *usage_attrs.values()}
     seen: dict[str, list[Any]] = {}
     chunk: list[bytes] = []
     for number, row in enumerate(iter_rows(path, limits, columns), start=1):
@@ -523,6 +580,7 @@ def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int |
         except InvalidEvent as exc:
             stats.note("usage", f"{path.name} row {number}", exc)
             continue
+        stats.source_types[raw_type] += 1  # before the as-of cut: a map entry for later rows is not a typo
         if as_of is not None and ts > as_of:
             stats.dropped["usage_after_as_of"] += 1
             continue
@@ -541,6 +599,19 @@ def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int |
                 record["duration_s"] = duration
             else:
                 stats.dropped["bad_duration_value"] += 1  # the event is kept without it
+        if m.user_col and row.get(m.user_col) is not None:
+            user, problem = _user_id(row[m.user_col])
+            if user is not None:
+                record["user_id"] = user
+            elif problem is not None:
+                stats.drop_cell("bad_user_id", f"{path.name} row {number}", f"{m.user_col}: {problem}")
+        if m.value_col and row.get(m.value_col) is not None:
+            value, reason = _value(row[m.value_col])
+            if value is not None:
+                record["value"] = value
+            elif reason is not None:
+                stats.drop_cell(reason, f"{path.name} row {number}",
+                                f"{m.value_col}: {str(row[m.value_col])[:40]!r}")
         chunk.append(_line(record))
         if len(chunk) >= 8192:
             fh.write(b"".join(chunk))
@@ -555,6 +626,37 @@ def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int |
                 entry[2][fld], entry[3][fld] = row[col], ts
     fh.write(b"".join(chunk))
     return seen
+
+
+def _optional_usage_cols(m: ForeignMapping) -> tuple[str | None, ...]:
+    return m.feature_col, m.duration_col, m.user_col, m.value_col
+
+
+def _check_type_map(path: Path, m: ForeignMapping, stats: ConvertStats) -> None:
+    """Refuse a target that is neither built in nor one of the log's own types (a typo like ``logn``
+    would otherwise become a type of its own and the login features would stay empty without a word),
+    and warn about sources the log never has (a misspelt source maps nothing, equally silently)."""
+    own = set(stats.source_types)
+    bad = [(src, dst) for src, dst in m.type_map.items() if dst not in KNOWN_TYPES and dst not in own]
+    if bad:
+        listed = [t for t, _ in stats.source_types.most_common() if t not in KNOWN_TYPES]
+        shown = ", ".join(repr(t[:40]) for t in listed[:MAX_LISTED_TYPES]) + (
+            f" and {len(listed) - MAX_LISTED_TYPES} more" if len(listed) > MAX_LISTED_TYPES else "")
+        entries = []
+        for src, dst in bad:
+            close = difflib.get_close_matches(dst, [*KNOWN_TYPES, *listed], n=1)
+            entries.append(f"{src[:40]!r}={dst[:40]!r}" + (f" (did you mean {close[0][:40]!r}?)" if close else ""))
+        raise ForeignLogError(f"{path}: type map target neither built in nor a type in the log's {m.type_col!r} "
+                              f"column: {', '.join(entries)}; valid targets: {', '.join(KNOWN_TYPES)}"
+                              + (f", or the log's own types: {shown}" if shown else ""))
+    folded = {t.lower() for t in own}
+    unused = [src for src in m.type_map if src not in own and src.lower() not in folded]
+    if unused:
+        many = len(unused) > 1
+        stats.warnings.append(f"type map source{'s' if many else ''} {', '.join(repr(u[:40]) for u in unused)} "
+                              f"never occur{'' if many else 's'} in the usage log's {m.type_col!r} column "
+                              f"(matched ignoring case), so {'they map' if many else 'it maps'} nothing; "
+                              f"check the spelling")
 
 
 def _write_accounts(path: Path, id_col: str, m: ForeignMapping, reader: TimeReader,
@@ -712,12 +814,16 @@ class ForeignTrainResult:
 
 
 def train_foreign(usage: Path | str, churn: Path | str, registry: Any, mapping: ForeignMapping = ForeignMapping(),
-                  *, log_out: Path | str | None = None, **train_kwargs: Any) -> ForeignTrainResult:
+                  *, log_out: Path | str | None = None, on_converted: Callable[[ConvertStats], None] | None = None,
+                  **train_kwargs: Any) -> ForeignTrainResult:
     """Convert ``usage`` + ``churn`` and train on the result (:func:`training.train.train_from_log`).
 
     ``registry`` is a :class:`pipeline.registry.Registry` or its directory. The converted log goes to a
     temporary file unless ``log_out`` names one to keep — worth keeping: the registry's metadata records
     the training log's path and checksum, which only helps an audit if the file still exists.
+    ``on_converted`` gets the conversion's stats before training starts: when training then fails (too
+    few churns, say), the rows left out and the warnings are usually the explanation, and a raised error
+    would otherwise take them with it.
     """
     from pipeline.registry import Registry
     from training.train import train_from_log
@@ -725,11 +831,15 @@ def train_foreign(usage: Path | str, churn: Path | str, registry: Any, mapping: 
     reg = registry if isinstance(registry, Registry) else Registry(registry)
     if log_out is not None:
         stats = convert(usage, churn, log_out, mapping)
+        if on_converted is not None:
+            on_converted(stats)
         return ForeignTrainResult(stats, train_from_log(log_out, reg, **train_kwargs))
     with tempfile.TemporaryDirectory(prefix="churnwatch-foreign-") as tmp:
         log = Path(tmp) / "converted.jsonl"
         stats = convert(usage, churn, log, mapping)
         stats.temporary = True
+        if on_converted is not None:
+            on_converted(stats)
         return ForeignTrainResult(stats, train_from_log(log, reg, **train_kwargs))
 
 

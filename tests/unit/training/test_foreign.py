@@ -317,6 +317,8 @@ def test_foreign_history_trains_a_loadable_model_with_the_documented_command(tmp
     meta = registry.meta(version)
     assert meta["metrics"]["test"]["roc_auc"] > 0.7  # the fading usage is learnt
     assert "300 accounts" in out.out and "ROC-AUC" in out.out
+    order = [out.out.index(s) for s in ("converted ", "test period: model vs baselines", f"model {version} ")]
+    assert order == sorted(order)  # conversion, then the same comparison table as --events, then the model
     log = read_events(converted)  # the kept conversion is a valid churnwatch log: nothing left out
     assert log.stats.skipped == 0
     assert sum(1 for e in log.events if e.type == "churned") > 80
@@ -331,3 +333,172 @@ def test_foreign_command_with_a_missing_column_is_one_line(tmp_path: Path, capsy
     assert code == 2
     assert err.count("\n") == 1 and "account_no" in err and "Traceback" not in err
     assert not (tmp_path / "models").exists() or Registry(tmp_path / "models").current() is None
+
+
+# ---- who did it, what it was worth --------------------------------------------------------------
+def test_user_and_value_columns(tmp_path: Path) -> None:
+    """A bad optional cell costs only its field: the row still says the account was active."""
+    usage = write_csv(tmp_path / "usage.csv", ["account", "occurred_at", "action", "who", "amount"], [
+        ["a1", "2026-01-05 09:00:00", "signin", " u1 ", "12.5"],
+        ["a1", "2026-01-06 09:00:00", "signin", "", ""],            # empty cells: no fields
+        ["a1", "2026-01-07 09:00:00", "signin", "   ", "-3"],       # blank user; refunds may be negative
+        ["a1", "2026-01-08 09:00:00", "signin", "42", "1,250.75"],  # thousands separator
+        ["a1", "2026-01-09 09:00:00", "signin", "x" * 257, "n/a"],
+        ["a1", "2026-01-10 09:00:00", "signin", "bad\x01id", "inf"],
+        ["a1", "2026-01-11 09:00:00", "signin", "u2", "1e13"],
+        ["a1", "2026-01-12 09:00:00", "signin", "u3", "-1e12"],     # the bound itself is allowed
+    ])
+    churn = write_csv(tmp_path / "churn.csv", ["account", "churn_date"], [["a1", "2026-01-11"]])
+    mapping = dataclasses.replace(MAPPING, user_col="who", value_col="amount")
+    stats = convert(usage, churn, tmp_path / "log.jsonl", mapping)
+    inter = [r for r in lines(tmp_path / "log.jsonl") if r["source"] == "interactions"]
+    assert [(r.get("user_id"), r.get("value")) for r in inter] == [
+        ("u1", 12.5), (None, None), (None, -3.0), ("42", 1250.75), (None, None), (None, None), ("u2", None),
+        ("u3", -1e12)]
+    assert stats.interactions == 8 and not stats.usage_invalid
+    assert stats.dropped == {"bad_user_id": 2, "value_not_a_number": 2, "value_out_of_range": 1}
+    assert stats.examples["usage:value_not_a_number"] == ["usage.csv row 5: amount: 'n/a'",
+                                                         "usage.csv row 6: amount: 'inf'"]
+    assert "control characters" in stats.examples["usage:bad_user_id"][1]
+    assert "value_out_of_range=1" in stats.summary()
+    log = read_events(tmp_path / "log.jsonl")  # what was written passes the contract
+    assert log.stats.skipped == 0
+    assert [e.data.get("user_id") for e in log.events if e.source == "interactions"][:1] == ["u1"]
+
+
+def test_user_and_value_columns_from_parquet(tmp_path: Path) -> None:
+    """Integer user ids become digits (also when pandas made them floats); a NaN value is an empty cell."""
+    t = [datetime(2026, 1, d, 9, tzinfo=UTC) for d in range(1, 5)]
+    pq.write_table(pa.table({"account_id": ["p1"] * 4, "ts": pa.array(t, type=pa.timestamp("us", tz="UTC")),
+                             "event": ["login"] * 4, "uid": pa.array([7, 8, None, 9], type=pa.int64()),
+                             "uidf": [7.0, 8.5, 3.0, 9.0], "amount": [1.0, float("nan"), 2.0, None]}),
+                   tmp_path / "usage.parquet")
+    churn = write_csv(tmp_path / "churn.csv", ["account", "churn_date"], [["p1", "2026-01-03"]])
+    stats = convert(tmp_path / "usage.parquet", churn, tmp_path / "a.jsonl", ForeignMapping(user_col="uid",
+                                                                                          value_col="amount"))
+    inter = [r for r in lines(tmp_path / "a.jsonl") if r["source"] == "interactions"]
+    assert [(r.get("user_id"), r.get("value")) for r in inter] == [("7", 1.0), ("8", None), (None, 2.0), ("9", None)]
+    assert stats.dropped == {}
+    stats = convert(tmp_path / "usage.parquet", churn, tmp_path / "b.jsonl", ForeignMapping(user_col="uidf"))
+    assert [r.get("user_id") for r in lines(tmp_path / "b.jsonl") if r["source"] == "interactions"] == \
+        ["7", None, "3", "9"]
+    assert stats.dropped == {"bad_user_id": 1}
+
+
+def test_user_and_value_columns_must_exist(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    for field_name in ("user_col", "value_col"):
+        with pytest.raises(ForeignLogError, match=r"usage\.csv: missing column 'nobody'"):
+            convert(usage, churn, tmp_path / "x.jsonl", dataclasses.replace(MAPPING, **{field_name: "nobody"}))
+
+
+# ---- type map targets and sources ---------------------------------------------------------------
+def test_type_map_may_merge_the_products_own_types(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    mapping = dataclasses.replace(MAPPING, type_map={"signin": "login", "view_dashboard": "export_report"})
+    stats = convert(usage, churn, tmp_path / "log.jsonl", mapping)
+    assert stats.types == {"login": 4, "export_report": 2}
+    assert not any("type map" in w for w in stats.warnings)
+
+
+def test_type_map_target_that_exists_nowhere_is_refused(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    mapping = dataclasses.replace(MAPPING, type_map={"signin": "logn", "view_dashboard": "page_view"})
+    with pytest.raises(ForeignLogError) as info:
+        convert(usage, churn, tmp_path / "log.jsonl", mapping)
+    message = str(info.value)
+    assert "\n" not in message and "'signin'='logn'" in message and "did you mean 'login'" in message
+    assert "valid targets: login, feature_use, page_view, help_view, purchase" in message
+    assert "'export_report'" in message  # the log's own types are valid targets too
+    assert "'view_dashboard'" not in message.split("valid targets")[0]  # a valid entry is not blamed
+    assert not (tmp_path / "log.jsonl").exists() and not list(tmp_path.glob(".log.jsonl.*"))
+
+
+def test_type_map_source_missing_from_the_log_is_a_warning(small: tuple[Path, Path], tmp_path: Path) -> None:
+    usage, churn = small
+    mapping = dataclasses.replace(MAPPING, type_map={"SignIn": "login", "sign_in": "login", "openhelp": "help_view"})
+    stats = convert(usage, churn, tmp_path / "log.jsonl", mapping)
+    unused = [w for w in stats.warnings if "type map" in w]
+    assert len(unused) == 1 and "'sign_in', 'openhelp'" in unused[0] and "'SignIn'" not in unused[0]
+    assert f"warning: {unused[0]}" in stats.summary().splitlines()
+
+
+def test_bad_type_map_target_through_the_cli_is_exit_2_and_one_line(small: tuple[Path, Path], tmp_path: Path,
+                                                                     capsys) -> None:
+    usage, churn = small
+    code = cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
+                     "--time-col", "occurred_at", "--type-col", "action", "--type-map", "signin=logn",
+                     "--models-dir", str(tmp_path / "models"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "'signin'='logn'" in err and "valid targets: login, feature_use" in err
+
+
+def test_cli_takes_user_and_value_columns() -> None:
+    args = cli.build_parser().parse_args(["train", "--usage", "u.csv", "--churn", "c.csv", "--user-col", "member",
+                                          "--value-col", "amount"])
+    m = mapping_from_args(args)
+    assert (m.user_col, m.value_col) == ("member", "amount")
+
+
+# ---- what the CLI prints around training --------------------------------------------------------
+def test_conversion_summary_is_printed_when_training_fails(tmp_path: Path, capsys) -> None:
+    usage, churn = team_history(tmp_path, accounts=5, days=80)
+    code = cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
+                     "--time-col", "occurred_at", "--type-col", "action", "--type-map", "signin=login,nope=login",
+                     "--churn-time-format", "%m/%d/%Y", "--models-dir", str(tmp_path / "models"), "--quiet"])
+    out = capsys.readouterr()
+    assert code == 2 and out.err.count("\n") == 1 and "Traceback" not in out.err  # training's own one-line error
+    assert "converted " in out.out and "(5 accounts)" in out.out
+    assert "warning: type map source 'nope' never occurs" in out.out
+
+
+def test_conversion_summary_is_printed_before_a_training_crash(small: tuple[Path, Path], tmp_path: Path,
+                                                               capsys, monkeypatch) -> None:
+    import training.train
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("LightGBM fell over")
+
+    monkeypatch.setattr(training.train, "train_from_log", crash)
+    usage, churn = small
+    with pytest.raises(RuntimeError, match="LightGBM"):
+        cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
+                  "--time-col", "occurred_at", "--type-col", "action", "--value-col", "plan_name",
+                  "--models-dir", str(tmp_path / "models"), "--quiet"])
+    out = capsys.readouterr().out
+    assert out.startswith("converted 9 usage rows (3 accounts)") and "value_not_a_number=3" in out
+
+
+def test_usage_path_prints_the_comparison_table(small: tuple[Path, Path], tmp_path: Path, capsys,
+                                                monkeypatch) -> None:
+    """The same table as ``--events`` (training itself is covered by the end-to-end test below)."""
+    import training.train
+    from training.train import TrainResult
+
+    figures = {"roc_auc": 0.81, "pr_auc": 0.5, "lift_at_10": 3.2, "precision_at_10": 0.6}
+    comparison = {"model": figures, "logreg": {**figures, "roc_auc": 0.7}, "counts_28d": {**figures, "roc_auc": 0.6}}
+
+    def fake(path: Any, registry: Registry, **kwargs: Any) -> TrainResult:
+        assert read_events(path).stats.skipped == 0
+        return TrainResult(version="v9", promoted=False, registry_root=registry.root,
+                           metrics={"test": {**figures, "rows": 10}}, thresholds={}, rows={},
+                           timings={"replay_events_per_s": 1.0, "total_s": 1.0}, log_stats={"events": 10},
+                           comparison=comparison)
+
+    monkeypatch.setattr(training.train, "train_from_log", fake)
+    usage, churn = small
+    code = cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
+                     "--time-col", "occurred_at", "--type-col", "action", "--type-map", "signin=login",
+                     "--save-log", str(tmp_path / "log.jsonl"), "--models-dir", str(tmp_path / "models"), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    converted, table, model = (out.index(s) for s in ("converted ", "test period: model vs baselines", "model v9"))
+    assert converted < table < model
+    assert "ROC-AUC" in out[table:model] and "0.810" in out[table:model]
+
+    code = cli.main(["train", "--events", str(tmp_path / "log.jsonl"), "--models-dir", str(tmp_path / "models"),
+                     "--quiet"])
+    assert code == 0
+    assert out[table:] == capsys.readouterr().out  # table and model summary exactly as on the --events path
