@@ -28,8 +28,8 @@ import orjson
 from pipeline import explain, metrics
 from pipeline.changelog import aiokafka_kwargs, check_positions, read_partition
 from pipeline.contract import Event, InvalidEvent, Limits, format_ts, one_line, parse
-from pipeline.decisions import Touched, score_and_decide
-from pipeline.features import Applied, CustomerState, FeatureConfig, as_dict, vector
+from pipeline.decisions import Touched, score_and_decide, vectorizer
+from pipeline.features import Applied, CustomerState
 from pipeline.fold import fold
 from pipeline.health import Health
 from pipeline.policy import load_policy
@@ -116,10 +116,11 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = Registry(settings.models_dir)
-        self.models = ModelHolder(self.registry, check_timeout_s=settings.model_check_timeout_s)
+        self.feature_cfg = settings.feature_config()
+        self.models = ModelHolder(self.registry, check_timeout_s=settings.model_check_timeout_s,
+                                  feature_cfg=self.feature_cfg)
         self.policy = load_policy(settings.policy_file)
         self.alerted_outcomes: dict[str, int] = {}
-        self.feature_cfg = FeatureConfig(allowed_lateness_days=settings.allowed_lateness_days)
         self.limits = Limits(
             max_future_ms=int(settings.max_future_s * 1000),
             min_ts_ms=int((settings.min_event_year - 1970) * 365.2425 * 86_400_000),
@@ -273,7 +274,9 @@ class Worker:
         if raw is None:
             return None
         st = CustomerState.from_bytes(raw)
-        row = vector(st, st.last_ms)
+        model = self.models.model
+        names, vec = vectorizer(model)
+        row = vec(st, st.last_ms)
         body: dict[str, Any] = {
             "customer_id": st.customer_id, "tier": st.tier, "plan": st.plan, "csm": st.csm,
             "mrr": None if st.mrr != st.mrr else st.mrr,
@@ -281,19 +284,18 @@ class Worker:
             "last_event_time": format_ts(st.last_ms) if st.last_ms else None,
             "churned_time": format_ts(st.churned_ms) if st.churned_ms else None,
             "events": st.events, "applied": dict(st.applied), "partition": st.partition,
-            "features": {k: (None if v != v else v) for k, v in as_dict(row).items()},
+            "features": {k: (None if v != v else v) for k, v in zip(names, row)},
             "score": None, "threshold": None, "reasons": [], "model_version": None,
             "open_alert": st.alert.get("open"),
             "alert_history": [{**h, "event_time": format_ts(h["event_ms"])} for h in st.alert.get("history", [])],
             "rules_fired": {k: format_ts(v) for k, v in st.alert.get("rules", {}).items()},
         }
-        model = self.models.model
         if model is not None:
             score = float(model.predict([row])[0])
             contrib = model.contributions([row])[0]
             body.update(score=round(score, 4), threshold=self.policy.alerts.threshold(st.tier, model.thresholds),
                         model_version=model.version,
-                        reasons=[r.to_json() for r in explain.top_reasons(row, contrib)])
+                        reasons=[r.to_json() for r in explain.top_reasons(row, contrib, names=names)])
         return body
 
     def _credentials(self) -> Any:
@@ -590,12 +592,13 @@ class Worker:
         """:func:`pipeline.fold.fold`, the replay's fold too, with where the message was read."""
         return fold(entry, item.event, self.feature_cfg, self.policy.rules, offset=item.offset, partition=item.partition)
 
-    @staticmethod
-    def _check(entry: Touched) -> bytes:
+    def _check(self, entry: Touched) -> bytes:
         """What storing and scoring a state needs; raises if a poisoned value got in. The vector as of
-        the newest event is kept on the entry: it is the one the event scoring uses."""
+        the newest event, in the current model's spec, is kept on the entry: it is the one the event
+        scoring uses (unless the model changes before it, see :func:`decisions.vectorizer`)."""
         entry.as_of_ms = entry.state.last_ms
-        entry.row = vector(entry.state, entry.as_of_ms)
+        entry.row_names, vec = vectorizer(self.models.model)
+        entry.row = vec(entry.state, entry.as_of_ms)
         return entry.state.to_bytes()
 
     def _customer(self, p: int, key: bytes, cid: str, items: list[_Item],

@@ -72,6 +72,40 @@ _fraction = _bounded(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 _users = _bounded(float, lambda v: 1.0 <= v <= 50.0, "between 1 and 50")
 
 
+_top_k = _bounded(int, lambda v: 1 <= v <= 47, "within 1..47")
+
+
+def _feature_spec(args: argparse.Namespace) -> Any:
+    """``--spec FILE`` as a :class:`pipeline.spec.FeatureSpec` (None: learn one from the log)."""
+    path = getattr(args, "spec", None)
+    if not path:
+        return None
+    import orjson
+
+    from pipeline.spec import FeatureSpec, SpecError
+
+    try:
+        raw = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise UserError(f"--spec {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError as exc:
+        raise UserError(f"--spec {path}: not JSON ({exc})") from None
+    try:
+        return FeatureSpec.from_json(raw.get("feature_spec", raw) if isinstance(raw, dict) else raw)
+    except SpecError as exc:
+        raise UserError(f"--spec {path}: {exc}") from None
+
+
+def _dataset_config(args: argparse.Namespace, **overrides: Any) -> Any:
+    """Dataset settings of ``train``/``dataset``: the feature settings come from the settings object,
+    the same one the worker reads, so a model and the worker it is promoted to agree on them."""
+    from training.dataset import DatasetConfig
+
+    values = dict(cadence_days=args.cadence_days, horizon_days=args.horizon_days,
+                  features=_settings(args).feature_config(), **overrides)
+    return DatasetConfig(**values)
+
+
 def _vocabulary(text: str) -> int:
     from pipeline.simulator import VOCAB_MAX, VOCAB_MIN
 
@@ -176,8 +210,8 @@ def _print_trained(result: Any) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     if bool(args.events) == bool(args.usage or args.churn):
         raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
-    kwargs = dict(horizon_days=args.horizon_days, cadence_days=args.cadence_days, seed=args.seed,
-                  promote=not args.no_promote, progress=not args.quiet)
+    kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
+                  dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k)
     if args.events:
         events = _existing(args.events, "event log")  # before the (heavy) training import
         from training.train import train_from_log
@@ -207,7 +241,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from training.dataset import DatasetConfig, build_dataset, dataset_format, write_dataset
+    from training.dataset import build_dataset, dataset_format, write_dataset
     from training.eventlog import read_events
 
     source = _existing(args.events, "event log")
@@ -218,9 +252,12 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     log = read_events(source)
     if not log.events:
         raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
-    cfg = DatasetConfig(cadence_days=args.cadence_days, horizon_days=args.horizon_days,
-                        min_history_days=args.min_history_days)
-    dataset = build_dataset(log.events, cfg)
+    from pipeline.spec import learn
+
+    extra = {} if args.min_history_days is None else {"min_history_days": args.min_history_days}
+    cfg = _dataset_config(args, **extra)
+    spec = _feature_spec(args) or learn(log.events, args.top_k)
+    dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec))
     fmt = write_dataset(dataset, args.out)
     info = dataset.summary()
     print(f"wrote {info['rows']:,} rows ({info['customers']:,} customers, {info['observation_times']} observation "
@@ -320,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
+    def _spec_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--top-k", type=_top_k, default=16,
+                        help="event types of the log that get features of their own, by volume (default 16)")
+        sp.add_argument("--spec", help="feature spec JSON file to use instead of learning one (docs/features.md)")
+
     def common(sp: argparse.ArgumentParser, broker: bool = True) -> None:
         if broker:
             sp.add_argument("--broker", help="kafka://host:port (env CHURNWATCH_BROKER)")
@@ -391,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("--as-of", "the data's 'now' (default: newest usage time)"),
                            ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
         fm.add_argument(flag, help=helptext)
+    _spec_flags(sp)
     fm.add_argument("--type-map", action="append",
                     help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, page_view, help_view, purchase, "
                          "or onto another type of the log")
@@ -402,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output .parquet, .csv or .csv.gz")
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
-    sp.add_argument("--min-history-days", type=int, default=28, help="history a customer needs to get a row")
+    sp.add_argument("--min-history-days", type=int, default=None,
+                    help="history a customer needs to get a row (default: as train, from the first day)")
+    _spec_flags(sp)
     sp.set_defaults(func=cmd_dataset)
 
     sp = sub.add_parser("export", help="dump the input topics to an event log (JSONL, .jsonl.gz or Parquet)")

@@ -23,7 +23,7 @@ from typing import Any, Callable, Protocol, Sequence
 from pipeline import alerting, explain, rules
 from pipeline.alerting import Alert
 from pipeline.contract import DAY_MS
-from pipeline.features import CustomerState, vector
+from pipeline.features import FEATURES, CustomerState, vector
 from pipeline.policy import Policy
 
 
@@ -40,6 +40,15 @@ class ScoringModel(Protocol):
     def contributions(self, rows: Any) -> Any: ...
 
 
+def vectorizer(model: Any) -> tuple[tuple[str, ...], Callable[[CustomerState, int], list[float]]]:
+    """Feature names and the vector function a model scores on: its own compiled spec, or the built-in
+    features when there is no model (or a stand-in without a spec)."""
+    compiled = getattr(model, "compiled", None)
+    if compiled is None:
+        return FEATURES, vector
+    return compiled.names, compiled.vector
+
+
 @dataclass
 class Touched:
     """A customer touched in a batch or sweep: its state, its partition, and the time to score at."""
@@ -51,6 +60,8 @@ class Touched:
     rule_hits: list[rules.RuleHit] = field(default_factory=list)
     #: the feature vector as of ``as_of_ms`` if the caller has it already (None: computed here)
     row: list[float] | None = None
+    #: the feature names ``row`` was computed for: a row of another model's spec is computed again
+    row_names: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -79,7 +90,8 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
     """
     if not entries:
         return []
-    rows = [e.row if e.row is not None else vector(e.state, e.as_of_ms) for e in entries]
+    names, vec = vectorizer(model)
+    rows = [e.row if e.row is not None and e.row_names == names else vec(e.state, e.as_of_ms) for e in entries]
     scores: list[float | None] = [None] * len(entries)
     thresholds: dict[str, float] = {}
     if model is not None:
@@ -106,7 +118,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
             )
             if decision is not None:
                 contrib = model.contributions([row])[0]  # type: ignore[union-attr]
-                reasons = explain.top_reasons(row, contrib)
+                reasons = explain.top_reasons(row, contrib, names=names)
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, judged, decision, reasons,
                                              explain.suggest_play(reasons, policy.plays), version, as_of, now_ms))
                 alerting.record(st.alert, alerts[-1])  # before the rules, which see it open
@@ -123,7 +135,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                     contrib = model.contributions([row])[0]
                 reasons = [explain.Reason(hit.feature, hit.value, 0.0, hit.category, hit.text)]
                 if contrib is not None:
-                    reasons += [r for r in explain.top_reasons(row, contrib) if r.feature != hit.feature][:2]
+                    reasons += [r for r in explain.top_reasons(row, contrib, names=names) if r.feature != hit.feature][:2]
                 decision = alerting.Decision("rule", hit.rule, threshold,
                                              alerting.band(score, threshold) if score is not None else "high")
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),

@@ -8,6 +8,7 @@ so the sentence can mention related values (a trend and its underlying counts).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
@@ -162,24 +163,91 @@ for _w in WINDOWS:
 assert set(_TEXT) == set(FEATURES), sorted(set(FEATURES) ^ set(_TEXT))
 
 
+# ---- features of a learnt spec (pipeline.spec): the product's own event types -------------------------
+#: Words in a type name that mark friction (the product failing the customer), not adoption. Generic
+#: English, not one product's vocabulary.
+_FRICTION = ("fail", "error", "crash", "timeout", "denied", "reject", "bounce", "complain", "cancel", "downgrade",
+             "remove", "delete", "unsubscribe", "uninstall", "unfriend", "block", "report_issue")
+_SPEC_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], float], tuple[str, str]]], ...] = (
+    (re.compile(r"^type_(.+)_(\d+)d_vs_(\d+)d$"), lambda m, x: (
+        _kind(m[1]), f"{_words(m[1])} at {_n(x * 100)}% of the customer's usual rate (last {m[2]} vs {m[3]} days)")),
+    (re.compile(r"^type_(.+)_trend_(\d+)d$"), lambda m, x: (
+        _kind(m[1]), f"{_words(m[1])} {'down' if x < 0 else 'up'} {_n(min(100.0, abs(x) * 100) if x < 0 else abs(x) * 100)}% "
+                     f"vs the {m[2]} days before")),
+    (re.compile(r"^type_(.+)_active_days_(\d+)d$"), lambda m, x: (
+        _kind(m[1]), f"{_words(m[1])} on {_n(x)} of the last {m[2]} days")),
+    (re.compile(r"^type_(.+)_days_since$"), lambda m, x: (
+        _kind(m[1]), f"{_n(x)} days since the last {_words(m[1])}" if not math.isnan(x) else f"never a {_words(m[1])}")),
+    (re.compile(r"^type_(.+)_share_(\d+)d$"), lambda m, x: (
+        _kind(m[1]), f"{_words(m[1])} {_n(x * 100)}% of all activity in the last {m[2]} days")),
+    (re.compile(r"^type_(.+)_per_active_day_(\d+)d$"), lambda m, x: (
+        _kind(m[1]), f"{_n(x)} {_words(m[1])} per active day (last {m[2]} days)")),
+    (re.compile(r"^type_(.+)_(\d+)d$"), lambda m, x: (
+        _kind(m[1]), f"{_n(x)} {_words(m[1])} events in the last {m[2]} days")),
+    (re.compile(r"^ratio_(.+)_per_(.+)_(\d+)d$"), lambda m, x: (
+        "adoption", f"{_n(x)} {_words(m[1])} per {_words(m[2])} (last {m[3]} days)")),
+    (re.compile(r"^usage_events_(\d+)d_vs_(\d+)d$"), lambda m, x: (
+        "adoption", f"activity at {_n(x * 100)}% of the customer's usual rate (last {m[1]} vs {m[2]} days)")),
+    (re.compile(r"^usage_events_trend_(\d+)d$"), lambda m, x: (
+        "adoption", f"activity {'down' if x < 0 else 'up'} {_n(abs(x) * 100)}% vs the {m[1]} days before")),
+    (re.compile(r"^usage_events_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} product events in the last {m[1]} days")),
+    (re.compile(r"^usage_active_days_(\d+)d$"), lambda m, x: ("adoption", f"active on {_n(x)} of the last {m[1]} days")),
+    (re.compile(r"^usage_types_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} kinds of product events in the last {m[1]} days")),
+    (re.compile(r"^usage_observed_days$"), lambda m, x: ("profile", f"{_n(x)} days of activity history")),
+    (re.compile(r"^other_types_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} other product events in the last {m[1]} days")),
+    (re.compile(r"^users_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} active users in the last {m[1]} days")),
+    (re.compile(r"^events_per_user_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} events per active user (last {m[1]} days)")),
+    (re.compile(r"^value_trend_(\d+)d$"), lambda m, x: (
+        "value", f"value {'down' if x < 0 else 'up'} {_n(abs(x) * 100)}% vs the {m[1]} days before")),
+    (re.compile(r"^value_(\d+)d$"), lambda m, x: ("value", f"value {_n(x)} in the last {m[1]} days")),
+    (re.compile(r"^period_days$"), lambda m, x: ("renewal", f"billing period of {_n(x)} days")),
+    (re.compile(r"^days_into_period$"), lambda m, x: ("renewal", f"{_n(x)} days into the billing period")),
+    (re.compile(r"^period_events_vs_prev$"), lambda m, x: (
+        "renewal", f"activity this billing period at {_n(x * 100)}% of the same span before it")),
+)
+
+
+def _words(type_name: str) -> str:
+    return type_name.replace("_", " ")
+
+
+def _kind(type_name: str) -> str:
+    return "service" if any(w in type_name for w in _FRICTION) else "adoption"
+
+
+def _spec_reason(name: str, value: float) -> tuple[str, str]:
+    for pattern, make in _SPEC_PATTERNS:
+        m = pattern.match(name)
+        if m:
+            return make(m, value)
+    return "value", f"{name.replace('_', ' ')} {_n(value)}"
+
+
 def category(feature: str) -> str:
-    return _TEXT[feature][0]
+    if feature in _TEXT:
+        return _TEXT[feature][0]
+    return _spec_reason(feature, 0.0)[0]
 
 
-def top_reasons(vec: Vec, contrib: Sequence[float], k: int = 3) -> list[Reason]:
+def top_reasons(vec: Vec, contrib: Sequence[float], k: int = 3, *, names: Sequence[str] = FEATURES) -> list[Reason]:
     """The ``k`` features pushing risk up the most (positive contributions only), as sentences.
 
-    Two features that produce the same sentence (e.g. last NPS and NPS category) count once.
+    ``names`` are the model's features (its spec's): the built-in ones lead, with sentences of their own;
+    a learnt spec's features are read from their names. Two features that produce the same sentence
+    (e.g. last NPS and NPS category) count once.
     """
-    order = sorted(range(len(FEATURES)), key=lambda i: contrib[i], reverse=True)
+    order = sorted(range(len(names)), key=lambda i: contrib[i], reverse=True)
     out: list[Reason] = []
     seen: set[str] = set()
     for i in order:
         if contrib[i] <= 0 or len(out) == k:
             break
-        name = FEATURES[i]
-        cat, template = _TEXT[name]
-        text = template(vec)
+        name = names[i]
+        if name in _TEXT:
+            cat, template = _TEXT[name]
+            text = template(vec)
+        else:
+            cat, text = _spec_reason(name, float(vec[i]))
         if text in seen:
             continue
         seen.add(text)

@@ -19,6 +19,7 @@ import enum
 import hashlib
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -58,7 +59,16 @@ INTERACTION_CHANNEL = {
     "help_view": CH["help_views"],
     "purchase": CH["purchases"],
 }
-PROFILE_FIELDS = ("tier", "plan", "mrr", "signup_ms", "renewal_ms", "csm")
+PROFILE_FIELDS = ("tier", "plan", "mrr", "signup_ms", "renewal_ms", "csm", "term")
+#: Most interaction types one customer gets a channel of its own for; later new types share
+#: :data:`OTHER_TYPE`. A feature spec can name any type seen within the cap without a replay.
+TYPE_CAP = 48
+OTHER_TYPE = "~other"
+#: Distinct users remembered per customer and day (a 32-bit hash each): distinct-user counts
+#: of a bigger account saturate here instead of growing the state without bound.
+USERS_PER_DAY = 64
+VALUE_SCALE = 1000
+VALUE_CLAMP = 2**62
 HIGH_SEVERITIES = frozenset({"high", "critical"})
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 PLAN_LEVEL = {"free": -1.0, "basic": 0.0, "starter": 0.0, "pro": 1.0, "business": 1.5, "enterprise": 2.0}
@@ -90,6 +100,8 @@ class CustomerState:
     signup_ms: int = 0
     renewal_ms: int = 0
     csm: str = ""
+    #: billing term (``monthly``, ``annual``, ...; see ``contract.TERM_DAYS``)
+    term: str = ""
     #: event time of the upsert each profile field came from: an older (late) upsert never
     #: overwrites a newer one, so stream order and time-sorted replay agree
     profile_ms: dict[str, int] = field(default_factory=dict)
@@ -99,6 +111,17 @@ class CustomerState:
     last_login_ms: int = 0
     last_activity_ms: int = 0
     recent_failed_help: list[list[Any]] = field(default_factory=list)  # [ts_ms, feature]
+    # the product's own vocabulary: every interaction type seen gets a slot (up to TYPE_CAP), so any
+    # feature spec can be computed from the state without replaying the log
+    tnames: list[str] = field(default_factory=list)
+    #: UTC day -> events per type slot (a row may be shorter than ``tnames``: missing slots are 0)
+    tdays: dict[int, list[int]] = field(default_factory=dict)
+    #: newest event time per type slot
+    tlast: list[int] = field(default_factory=list)
+    #: UTC day -> 32-bit hashes of the distinct users active that day (events with a ``user_id``)
+    udays: dict[int, list[int]] = field(default_factory=dict)
+    #: UTC day -> sum of the events' ``value``, in thousandths (:data:`VALUE_SCALE`)
+    vdays: dict[int, int] = field(default_factory=dict)
     # tickets: id -> [opened_ms, severity_rank, sla_due_ms]
     open_tickets: dict[str, list[int]] = field(default_factory=dict)
     resolved_tickets: dict[str, list[int]] = field(default_factory=dict)
@@ -127,11 +150,18 @@ class CustomerState:
     partition: int = -1
     #: every fingerprint of ``seen``, for membership tests (derived, not serialised)
     _seen_set: set[int] | None = field(default=None, repr=False, compare=False)
+    #: type name -> slot (derived, not serialised)
+    _tindex: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     def seen_set(self) -> set[int]:
         if self._seen_set is None:
             self._seen_set = {fp for fps in self.seen.values() for fp in fps}
         return self._seen_set
+
+    def type_index(self) -> dict[str, int]:
+        if self._tindex is None or len(self._tindex) != len(self.tnames):
+            self._tindex = {name: i for i, name in enumerate(self.tnames)}
+        return self._tindex
 
     @property
     def seen_count(self) -> int:
@@ -143,12 +173,21 @@ class CustomerState:
         serialised form keeps application order, which differs between a stream and a replay)."""
         d = orjson.loads(self.to_bytes())
         d["seen"] = {day: sorted(fps) for day, fps in self.seen.items()}
+        # type slots are numbered in arrival order, which a replay does not share: compare by name
+        d["tdays"] = {name: {day: row[i] for day, row in self.tdays.items() if i < len(row) and row[i]}
+                      for i, name in enumerate(self.tnames)}
+        d["tlast"] = dict(zip(self.tnames, self.tlast))
+        del d["tnames"]
+        d["udays"] = {day: sorted(hs) for day, hs in self.udays.items()}
         return d
 
     def to_bytes(self) -> bytes:
         d = self.__dict__.copy()
-        del d["_seen_set"]
+        del d["_seen_set"], d["_tindex"]
         d["days"] = [[day, *counts] for day, counts in sorted(self.days.items())]
+        d["tdays"] = [[day, *counts] for day, counts in sorted(self.tdays.items())]
+        d["udays"] = [[day, *hashes] for day, hashes in sorted(self.udays.items())]
+        d["vdays"] = [[day, v] for day, v in sorted(self.vdays.items())]
         d["seen"] = _pack_seen(self.seen)
         if math.isnan(self.mrr):
             d["mrr"] = None
@@ -158,6 +197,9 @@ class CustomerState:
     def from_bytes(cls, raw: bytes) -> "CustomerState":
         d = orjson.loads(raw)
         d["days"] = {row[0]: row[1:] for row in d["days"]}
+        for name in ("tdays", "udays"):
+            d[name] = {row[0]: row[1:] for row in d.get(name, ())}
+        d["vdays"] = {row[0]: row[1] for row in d.get("vdays", ())}
         d["seen"] = _unpack_seen(d.get("seen", ()))
         if d.get("mrr") is None:
             d["mrr"] = NAN
@@ -290,9 +332,10 @@ def _keeps(state: CustomerState, ts_ms: int, memory_days: int) -> bool:
 
 def _prune(state: CustomerState, cfg: FeatureConfig) -> None:
     horizon = day_of(state.last_ms) - max(RING_DAYS, cfg.allowed_lateness_days)
-    if state.days and min(state.days) <= horizon:
-        for day in [d for d in state.days if d <= horizon]:
-            del state.days[day]
+    for buckets in (state.days, state.tdays, state.udays, state.vdays):
+        if buckets and min(buckets) <= horizon:
+            for day in [d for d in buckets if d <= horizon]:
+                del buckets[day]
     too_late = day_of(state.last_ms) - cfg.allowed_lateness_days  # days <= this are refused anyway
     for day in [d for d in state.seen if d <= too_late]:
         _forget_day(state, day)
@@ -308,6 +351,7 @@ def _prune(state: CustomerState, cfg: FeatureConfig) -> None:
 def _on_interaction(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:
     channel = INTERACTION_CHANNEL.get(ev.type, CH["other_events"])
     _count(state, ev.ts_ms, channel, in_window)
+    _count_type(state, ev, in_window)
     if ev.ts_ms > state.last_activity_ms:
         state.last_activity_ms = ev.ts_ms
     if ev.type == "login" and ev.ts_ms > state.last_login_ms:
@@ -317,6 +361,48 @@ def _on_interaction(state: CustomerState, ev: Event, in_window: bool, cfg: Featu
         if _keeps(state, ev.ts_ms, cfg.help_fail_memory_days):
             state.recent_failed_help.append([ev.ts_ms, ev.data.get("feature", "")])
             state.recent_failed_help.sort(key=lambda x: x[0])
+
+
+def _type_slot(state: CustomerState, typ: str) -> int:
+    index = state.type_index()
+    slot = index.get(typ)
+    if slot is None:
+        if len(state.tnames) >= TYPE_CAP - 1 and typ != OTHER_TYPE:
+            return _type_slot(state, OTHER_TYPE)
+        slot = index[typ] = len(state.tnames)
+        state.tnames.append(typ)
+        state.tlast.append(0)
+    return slot
+
+
+def _count_type(state: CustomerState, ev: Event, in_window: bool) -> None:
+    slot = _type_slot(state, ev.type)
+    ts = ev.ts_ms
+    if ts > state.tlast[slot]:
+        state.tlast[slot] = ts
+    if not in_window:
+        return
+    day = day_of(ts)
+    row = state.tdays.get(day)
+    if row is None:
+        row = state.tdays[day] = [0] * (slot + 1)
+    elif len(row) <= slot:
+        row.extend([0] * (slot + 1 - len(row)))
+    row[slot] += 1
+    user = ev.data.get("user_id")
+    if user is not None:
+        h = zlib.crc32(user.encode("utf-8", "surrogatepass"))
+        users = state.udays.get(day)
+        if users is None:
+            state.udays[day] = [h]
+        elif h not in users and len(users) < USERS_PER_DAY:
+            users.append(h)
+    value = ev.data.get("value")
+    if value is not None:
+        # integer thousandths: a sum of integers does not depend on the order events arrived in, so a
+        # stream and a replay agree to the last bit; clamped to stay a 64-bit JSON integer
+        total = state.vdays.get(day, 0) + round(value * VALUE_SCALE)
+        state.vdays[day] = max(-VALUE_CLAMP, min(VALUE_CLAMP, total))
 
 
 def _on_ticket(state: CustomerState, ev: Event, in_window: bool, cfg: FeatureConfig) -> None:

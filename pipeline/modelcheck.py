@@ -390,9 +390,9 @@ def check_model(model_bytes: bytes, meta: Mapping[str, Any], expected_features: 
                 version: str = "model", *, timeout_s: float = DEFAULT_TIMEOUT_S, lint: bool = True) -> dict[str, Any]:
     """One check in a child process (see :class:`Checker`)."""
     if expected_features is None:
-        from pipeline.features import FEATURES
+        from pipeline.spec import compile_spec, spec_of_meta
 
-        expected_features = FEATURES
+        expected_features = compile_spec(spec_of_meta(meta)).names
     return Checker(timeout_s).run(model_bytes, meta, expected_features, version, lint=lint)
 
 

@@ -22,9 +22,10 @@ from typing import Any, Sequence
 import lightgbm as lgb
 import numpy as np
 
-from pipeline.features import FEATURES
+from pipeline.features import CustomerState, FeatureConfig
 from pipeline.modelcheck import DEFAULT_TIMEOUT_S, Checker, ModelError, check_feature_names, check_metadata
 from pipeline.registry import MODEL_FILE, CorruptVersion, Registry, RegistryError
+from pipeline.spec import CompiledSpec, SpecError, compile_spec, spec_of_meta
 
 __all__ = ["Model", "ModelError", "ModelHolder", "load_current", "load_model", "load_version", "model_from_bytes"]
 
@@ -39,6 +40,11 @@ class Model:
     calibration_x: np.ndarray
     calibration_y: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the model's feature spec, compiled: what the worker computes for this model, and nothing else
+    compiled: CompiledSpec = field(default_factory=lambda: compile_spec(spec_of_meta({})))
+
+    def vector(self, state: CustomerState, now_ms: int) -> list[float]:
+        return self.compiled.vector(state, now_ms)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -70,9 +76,34 @@ class Model:
         return np.asarray(self.booster.predict(arr, pred_contrib=True, num_threads=1))
 
 
+def compiled_of(meta: dict[str, Any], label: str) -> CompiledSpec:
+    """The compiled spec of a model's metadata, or :class:`ModelError` ``bad_spec`` in one line."""
+    try:
+        return compile_spec(spec_of_meta(meta))
+    except SpecError as exc:
+        raise ModelError("bad_spec", f"{label}: {exc}") from None
+
+
+def check_feature_config(meta: dict[str, Any], cfg: FeatureConfig | None, label: str) -> None:
+    """Feature settings change feature values: a model trained with other ones would be scored on
+    skewed features, so it is refused (the settings or the training must change, not silently both)."""
+    trained = meta.get("feature_config")
+    if cfg is None or not isinstance(trained, dict):
+        return
+    running = feature_config_json(cfg)
+    diff = [f"{k}={trained.get(k)!r} (worker: {v!r})" for k, v in running.items() if trained.get(k, v) != v]
+    if diff:
+        raise ModelError("feature_config", f"{label}: trained with other feature settings: {', '.join(diff)}")
+
+
+def feature_config_json(cfg: FeatureConfig) -> dict[str, Any]:
+    return {name: getattr(cfg, name) for name in FeatureConfig.__dataclass_fields__}
+
+
 def model_from_bytes(version: str, model_bytes: bytes, meta: dict[str, Any],
-                     expected_features: Sequence[str] = FEATURES, *, check: bool = True,
-                     timeout_s: float = DEFAULT_TIMEOUT_S, checker: Checker | None = None) -> Model:
+                     expected_features: Sequence[str] | None = None, *, check: bool = True,
+                     timeout_s: float = DEFAULT_TIMEOUT_S, checker: Checker | None = None,
+                     feature_cfg: FeatureConfig | None = None) -> Model:
     """Validate and load one model from its file's bytes. Raises :class:`ModelError` with a reason label.
 
     With ``check`` (the default) the bytes are first parsed and probed in a child process
@@ -80,6 +111,10 @@ def model_from_bytes(version: str, model_bytes: bytes, meta: dict[str, Any],
     the same bytes. ``check=False`` parses in this process straight away: only for bytes that already
     passed a check (or were just produced by training in this process)."""
     label = f"model {version}"
+    compiled = compiled_of(meta, label)
+    if expected_features is None:
+        expected_features = compiled.names
+    check_feature_config(meta, feature_cfg, label)
     features, cal_x, cal_y = check_metadata(meta, expected_features, label)
     if check:
         (checker or Checker(timeout_s)).run(model_bytes, meta, expected_features, label)
@@ -88,15 +123,18 @@ def model_from_bytes(version: str, model_bytes: bytes, meta: dict[str, Any],
     except Exception as exc:  # LightGBMError for bad files, UnicodeDecodeError
         raise ModelError("corrupt", f"{label}: LightGBM cannot load {MODEL_FILE} ({str(exc)[:120]})") from None
     check_feature_names(booster.feature_name(), booster.num_feature(), features, label)
+    if tuple(features) != compiled.names:
+        raise ModelError("feature_mismatch", f"{label}: meta.json lists {len(features)} features but its feature spec "
+                                             f"gives {len(compiled.names)} (or another order)")
     model = Model(version, booster, features, np.asarray(cal_x, dtype=np.float64), np.asarray(cal_y, dtype=np.float64),
-                  dict(meta))
+                  dict(meta), compiled)
     probe = model.predict(np.zeros((1, len(features))))
     if not np.all(np.isfinite(probe)):
         raise ModelError("corrupt", f"{label}: predicts non-finite values")
     return model
 
 
-def load_model(path: Path, version: str, meta: dict[str, Any], expected_features: Sequence[str] = FEATURES,
+def load_model(path: Path, version: str, meta: dict[str, Any], expected_features: Sequence[str] | None = None,
                *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Model:
     """Load and validate one model directory (its ``model.txt``, read once, checked against
     ``meta["sha256"]`` when the metadata has one). Raises :class:`ModelError` with a reason label."""
@@ -111,16 +149,18 @@ def load_model(path: Path, version: str, meta: dict[str, Any], expected_features
     return model_from_bytes(version, data, meta, expected_features, check=check, timeout_s=timeout_s)
 
 
-def load_current(registry: Registry, *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S) -> Model | None:
+def load_current(registry: Registry, *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 feature_cfg: FeatureConfig | None = None) -> Model | None:
     """The promoted model, or None when nothing is promoted yet."""
     version = registry.current()
     if version is None:
         return None
-    return load_version(registry, version, check=check, timeout_s=timeout_s)
+    return load_version(registry, version, check=check, timeout_s=timeout_s, feature_cfg=feature_cfg)
 
 
 def load_version(registry: Registry, version: str, *, check: bool = True, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 expected_features: Sequence[str] = FEATURES, checker: Checker | None = None) -> Model:
+                 expected_features: Sequence[str] | None = None, checker: Checker | None = None,
+                 feature_cfg: FeatureConfig | None = None) -> Model:
     """One registry version, checksum-verified on the bytes that are then checked (child process) and
     loaded. Raises :class:`ModelError`: ``registry_error`` when the registry cannot be read, ``corrupt``
     for a version whose files are wrong, or the check's reason."""
@@ -130,7 +170,8 @@ def load_version(registry: Registry, version: str, *, check: bool = True, timeou
         raise ModelError("corrupt", str(exc)) from None
     except RegistryError as exc:
         raise ModelError("registry_error", str(exc)) from None
-    return model_from_bytes(version, data, meta, expected_features, check=check, timeout_s=timeout_s, checker=checker)
+    return model_from_bytes(version, data, meta, expected_features, check=check, timeout_s=timeout_s, checker=checker,
+                            feature_cfg=feature_cfg)
 
 
 def _one_line(text: str) -> str:
@@ -149,10 +190,13 @@ class ModelHolder:
     """
 
     def __init__(self, registry: Registry, *, check_timeout_s: float = DEFAULT_TIMEOUT_S,
-                 expected_features: Sequence[str] = FEATURES) -> None:
+                 expected_features: Sequence[str] | None = None, feature_cfg: FeatureConfig | None = None) -> None:
         self.registry = registry
         self.model: Model | None = None  # replaced by one assignment: readers need no lock
-        self.expected_features = tuple(expected_features)
+        #: None: each model's own spec says which features it must have
+        self.expected_features = tuple(expected_features) if expected_features is not None else None
+        #: the worker's feature settings; a model trained with others is refused (``feature_config``)
+        self.feature_cfg = feature_cfg
         self._checker = Checker(check_timeout_s)
         self._rejected: tuple[str, Any] | None = None  # (version, CURRENT stamp) last refused
         self._registry_problem: str | None = None
@@ -161,8 +205,8 @@ class ModelHolder:
 
     def refresh(self) -> tuple[str, str | None]:
         """Returns (status, detail): status is 'unchanged', 'loaded', 'none' or a failure reason
-        ('corrupt', 'feature_mismatch', 'bad_calibration', 'crashed', 'timeout', 'check_error',
-        'registry_error'). A failure is reported once; repeats of it are 'unchanged'."""
+        ('corrupt', 'feature_mismatch', 'bad_spec', 'feature_config', 'bad_calibration', 'crashed', 'timeout',
+        'check_error', 'registry_error'). A failure is reported once; repeats of it are 'unchanged'."""
         if self._closed or not self._lock.acquire(blocking=False):
             return ("unchanged", None)  # shutting down, or a refresh is already running in another thread
         try:
@@ -191,7 +235,7 @@ class ModelHolder:
             return ("unchanged", None)
         try:
             model = load_version(self.registry, version, expected_features=self.expected_features,
-                                 checker=self._checker)
+                                 checker=self._checker, feature_cfg=self.feature_cfg)
         except ModelError as exc:
             if exc.reason == "registry_error":
                 return self._registry_failed(str(exc), kept)
@@ -200,9 +244,14 @@ class ModelHolder:
             return self._rejected_as(version, stamp, "check_error", f"unexpected {type(exc).__name__}: {exc}", kept)
         if self._closed:
             return ("unchanged", None)
-        self.model = model
         self._rejected = None
         self._registry_problem = None
+        previous = self.model
+        self.model = model
+        if previous is not None and previous.compiled.spec != model.compiled.spec:
+            log.warning("model %s computes other features than %s (%s; was %s): every customer's vector now "
+                        "follows the new spec, from the state already kept", version, kept,
+                        model.compiled.spec.describe(), previous.compiled.spec.describe())
         log.warning("loaded model %s (was %s)", version, kept)
         return ("loaded", version)
 

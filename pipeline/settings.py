@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from pipeline.features import FeatureConfig
 
 ENV_PREFIX = "CHURNWATCH_"
 
@@ -170,6 +173,13 @@ class Settings:
                                 f"got {self.allowed_lateness_days}")
         if "://" not in self.broker:
             raise SettingsError(f"broker must look like kafka://host:port, got {self.broker!r}")
+
+    def feature_config(self) -> "FeatureConfig":
+        """The feature settings, from here only: the worker, training and replay all take them from
+        this, and a model records them (a worker refuses a model trained with others)."""
+        from pipeline.features import FeatureConfig
+
+        return FeatureConfig(allowed_lateness_days=self.allowed_lateness_days)
 
     @classmethod
     def documented(cls) -> list[tuple[str, str]]:

@@ -37,7 +37,20 @@ COUNT_FEATURES: tuple[str, ...] = (tuple(f"{ch}_{COUNT_WINDOW_DAYS}d" for ch in 
 BASELINE_LABELS = {
     "logreg": "logistic regression, same features",
     "counts_28d": "logistic regression, 28-day event counts",
+    "type_counts_28d": "logistic regression, 28-day counts per event type + tenure",
 }
+#: Columns of the per-type counts baseline, picked by name from a learnt spec's features: what a data
+#: scientist's first model on their own product would be (counts of each of its event types + age).
+TENURE_FEATURES = ("tenure_days", "usage_observed_days")
+
+
+def type_count_columns(features: Sequence[str]) -> tuple[str, ...]:
+    """The per-type 28-day counts (every type of the spec, and the rest) plus tenure, from ``features``;
+    empty for a spec without types of its own (the built-in features)."""
+    names = tuple(f for f in features if (f.startswith("type_") or f.startswith("other_types_"))
+                  and f.endswith(f"_{COUNT_WINDOW_DAYS}d") and "_active_days_" not in f and "_share_" not in f
+                  and "_per_active_day_" not in f and "_vs_" not in f)
+    return names + tuple(f for f in TENURE_FEATURES if f in features) if names else ()
 
 
 # ---- 28-day event counts ------------------------------------------------------------------------
@@ -204,12 +217,18 @@ def fit_linear(name: str, X: np.ndarray, y: np.ndarray, features: Sequence[str],
     )
 
 
-def baseline_inputs(name: str, X: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The input matrix and column names of baseline ``name``: the model's features or the counts."""
+def baseline_inputs(name: str, X: np.ndarray, counts: np.ndarray,
+                    features: Sequence[str] = FEATURES) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The input matrix and column names of baseline ``name``: the model's features (named
+    ``features``), a selection of them, or the counts. An empty name tuple: not applicable here."""
     if name == "counts_28d":
         return counts, COUNT_FEATURES
     if name == "logreg":
-        return X, FEATURES
+        return X, tuple(features)
+    if name == "type_counts_28d":
+        cols = type_count_columns(features)
+        index = {f: i for i, f in enumerate(features)}
+        return X[:, [index[c] for c in cols]], cols
     raise ValueError(f"unknown baseline {name!r} (known: {', '.join(BASELINE_LABELS)})")
 
 
@@ -220,7 +239,7 @@ def baselines_json(baselines: dict[str, LinearBaseline]) -> dict[str, Any]:
             "baselines": {name: b.to_json() for name, b in baselines.items()}}
 
 
-def load_baselines(data: dict[str, Any]) -> dict[str, LinearBaseline]:
+def load_baselines(data: dict[str, Any], features: Sequence[str] = FEATURES) -> dict[str, LinearBaseline]:
     """Parse ``baselines.json`` content; ``ValueError`` with a one-line message when it does not fit
     this code (another count window, unknown baseline names, mismatched parameter lengths)."""
     if not isinstance(data, dict) or not isinstance(data.get("baselines"), dict):
@@ -236,7 +255,7 @@ def load_baselines(data: dict[str, Any]) -> dict[str, LinearBaseline]:
             baseline = LinearBaseline.from_json(d)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"baseline {name!r} is incomplete ({exc})") from None
-        expected = baseline_inputs(name, np.zeros((0, len(FEATURES))), np.zeros((0, len(COUNT_FEATURES))))[1]
+        expected = baseline_inputs(name, np.zeros((0, len(features))), np.zeros((0, len(COUNT_FEATURES))), features)[1]
         if baseline.features != expected:
             raise ValueError(f"baseline {name!r} was fitted on other inputs than this code computes")
         out[name] = baseline

@@ -2,7 +2,7 @@
 
 Events are replayed in time order through :func:`pipeline.features.apply` — the same code the worker
 runs — and at each observation time T every eligible customer's state is snapshotted with
-:func:`pipeline.features.vector` after applying exactly the events with ``ts < T``. Because the
+:meth:`pipeline.spec.CompiledSpec.vector` after applying exactly the events with ``ts < T``. Because the
 snapshot is taken before any later event touches the state, a row can never contain information from
 after T; the leakage test rebuilds the data from a log cut at T and checks the rows are identical.
 
@@ -24,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pipeline.contract import DAY_MS, Event, format_ts
-from pipeline.features import FEATURES, CustomerState, FeatureConfig, apply, vector
+from pipeline.features import FEATURES, CustomerState, FeatureConfig, apply
+from pipeline.spec import CompiledSpec, FeatureSpec, compile_spec
 from training.labels import Labels, labels_from_events
 
 ProgressFn = Callable[[int], None]
@@ -34,26 +35,45 @@ PROGRESS_EVERY = 20_000
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """How observations are taken. ``min_history_days`` is also the stream's alert guard
-    (``pipeline.alerting.MIN_HISTORY_DAYS``): the model is only trained on customers it will be
-    asked to judge, so the two numbers must stay equal."""
+    """How observations are taken.
+
+    ``min_history_days`` is per customer: how long before T a customer must have been seen to get a
+    row. It is 0 because new accounts churn most and the model should learn what their first weeks
+    look like; their youth is in the row itself (``tenure_days``, and the windows and own-baseline
+    ratios that cover only the days seen). Whether a young customer's score may raise an alert is
+    the alert policy's ``min_history_days``, not a property of the training data.
+
+    ``warmup_days`` is per log: how far after the log's first event the first observation time
+    lies. A log has a beginning, the customers do not: at the log's start every established customer
+    looks brand new (a few hours seen, empty windows, long tenure), a row no live customer resembles
+    once the stream has run a while. After 28 days an established customer's 7-day windows and
+    week-over-week trends are whole and its 30-day windows nearly so (the 90-day ones, like the
+    stream's, count only the days seen), and a customer seen for less than 28 days at T was first
+    seen after the log began: genuinely new, or back after a long silence. The warm-up is a
+    separate setting so that dropping the per-customer minimum does not move the grid to the
+    log's first day, where every row would be one of those look-alike newcomers.
+    """
 
     cadence_days: int = 7
     horizon_days: int = 30
-    min_history_days: int = 28
+    min_history_days: int = 0
+    warmup_days: int = 28
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    #: What the rows' features are (``train`` learns one from the log); the worker computes the same
+    #: through the model's metadata. The default is the built-in features only.
+    spec: FeatureSpec = field(default_factory=FeatureSpec.legacy_spec)
     #: Treat the log as ending here for censoring (default: its newest event). Lets a log cut short
     #: for a test keep the same observation grid as the full log.
     log_end_ms: int | None = None
 
     def __post_init__(self) -> None:
-        if self.cadence_days < 1 or self.horizon_days < 1 or self.min_history_days < 0:
-            raise ValueError("cadence_days and horizon_days must be >= 1, min_history_days >= 0")
+        if self.cadence_days < 1 or self.horizon_days < 1 or self.min_history_days < 0 or self.warmup_days < 0:
+            raise ValueError("cadence_days and horizon_days must be >= 1, min_history_days and warmup_days >= 0")
 
 
 @dataclass
 class Dataset:
-    """One row per (customer, observation time). ``X`` columns are in :data:`FEATURES` order."""
+    """One row per (customer, observation time). ``X`` columns are in ``features`` order (the spec's)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -103,9 +123,10 @@ def next_midnight(ts_ms: int) -> int:
 
 
 def observation_times(log_start_ms: int, log_end_ms: int, cfg: DatasetConfig) -> list[int]:
-    """UTC midnights every ``cadence_days``, from the first one at which anybody can have
-    ``min_history_days`` of history, to the last one whose label window fits inside the log."""
-    first = next_midnight(log_start_ms + cfg.min_history_days * DAY_MS)
+    """UTC midnights every ``cadence_days``, from the first one after the log's warm-up (and at which
+    anybody can have ``min_history_days`` of history: earlier times would have no rows), to the last
+    one whose label window fits inside the log."""
+    first = next_midnight(log_start_ms + max(cfg.warmup_days, cfg.min_history_days) * DAY_MS)
     last = log_end_ms - cfg.horizon_days * DAY_MS
     step = cfg.cadence_days * DAY_MS
     return list(range(first, last + 1, step)) if first <= last else []
@@ -121,7 +142,8 @@ class _Rows:
     tiers: list[str] = field(default_factory=list)
 
 
-def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: DatasetConfig, out: _Rows) -> None:
+def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: DatasetConfig, out: _Rows,
+              compiled: CompiledSpec) -> None:
     """Rows for every customer eligible at ``t_ms``. Only the state (events before T) decides who has
     enough history; the labels decide who already left, which is known at T."""
     history_cut = t_ms - cfg.min_history_days * DAY_MS
@@ -129,7 +151,7 @@ def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: 
     for cid, state in states.items():
         if state.first_ms > history_cut or labels.churned_by(cid, t_ms):
             continue
-        out.X.append(vector(state, t_ms))
+        out.X.append(compiled.vector(state, t_ms))
         out.y.append(1 if labels.churns_within(cid, t_ms, label_end) else 0)
         out.ids.append(cid)
         out.obs.append(t_ms)
@@ -154,12 +176,13 @@ def build_dataset(events: Sequence[Event], cfg: DatasetConfig = DatasetConfig(),
     rows = _Rows()
     ti, pending, previous = 0, 0, log_start
     fcfg = cfg.features
+    compiled = compile_spec(cfg.spec)
     for ev in events:
         if ev.ts_ms < previous:
             raise ValueError("events must be sorted by time (training.eventlog.read_events sorts them)")
         previous = ev.ts_ms
         while ti < len(times) and ev.ts_ms >= times[ti]:
-            _snapshot(states, times[ti], labels, cfg, rows)
+            _snapshot(states, times[ti], labels, cfg, rows, compiled)
             ti += 1
         state = states.get(ev.customer_id)
         if state is None:
@@ -170,14 +193,15 @@ def build_dataset(events: Sequence[Event], cfg: DatasetConfig = DatasetConfig(),
             on_progress(pending)
             pending = 0
     for t in times[ti:]:
-        _snapshot(states, t, labels, cfg, rows)
+        _snapshot(states, t, labels, cfg, rows, compiled)
     if on_progress is not None and pending:
         on_progress(pending)
-    return _to_dataset(rows, log_start, log_end, cfg)
+    return _to_dataset(rows, log_start, log_end, cfg, compiled.names)
 
 
-def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig) -> Dataset:
-    n_features = len(FEATURES)
+def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig,
+                names: tuple[str, ...] = FEATURES) -> Dataset:
+    n_features = len(names)
     X = np.asarray(rows.X, dtype=np.float64).reshape(len(rows.X), n_features)
     return Dataset(
         X=X,
@@ -188,6 +212,7 @@ def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig) -
         log_start_ms=log_start,
         log_end_ms=log_end,
         config=cfg,
+        features=names,
     )
 
 

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from pipeline.contract import Event
-from pipeline.features import FEATURES, CustomerState, FeatureConfig, apply, vector
+from pipeline.features import CustomerState, FeatureConfig, apply
+from pipeline.spec import CompiledSpec, FeatureSpec, compile_spec
+
+LEGACY = compile_spec(FeatureSpec.legacy_spec())
 
 SOURCE_ORDER = {"customers": 0, "interactions": 1, "tickets": 2, "surveys": 3, "outcomes": 4}
 
@@ -50,7 +53,7 @@ def _same(a: float | None, b: float | None, tol: float) -> bool:
 
 
 def offline_vector(events: Sequence[tuple[Event, int]], offsets: dict[str, int], ts_ms: int,
-                   cfg: FeatureConfig = FeatureConfig()) -> list[float]:
+                   cfg: FeatureConfig = FeatureConfig(), compiled: CompiledSpec = LEGACY) -> list[float]:
     """The vector of a customer whose applied events are those at or below ``offsets`` per source.
 
     The stream records offsets per ``source:partition``; all of a customer's events are on one
@@ -65,22 +68,26 @@ def offline_vector(events: Sequence[tuple[Event, int]], offsets: dict[str, int],
     state = CustomerState(events[0][0].customer_id if events else "")
     for ev in chosen:
         apply(state, ev, None, cfg)
-    return vector(state, ts_ms)
+    return compiled.vector(state, ts_ms)
 
 
 def compare(scores: Iterable[dict[str, Any]], events: Iterable[tuple[Event, int]], tol: float = 1e-9,
-            cfg: FeatureConfig = FeatureConfig()) -> ParityReport:
+            cfg: FeatureConfig = FeatureConfig(), compiled: CompiledSpec = LEGACY) -> ParityReport:
     """Compare streamed score records (``customer_id``, ``ts_ms``, ``offsets``, ``features``) with
-    offline recomputation from ``(event, offset)`` pairs of the same topics."""
+    offline recomputation from ``(event, offset)`` pairs of the same topics, through the feature spec
+    of the model that scored them (``compiled``). A record of another width is one mismatch."""
     by_customer: dict[str, list[tuple[Event, int]]] = defaultdict(list)
     for ev, off in events:
         by_customer[ev.customer_id].append((ev, off))
     report = ParityReport()
     for rec in scores:
         cid = rec["customer_id"]
-        offline = offline_vector(by_customer.get(cid, []), rec.get("offsets", {}), rec["ts_ms"], cfg)
+        offline = offline_vector(by_customer.get(cid, []), rec.get("offsets", {}), rec["ts_ms"], cfg, compiled)
         report.rows += 1
-        for name, s_val, o_val in zip(FEATURES, rec["features"], offline):
+        if len(rec["features"]) != len(offline):
+            report.mismatches.append(Mismatch(cid, rec["ts_ms"], "(vector width)", len(rec["features"]), len(offline)))
+            continue
+        for name, s_val, o_val in zip(compiled.names, rec["features"], offline):
             report.values += 1
             if not _same(s_val, o_val, tol):
                 report.mismatches.append(Mismatch(cid, rec["ts_ms"], name, s_val, o_val))

@@ -39,8 +39,8 @@ REPORT_HTML = "report.html"
 MODEL = "model"
 #: Scorers in the order tables and legends show them.
 LABELS: dict[str, str] = {MODEL: "LightGBM model", **BASELINE_LABELS}
-COLORS = {MODEL: "#1f5fa8", "logreg": "#e07b00", "counts_28d": "#2a9d3a"}
-STYLES = {MODEL: "-", "logreg": "--", "counts_28d": ":"}
+COLORS = {MODEL: "#1f5fa8", "logreg": "#e07b00", "counts_28d": "#2a9d3a", "type_counts_28d": "#8e44ad"}
+STYLES = {MODEL: "-", "logreg": "--", "counts_28d": ":", "type_counts_28d": "-."}
 PLOTS = {
     "roc": "roc.png",
     "pr": "pr.png",
@@ -337,7 +337,8 @@ _HEADLINE_ROWS = [
 ]
 
 #: Narrow names for terminal tables.
-SHORT_LABELS = {MODEL: "model", "logreg": "logreg, same features", "counts_28d": "logreg, 28-day counts"}
+SHORT_LABELS = {MODEL: "model", "logreg": "logreg, same features", "counts_28d": "logreg, 28-day counts",
+                "type_counts_28d": "logreg, per-type counts"}
 _SHORT_ROWS = {
     "roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "brier": "Brier", "lift_at_10": "lift top 10%",
     "precision_at_10": "precision top 10%", "recall_at_10": "recall top 10%",

@@ -28,11 +28,11 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lightgbm as lgb
 import numpy as np
@@ -41,7 +41,7 @@ import sklearn
 from sklearn.isotonic import IsotonicRegression
 
 from pipeline.contract import DAY_MS, format_ts
-from pipeline.features import FEATURES
+from pipeline.spec import DEFAULT_TOP_K, FeatureSpec, learn, spec_of_meta
 from pipeline.registry import Registry, sha256_file
 from pipeline.scoring import load_version
 from training.baselines import (
@@ -308,7 +308,7 @@ def _fit(tr: Dataset, va: Dataset, params: dict[str, Any], cfg: TrainConfig,
     run after 3 trees (test AUC 0.65 vs 0.71 with the weighted loss; over six simulator seeds the
     weighted loss had the best worst case at the same mean).
     """
-    names = list(FEATURES)
+    names = list(tr.features)
     weight = np.where(va.y == 1, params["scale_pos_weight"], 1.0)
     d_train = lgb.Dataset(tr.X, label=tr.y, feature_name=names, free_raw_data=True)
     d_valid = lgb.Dataset(va.X, label=va.y, weight=weight, feature_name=names, reference=d_train,
@@ -393,7 +393,9 @@ def train_baselines(dataset: Dataset, counts: np.ndarray, split: TimeSplit, cfg:
     out: dict[str, LinearBaseline] = {}
     for name in BASELINE_LABELS:
         started = time.perf_counter()
-        X, features = baseline_inputs(name, dataset.X, counts)
+        X, features = baseline_inputs(name, dataset.X, counts, dataset.features)
+        if not features:
+            continue  # e.g. per-type counts for a spec without types of its own
         baseline = fit_linear(name, X[tr], dataset.y[tr], features, seed)
         baseline.calibration = _calibration(baseline.raw(X[va]), dataset.y[va], cfg.calibration_blend)
         scores = scores_for(dataset, split, baseline.predict, X)
@@ -453,7 +455,8 @@ def _importance(booster: lgb.Booster, top: int = 15) -> dict[str, float]:
     gains = booster.feature_importance(importance_type="gain")
     order = np.argsort(-gains, kind="stable")[:top]
     total = float(gains.sum()) or 1.0
-    return {FEATURES[i]: round(float(gains[i]) / total, 4) for i in order if gains[i] > 0}
+    names = booster.feature_name()
+    return {names[i]: round(float(gains[i]) / total, 4) for i in order if gains[i] > 0}
 
 
 def _row_counts(part: Dataset) -> dict[str, Any]:
@@ -494,7 +497,7 @@ def frame_for(dataset: Dataset, rows: np.ndarray, counted: np.ndarray, labels: L
 
 def _baseline_scores(dataset: Dataset, counts: np.ndarray, baseline: LinearBaseline,
                      rows: np.ndarray | None = None) -> np.ndarray:
-    X, _ = baseline_inputs(baseline.name, dataset.X, counts)
+    X, _ = baseline_inputs(baseline.name, dataset.X, counts, dataset.features)
     return baseline.predict(X if rows is None else X[rows])
 
 
@@ -616,7 +619,8 @@ def _progress(enabled: bool):  # -> rich.progress.Progress | None
 
 def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 30, cadence_days: int = 7,
                    seed: int = 42, promote: bool = True, progress: bool = True,
-                   dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig()) -> TrainResult:
+                   dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig(),
+                   spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K) -> TrainResult:
     """Read ``path``, build the point-in-time dataset (and the baselines' 28-day counts), train the
     model and both baselines, evaluate all three on the test period, save model, metadata, baselines
     and the evaluation report to ``registry`` as one new version and (optionally) promote it.
@@ -628,6 +632,9 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         raise TrainingError(f"{path}: no valid events ({log.stats.skipped} invalid records)")
     t_read = time.perf_counter() - t0
     dcfg = dataset_config or DatasetConfig(cadence_days=cadence_days, horizon_days=horizon_days)
+    if dcfg.spec.legacy:
+        # the product's own vocabulary decides the channels, unless the caller brought a spec
+        dcfg = replace(dcfg, spec=spec if spec is not None else learn(log.events, top_k))
     bars = _progress(progress)
     with bars if bars is not None else nullcontext():
         t1 = time.perf_counter()
@@ -712,7 +719,8 @@ def model_meta(model: TrainedModel, dataset: Dataset, log: EventLog, timings: di
     """The registry metadata: enough to load the model safely and to reproduce or audit the run."""
     cfg = dataset.config
     return json_safe({
-        "features": list(FEATURES),
+        "features": list(dataset.features),
+        "feature_spec": cfg.spec.to_json(),
         "calibration": model.calibration,
         "thresholds": model.thresholds,
         "horizon_days": cfg.horizon_days,
@@ -865,12 +873,12 @@ def _read_json(path: Path, version: str) -> dict[str, Any]:
     return data
 
 
-def _saved_baselines(vdir: Path, version: str) -> dict[str, LinearBaseline]:
+def _saved_baselines(vdir: Path, version: str, features: Sequence[str]) -> dict[str, LinearBaseline]:
     path = vdir / BASELINES_FILE
     if not path.is_file():
         return {}
     try:
-        return load_baselines(_read_json(path, version))
+        return load_baselines(_read_json(path, version), features)
     except ValueError as exc:
         raise TrainingError(f"model {version}: {BASELINES_FILE}: {exc}") from None
 
@@ -911,7 +919,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     if not path.is_file():
         raise TrainingError(f"event log {path} not found")
     model = load_version(registry, version)
-    baselines = _saved_baselines(vdir, version)
+    baselines = _saved_baselines(vdir, version, model.features)
     try:
         log = read_events(path)
     except (ValueError, OSError) as exc:
@@ -922,7 +930,8 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     try:
         dcfg = DatasetConfig(cadence_days=int(meta["cadence_days"]), horizon_days=int(meta["horizon_days"]),
                              min_history_days=int(meta.get("min_history_days", 28)),
-                             features=FeatureConfig(**(meta.get("feature_config") or {})))
+                             features=FeatureConfig(**(meta.get("feature_config") or {})),
+                             spec=spec_of_meta(meta))
     except (KeyError, TypeError, ValueError) as exc:
         raise TrainingError(f"model {version}: metadata lacks the dataset settings ({exc})") from None
     dataset = build_dataset(log.events, dcfg)

@@ -69,6 +69,19 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "registry"
 
 
+@pytest.fixture(scope="session")
+def foreign_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding one model trained on a foreign-vocabulary product (22 event types of its own,
+    none of them churnwatch's), so its learnt feature spec differs from ``trained_models``'."""
+    from training.train import train_from_log
+
+    root = tmp_path_factory.mktemp("foreign-models")
+    log = root.parent / "foreign-history.jsonl"
+    write_jsonl(simulate(SimConfig(customers=500, days=150, seed=13, vocabulary=22, id_prefix="fh-")), log)
+    train_from_log(log, Registry(root / "registry"), promote=True, progress=False, top_k=20)
+    return root / "registry"
+
+
 @pytest.fixture
 def settings(broker: EmbeddedBroker, tmp_path: Path, trained_models: Path) -> Settings:
     """Settings for one test: private topics and consumer group, a copy-free pointer to the model."""

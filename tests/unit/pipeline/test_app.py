@@ -16,6 +16,7 @@ pytest.importorskip("faust")
 
 from pipeline import app as app_module  # noqa: E402
 from pipeline import fold as fold_module  # noqa: E402
+from pipeline import decisions as decisions_module  # noqa: E402
 from pipeline.app import Worker  # noqa: E402
 from pipeline.contract import format_ts  # noqa: E402
 from pipeline.features import CustomerState  # noqa: E402
@@ -83,14 +84,14 @@ def test_an_exception_while_applying_one_event_dead_letters_only_that_event(work
 
 def test_a_state_that_cannot_be_stored_or_scored_is_rebuilt_without_the_event_that_broke_it(worker, monkeypatch):
     w, written = worker
-    real = app_module.vector
+    real = decisions_module.vector
 
     def vector(st, now_ms):
         if st.applied.get("surveys"):
             raise ValueError("poisoned survey state")
         return real(st, now_ms)
 
-    monkeypatch.setattr(app_module, "vector", vector)
+    monkeypatch.setattr(decisions_module, "vector", vector)  # what a worker without a model computes
     survey = {"event_id": "s1", "customer_id": "c1", "ts": format_ts(T0 + 5), "type": "nps", "score": 3,
               "schema_version": 1}
     batch = [message(w, "interactions", login("c1", 1)), message(w, "surveys", survey),

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.contract import DAY_MS, Event
 from pipeline.features import CH, FEATURES, CustomerState, apply
+from pipeline.spec import FeatureSpec, compile_spec
 from training.baselines import (
     BASELINE_LABELS,
     COUNT_FEATURES,
@@ -124,20 +125,25 @@ def test_baselines_file_round_trip_and_checks() -> None:
     rng = np.random.default_rng(3)
     y = np.tile([0, 1], 50)
     fitted = {}
+    names = compile_spec(FeatureSpec(types=("post", "like"))).names
     for name in BASELINE_LABELS:
-        _, cols = baseline_inputs(name, np.zeros((0, len(FEATURES))), np.zeros((0, len(COUNT_FEATURES))))
+        _, cols = baseline_inputs(name, np.zeros((0, len(names))), np.zeros((0, len(COUNT_FEATURES))), names)
         fitted[name] = fit_linear(name, rng.normal(size=(100, len(cols))), y, cols)
+    assert fitted["type_counts_28d"].features == ("type_post_28d", "type_like_28d", "other_types_28d",
+                                                  "tenure_days", "usage_observed_days")
     data = orjson.loads(orjson.dumps(baselines_json(fitted)))
-    loaded = load_baselines(data)
+    loaded = load_baselines(data, names)
     assert list(loaded) == list(BASELINE_LABELS)
-    assert loaded["counts_28d"].features == COUNT_FEATURES and loaded["logreg"].features == FEATURES
+    assert loaded["counts_28d"].features == COUNT_FEATURES and loaded["logreg"].features == names
+    with pytest.raises(ValueError, match="other inputs"):
+        load_baselines(data)  # the built-in features only: not the inputs these were fitted on
     with pytest.raises(ValueError, match="28-day"):
-        load_baselines(dict(data, count_window_days=14))
+        load_baselines(dict(data, count_window_days=14), names)
     with pytest.raises(ValueError, match="unknown baseline"):
-        load_baselines({"baselines": {"magic": data["baselines"]["logreg"]}})
+        load_baselines({"baselines": {"magic": data["baselines"]["logreg"]}}, names)
     swapped = {"baselines": {"logreg": data["baselines"]["counts_28d"]}}
     with pytest.raises(ValueError, match="other inputs"):
-        load_baselines(swapped)
+        load_baselines(swapped, names)
     with pytest.raises(ValueError, match="not a baselines file"):
         load_baselines({"nope": 1})
 

@@ -37,6 +37,7 @@ def make_frame(customers: int = 400, weeks: int = 10, seed: int = 1) -> tuple[Fr
         MODEL: np.clip(0.05 + truth + rng.normal(0, 0.05, ids.size), 0, 1),
         "logreg": np.clip(0.05 + 0.6 * truth + rng.normal(0, 0.08, ids.size), 0, 1),
         "counts_28d": np.clip(0.05 + 0.3 * truth + rng.normal(0, 0.1, ids.size), 0, 1),
+        "type_counts_28d": np.clip(0.05 + 0.45 * truth + rng.normal(0, 0.09, ids.size), 0, 1),
     }
     churn_ms = {f"c{i}": churn_at for i in np.flatnonzero(churner)}
     return Frame(ids, obs, tiers, y, counted, churn_ms, 7, 30), scores
