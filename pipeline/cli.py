@@ -311,7 +311,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not args.version:
             raise UserError("models promote needs a VERSION (see 'churnwatch models list')")
         reg.promote(args.version, validate=lambda p: load_version(reg, args.version,
-                                                                    timeout_s=settings.model_check_timeout_s))
+                                                                    timeout_s=settings.model_check_timeout_s,
+                                                                    feature_cfg=settings.feature_config()))
         print(f"promoted {args.version}")
         return 0
     previous = reg.rollback()

@@ -12,6 +12,7 @@ import pytest
 from pipeline.contract import DAY_MS
 from pipeline.registry import MODEL_FILE, Registry
 from pipeline.settings import Settings
+from pipeline.spec import compile_spec, safe_name, spec_of_meta
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import event
 
@@ -68,3 +69,49 @@ def test_promotion_is_picked_up_and_bad_models_are_rejected(settings: Settings, 
     assert later[-1]["model_version"] == v2
     print(f"\nhot reload: promotion picked up after {reload_s:.1f}s")
     assert orjson.loads((reg.path(v2) / "meta.json").read_bytes())["version"] == v2
+
+
+def test_a_reload_to_a_model_with_another_feature_spec_needs_no_replay(settings: Settings, foreign_models: Path,
+                                                                       start_worker, sender, tmp_path: Path) -> None:
+    """docs/features.md, "Hot reload across specs": the state keeps every type a customer used, so the
+    new model's features cover the events that arrived under the old one; a model trained with other
+    feature settings is refused and the running one stays."""
+    models = tmp_path / "models"
+    shutil.copytree(settings.models_dir, models)
+    settings = settings.with_(models_dir=models, emit_scores=True)
+    reg = Registry(models)
+    foreign = Registry(foreign_models)
+    fv = foreign.current()
+    spec = compile_spec(spec_of_meta(foreign.meta(fv)))
+    own = compile_spec(spec_of_meta(reg.meta("v1")))
+    assert spec.names != own.names
+    typ = spec.spec.types[0]
+    v2 = reg.save((foreign.path(fv) / MODEL_FILE).read_text(),
+                  {k: v for k, v in foreign.meta(fv).items() if k not in ("version", "sha256")})
+    worker = start_worker(settings)
+    day = (int(time.time() * 1000) // DAY_MS - 3) * DAY_MS
+    sender.send_all([event("interactions", "spec-1", day + i * 3_600_000, typ) for i in range(3)])
+
+    def scorings(n: int) -> list[dict]:
+        got = [s for s in read_topic(settings, settings.scores_topic) if s["customer_id"] == "spec-1"]
+        return got if len(got) >= n else []
+
+    before = wait_for(lambda: scorings(1), 30, what="a scoring under v1")
+    assert before[-1]["model_version"] == "v1" and len(before[-1]["features"]) == len(own.names)
+
+    reg.promote(v2)
+    wait_for(lambda: worker.metric(f'churnwatch_model_info{{version="{v2}"}}') == 1, 20, what=f"{v2} loaded")
+    assert "computes other features" in worker.log()
+    sender.send_all([event("interactions", "spec-1", day + DAY_MS, typ)])
+    after = wait_for(lambda: [s for s in scorings(2) if s["model_version"] == v2], 30, what=f"a scoring under {v2}")
+    row = dict(zip(spec.names, after[-1]["features"]))
+    assert len(after[-1]["features"]) == len(spec.names)
+    assert row[f"type_{safe_name(typ)}_7d"] == 4  # the three events that arrived under v1 count too
+
+    lateness = _copy_version(reg, "v1", edit=lambda text, meta: (
+        text, {**meta, "feature_config": {**meta["feature_config"], "allowed_lateness_days": 30}}))
+    reg.promote(lateness)
+    wait_for(lambda: worker.metric('churnwatch_model_reload_failures_total{reason="feature_config"}') >= 1, 20,
+             what="the model trained with other feature settings to be rejected")
+    assert worker.metric(f'churnwatch_model_info{{version="{v2}"}}') == 1
+    assert "allowed_lateness_days=30" in worker.log()
