@@ -37,12 +37,12 @@ class LogFormatError(ValueError):
 #: Columns an event-log table must have; everything else is optional per source.
 REQUIRED_COLUMNS = ("source", "event_id", "customer_id", "ts", "type", "schema_version")
 #: Field kinds used to coerce table cells (a CSV cell is always text; a Parquet cell may be anything).
-NUMERIC_FIELDS = frozenset({"score", "duration_s", "mrr", "schema_version", "_partition", "_offset"})
+NUMERIC_FIELDS = frozenset({"score", "duration_s", "mrr", "value", "schema_version", "_partition", "_offset"})
 BOOL_FIELDS = frozenset({"success"})
 TIME_FIELDS = frozenset({"ts", "signup_ts", "renewal_ts", "sla_due"})
 STRING_FIELDS = frozenset({
     "source", "event_id", "customer_id", "type", "feature", "ticket_id", "severity", "category", "comment",
-    "touchpoint", "tier", "plan", "csm", "alert_id", "note", "_topic",
+    "touchpoint", "tier", "plan", "csm", "term", "user_id", "alert_id", "note", "_topic",
 })
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})

@@ -224,9 +224,12 @@ def test_not_a_parquet_file_and_missing_columns_fail_in_one_line(tmp_path: Path)
 
 
 # ---- a whole simulated history in every format --------------------------------------------------
-def test_simulated_history_reads_the_same_in_every_format(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vocabulary", [0, 12])
+def test_simulated_history_reads_the_same_in_every_format(tmp_path: Path, vocabulary: int) -> None:
+    """Also a foreign product's log, whose interactions carry user_id and value and profiles a term."""
     jsonl = tmp_path / "sim.jsonl"
-    simulator.write_jsonl(simulator.simulate(simulator.SimConfig(customers=40, days=60, seed=3, bad_rate=0.01)), jsonl)
+    simulator.write_jsonl(simulator.simulate(simulator.SimConfig(customers=40, days=60, seed=3, bad_rate=0.01,
+                                                                 vocabulary=vocabulary)), jsonl)
     lines = [line for line in jsonl.read_bytes().splitlines() if line.strip()]
     objects = []
     for line in lines:
@@ -237,6 +240,9 @@ def test_simulated_history_reads_the_same_in_every_format(tmp_path: Path) -> Non
         if isinstance(obj, dict):
             objects.append(obj)
     expected = read_events(jsonl)
+    if vocabulary:
+        data = [e.data for e in expected.events]
+        assert any("user_id" in d for d in data) and any("value" in d for d in data) and any("term" in d for d in data)
 
     write_csv(tmp_path / "sim.csv.gz", objects)
     _write_parquet([orjson.dumps(o) for o in objects], tmp_path / "sim.parquet")
