@@ -163,3 +163,28 @@ def test_reason_to_json_rounds_and_hides_nan():
         "feature": "mrr", "value": None, "contribution": 0.1235, "category": "profile", "text": "MRR unknown"}
     assert Reason("mrr", 99.123456, 0.1, "profile", "x").to_json()["value"] == 99.1235
     assert Reason("mrr", None, 0.1, "profile", "x").to_json()["value"] is None
+
+
+def test_a_learnt_specs_features_read_as_sentences_about_the_products_own_events() -> None:
+    from pipeline.spec import FeatureSpec, compile_spec
+
+    names = compile_spec(FeatureSpec(types=("whiteboard_shared", "sync_failed"), users=True)).names
+    index = {n: i for i, n in enumerate(names)}
+    row, c = [0.0] * len(names), [0.0] * (len(names) + 1)
+    for name, value, weight in (("type_whiteboard_shared_14d_vs_90d", 0.2, 0.9), ("type_sync_failed_7d", 6.0, 0.7),
+                                ("users_28d", 1.0, 0.5), ("logins_7d", 0.0, 0.1)):
+        row[index[name]], c[index[name]] = value, weight
+    reasons = top_reasons(row, c, names=names)
+    assert [r.feature for r in reasons] == ["type_whiteboard_shared_14d_vs_90d", "type_sync_failed_7d", "users_28d"]
+    assert reasons[0].text == "whiteboard shared at 20% of the customer's usual rate (last 14 vs 90 days)"
+    assert reasons[0].category == "adoption"
+    assert reasons[1].text == "6 sync failed events in the last 7 days" and reasons[1].category == "service"
+    assert reasons[2].text == "1 active users in the last 28 days"
+    # every name a spec can produce has a sentence of its own (no fallback to the bare name)
+    full = compile_spec(FeatureSpec(types=("a", "b"), ratios=(("b", "a"),), users=True, values=True)).names
+    for name in full[len(FEATURES):]:
+        one = [0.0] * len(full)
+        weights = [0.0] * (len(full) + 1)
+        weights[full.index(name)] = 1.0
+        (r,) = top_reasons(one, weights, names=full)
+        assert name.replace("_", " ") not in r.text, (name, r.text)
