@@ -163,6 +163,8 @@ class CompiledSpec:
     main: int = 28
     #: age in days -> index of its band in ``edges``
     band_of: tuple[int, ...] = field(default=(), repr=False)
+    #: age in days -> index of the shortest window holding it (it counts in that one and every longer one)
+    window_of: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def index(self) -> dict[str, int]:
@@ -208,7 +210,8 @@ def compile_spec(spec: FeatureSpec) -> CompiledSpec:
     if len(set(full)) != len(full):
         raise SpecError("feature spec gives two features the same name")
     band_of = tuple(next(i for i, e in enumerate(edges) if age < e) for age in range(edges[-1]))
-    return CompiledSpec(spec, full, edges, main, band_of)
+    window_of = tuple(next(i for i, x in enumerate(w) if age < x) for age in range(w[-1]))
+    return CompiledSpec(spec, full, edges, main, band_of, window_of)
 
 
 def _rate_ratio(recent: float, recent_days: int, total: float, total_days: int) -> float:
@@ -274,26 +277,34 @@ def _extension(c: CompiledSpec, state: CustomerState, now_ms: int) -> list[float
     out += [totals[x] - float(sum(cum[x][i] for i in named)) for x in w]
     for a_, b_ in spec.ratios:
         out.append(main_counts[a_] / main_counts[b_] if main_counts[b_] else NAN)
+    first_window = c.window_of
     if spec.users:
         per_window: list[set[int]] = [set() for _ in w]
         for day, hashes in state.udays.items():
             age = now_day - day
-            for wi, x in enumerate(w):
-                if 0 <= age < x:
-                    per_window[wi].update(hashes)
-        out += [float(len(u)) for u in per_window]
-        users_main = len({h for day, hs in state.udays.items() if 0 <= now_day - day < main for h in hs})
+            if 0 <= age < w[-1]:
+                per_window[first_window[age]].update(hashes)
+        seen_users: set[int] = set()
+        users_main = 0
+        for x, users in zip(w, per_window):
+            seen_users |= users
+            out.append(float(len(seen_users)))
+            if x == main:
+                users_main = len(seen_users)
         out.append(main_all / users_main if users_main else NAN)
     if spec.values:
         vals = [0] * len(w)
         prev_v = 0
         for day, v in state.vdays.items():
             age = now_day - day
-            for wi, x in enumerate(w):
-                if 0 <= age < x:
-                    vals[wi] += v
-            if w0 <= age < w2:
-                prev_v += v
+            if 0 <= age < w[-1]:
+                vals[first_window[age]] += v
+                if w0 <= age < w2:
+                    prev_v += v
+        total_v = 0
+        for wi, v in enumerate(vals):
+            total_v += v
+            vals[wi] = total_v
         out += [v / VALUE_SCALE for v in vals]
         out.append((vals[0] - prev_v) / max(abs(prev_v), VALUE_SCALE))
     if spec.subscription:
