@@ -230,6 +230,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _times(text: str) -> list[int]:
+    """``--at 2026-05-01,2026-06-01T12:00:00Z``: ISO-8601 or epoch ms, comma separated."""
+    from pipeline.contract import InvalidEvent, parse_ts
+
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(parse_ts(int(part) if part.isdigit() else part, "--at"))
+        except InvalidEvent as exc:
+            raise UserError(f"--at: {exc.detail}") from None
+    if not out:
+        raise UserError("--at needs one or more times, e.g. --at 2026-05-01,2026-06-01")
+    return out
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from training.backtest import score_log, write_scores
+    from training.eventlog import read_events
+
+    source = _existing(args.events, "event log")
+    times = _times(args.at)
+    if not Path(args.out).parent.is_dir() or not args.out.lower().endswith((".parquet", ".csv", ".csv.gz")):
+        raise UserError(f"--out {args.out}: scores are written as .parquet, .csv or .csv.gz into an existing directory")
+    from pipeline.alerting import PolicyConfig
+    from pipeline.policy import load_policy
+    from pipeline.scoring import load_version
+
+    settings = _settings(args)
+    reg = _registry(args)
+    version = args.version or reg.current()
+    if version is None:
+        raise UserError(f"no model in {reg.root}: train one, or name a VERSION")
+    model = load_version(reg, version, timeout_s=settings.model_check_timeout_s, feature_cfg=settings.feature_config())
+    policy: PolicyConfig = load_policy(settings.policy_file).alerts
+    log = read_events(source)
+    if not log.events:
+        raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
+    scored = score_log(log.events, model, times, feature_cfg=settings.feature_config(), policy=policy,
+                       reasons=0 if args.no_reasons else 3)
+    fmt = write_scores(scored, args.out, version)
+    bands = {b: scored.bands.count(b) for b in ("critical", "high", "low")}
+    print(f"scored {len(scored):,} customer-times at {len(set(times))} time(s) with model {version}: "
+          f"{bands['critical']:,} critical, {bands['high']:,} high, {bands['low']:,} low; wrote {args.out} ({fmt}); "
+          f"{log.stats.skipped} invalid records skipped")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     events = _existing(args.events, "event log") if args.events else None
     from training.train import evaluate_version
@@ -410,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--events", help="churnwatch event log: JSONL, CSV/TSV (.gz) or Parquet (e.g. 'churnwatch export')")
     src.add_argument("--usage", help="foreign usage log: account id, event time, event type (docs/foreign-logs.md)")
     src.add_argument("--churn", help="foreign churn dates or subscriptions table, with --usage")
+    src.add_argument("--inactive-days", type=_positive_int, metavar="N",
+                     help="instead of --churn: an account N days without usage churned, dated the day after its "
+                          "last row (docs/foreign-logs.md)")
     sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
@@ -472,6 +524,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--budget", type=float, help="propose per-tier thresholds for this many new alerts per week per 1,000 customers")
     common(sp, broker=False)
     sp.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("score", help="batch-score every customer at chosen times, point in time (backtest, book of business)")
+    sp.add_argument("version", nargs="?", help="registry version (default: the current one)")
+    sp.add_argument("--events", required=True, help="event log: JSONL, CSV/TSV (.gz) or Parquet")
+    sp.add_argument("--at", required=True, help="times to score at, comma separated (ISO-8601 or epoch ms): "
+                                                "every customer seen before and not churned by then, from the events before it")
+    sp.add_argument("--out", required=True, help="output .csv, .csv.gz or .parquet")
+    sp.add_argument("--no-reasons", action="store_true", help="skip the top reasons (faster on big populations)")
+    common(sp, broker=False)
+    sp.set_defaults(func=cmd_score)
 
     sp = sub.add_parser("models", help="list, promote or roll back registry models")
     sp.add_argument("action", choices=["list", "promote", "rollback"])
