@@ -195,7 +195,7 @@ def _existing(path_text: str, what: str) -> Path:
     return path
 
 
-def _print_trained(result: Any) -> None:
+def _print_trained(result: Any) -> int:
     """Model vs both baselines on the test period, then the summary and report path — the same for an
     event log and a converted foreign log, so the two runs read alike."""
     if result.comparison:
@@ -203,21 +203,21 @@ def _print_trained(result: Any) -> None:
 
         from training.report import comparison_table
 
-        Console().print(comparison_table(result.comparison, title="test period: model vs baselines"))
+        Console().print(comparison_table(result.comparison, title="test period: model vs baselines (95 % intervals)"))
     print(result.summary())
+    return 2 if result.not_promoted else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if bool(args.events) == bool(args.usage or args.churn):
         raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
-                  dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k)
+                  dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict)
     if args.events:
         events = _existing(args.events, "event log")  # before the (heavy) training import
         from training.train import train_from_log
 
-        _print_trained(train_from_log(events, _registry(args), **kwargs))
-        return 0
+        return _print_trained(train_from_log(events, _registry(args), **kwargs))
     if not (args.usage and args.churn):
         raise UserError("a foreign log needs both --usage FILE and --churn FILE")
     from training.foreign import mapping_from_args, train_foreign
@@ -226,8 +226,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The conversion summary is printed before training, so it is there even when training then fails.
     foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
                             on_converted=lambda stats: print(stats.summary(), flush=True), **kwargs)
-    _print_trained(foreign.train)
-    return 0
+    return _print_trained(foreign.train)
 
 
 def _times(text: str) -> list[int]:
@@ -466,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
+    sp.add_argument("--strict", action="store_true",
+                    help="exit 2 and do not promote when the test period has fewer than 30 churners")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
     for flag, helptext in (("--id-col", "usage account column (default account_id)"),

@@ -33,7 +33,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from training.baselines import BASELINE_LABELS
-from training.evaluate import alert_rate, curves, evaluate, json_safe, lead_times, reliability
+from training.evaluate import (CI_METRICS, alert_rate, curves, customer_weights, evaluate, interval, json_safe,
+                               lead_times, reliability, weighted_metrics)
 
 REPORT_HTML = "report.html"
 MODEL = "model"
@@ -105,6 +106,18 @@ def headline(block: Mapping[str, Any]) -> dict[str, Any]:
     return json_safe(out)
 
 
+#: Fewer churners than this in the test period and every figure is mostly noise: said loudly.
+MIN_TEST_CHURNERS = 30
+
+
+def with_ci(value: Any, ci: Any, fmt: str) -> str:
+    """``0.801 (0.762-0.840)``: a figure with its 95 % bootstrap interval, when it has one."""
+    text = _fmt(value, fmt)
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
+        text += f" ({_fmt(ci[0], fmt)}–{_fmt(ci[1], fmt)})"
+    return text
+
+
 def evaluation(frame: Frame, period: Mapping[str, Any], scorers: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """The ``evaluation`` section of ``metrics.json``.
 
@@ -118,13 +131,23 @@ def evaluation(frame: Frame, period: Mapping[str, Any], scorers: Mapping[str, di
         "scorers": {},
         "comparison": {},
     }
+    # one set of customer resamples for every scorer: intervals of differences are paired
+    weights = customer_weights(frame.customer_ids[c])
+    draws: dict[str, dict[str, np.ndarray]] = {}
     for name, s in scorers.items():
         block = score_period(frame, s["p"], s["thresholds"])
         block["label"] = LABELS.get(name, name)
         block["guidance"] = s.get("guidance") or {}
         block["importance"] = s.get("importance") or {}
+        draws[name] = weighted_metrics(frame.y[c], np.asarray(s["p"])[c], weights)
+        block["ci"] = {k: interval(draws[name][k]) for k in CI_METRICS}
         out["scorers"][name] = block
-        out["comparison"][name] = headline(block)
+        out["comparison"][name] = dict(headline(block), ci=block["ci"])
+    first = next(iter(draws), None)
+    for name in list(draws)[1:]:
+        # the leading scorer (the model) minus this one, per resample
+        out["comparison"][name]["ci_lead"] = {k: interval(draws[first][k] - draws[name][k]) for k in CI_METRICS}
+    out["period"]["few_churners"] = out["period"]["churners"] < MIN_TEST_CHURNERS
     return json_safe(out)
 
 
@@ -386,7 +409,12 @@ def _headline_table(comparison: Mapping[str, Mapping[str, Any]]) -> str:
         best = None
         if higher is not None and len(numeric) > 1:
             best = max(numeric) if higher else min(numeric)
-        rows.append([f"<td>{_e(label)}</td>"] + [_td(v, fmt, best is not None and v == best) for v in values])
+        cells = []
+        for n, v in zip(names, values):
+            ci = (comparison[n].get("ci") or {}).get(key)
+            cls = "n best" if best is not None and v == best else "n"
+            cells.append(f'<td class="{cls}">{_e(with_ci(v, ci, fmt))}</td>')
+        rows.append([f"<td>{_e(label)}</td>"] + cells)
     return _table(["", *[LABELS.get(n, n) for n in names]], rows)
 
 
@@ -536,8 +564,9 @@ def comparison_table(comparison: Mapping[str, Mapping[str, Any]], title: str = "
         values = [comparison[n].get(key) for n in comparison]
         numeric = [v for v in values if isinstance(v, (int, float))]
         best = (max(numeric) if higher else min(numeric)) if higher is not None and len(numeric) > 1 else None
-        table.add_row(label, *[f"[bold green]{_fmt(v, fmt)}[/]" if best is not None and v == best else _fmt(v, fmt)
-                               for v in values])
+        cells = [with_ci(v, (comparison[n].get("ci") or {}).get(key), fmt) for n, v in zip(comparison, values)]
+        table.add_row(label, *[f"[bold green]{t}[/]" if best is not None and v == best else t
+                               for t, v in zip(cells, values)])
     return table
 
 

@@ -65,7 +65,7 @@ from training.evaluate import (
 )
 from training.eventlog import EventLog, read_events
 from training.labels import Labels, labels_from_events
-from training.report import MODEL, REPORT_HTML, Frame, evaluation, render
+from training.report import MIN_TEST_CHURNERS, MODEL, REPORT_HTML, Frame, evaluation, render
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -573,6 +573,10 @@ class TrainResult:
     #: Headline test-period figures per scorer (``model`` and the baselines), see training.report.
     comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
     guidance: dict[str, Any] = field(default_factory=dict)
+    #: churners in the test period: below MIN_TEST_CHURNERS every figure is mostly noise
+    test_churners: int | None = None
+    #: why a model that was to be promoted was not (None: it was, or promotion was not asked for)
+    not_promoted: str | None = None
 
     @property
     def path(self) -> Path:
@@ -604,6 +608,11 @@ class TrainResult:
             text += f", lift@10% {lift:.2f}" if isinstance(lift, float) else ", lift@10% n/a"
         if self.comparison:
             text += f"\n  report: {self.report_path}"
+        if self.test_churners is not None and self.test_churners < MIN_TEST_CHURNERS:
+            text += (f"\n  WARNING: the test period has only {self.test_churners} churners: every figure above is "
+                     f"mostly noise (see the intervals); use a longer log or a longer --horizon-days")
+        if self.not_promoted:
+            text += f"\n  {self.not_promoted}"
         return text
 
 
@@ -620,7 +629,7 @@ def _progress(enabled: bool):  # -> rich.progress.Progress | None
 def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 30, cadence_days: int = 7,
                    seed: int = 42, promote: bool = True, progress: bool = True,
                    dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig(),
-                   spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K) -> TrainResult:
+                   spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K, strict: bool = False) -> TrainResult:
     """Read ``path``, build the point-in-time dataset (and the baselines' 28-day counts), train the
     model and both baselines, evaluate all three on the test period, save model, metadata, baselines
     and the evaluation report to ``registry`` as one new version and (optionally) promote it.
@@ -674,11 +683,15 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         version = _save(registry, model, meta, baselines, evaluation_, frames)
         if bars is not None:
             bars.update(task, completed=3)
-    if promote:
+    churners = int(evaluation_["period"]["churners"])
+    held = None
+    if strict and churners < MIN_TEST_CHURNERS:
+        held = f"the test period has {churners} churners (fewer than {MIN_TEST_CHURNERS}): not promoted (--strict)"
+    if promote and held is None:
         registry.promote(version, validate=lambda _p: load_version(registry, version))
     timings["total_s"] = round(time.perf_counter() - t0, 3)
-    return TrainResult(version, promote, registry.root, model.metrics, model.thresholds, model.rows, timings,
-                       log.stats.to_json(), evaluation_["comparison"], model.guidance)
+    return TrainResult(version, promote and held is None, registry.root, model.metrics, model.thresholds, model.rows,
+                       timings, log.stats.to_json(), evaluation_["comparison"], model.guidance, churners, held)
 
 
 def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:

@@ -343,3 +343,22 @@ def test_model_against_the_baselines_on_the_held_out_period(trained: tuple[Any, 
         assert model["lift_at_10"] >= c[name]["lift_at_10"] - 0.2, (name, model["lift_at_10"], c[name]["lift_at_10"])
     # and the baselines are real competitors, not strawmen: far better than random
     assert min(c["logreg"]["roc_auc"], c["counts_28d"]["roc_auc"]) > 0.7
+
+
+def test_intervals_are_reported_and_few_churners_are_said_loudly(tmp_path: Path, capsys) -> None:
+    from pipeline import cli, simulator
+
+    log = tmp_path / "small.jsonl"
+    simulator.write_jsonl(simulator.simulate(simulator.SimConfig(customers=150, days=120, start_ms=T0, seed=3)), log)
+    models = tmp_path / "models"
+    code = cli.main(["train", "--events", str(log), "--models-dir", str(models), "--horizon-days", "7", "--quiet",
+                     "--strict"])
+    out = capsys.readouterr().out
+    assert code == 2 and "WARNING: the test period has only" in out and "not promoted (--strict)" in out
+    reg = Registry(models)
+    assert reg.current() is None and reg.versions() == ["v1"]
+    comparison = reg.meta("v1")["comparison"]
+    lo, hi = comparison["model"]["ci"]["roc_auc"]
+    assert lo <= comparison["model"]["roc_auc"] <= hi and hi - lo > 0.02  # few churners: a wide interval
+    assert "ci_lead" in comparison["logreg"] and "ci_lead" not in comparison["model"]
+    assert f"({lo:.3f}–{hi:.3f})" in out  # the printed table carries the interval
