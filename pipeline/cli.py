@@ -195,7 +195,7 @@ def _existing(path_text: str, what: str) -> Path:
     return path
 
 
-def _print_trained(result: Any) -> int:
+def _print_trained(result: Any, strict: bool = False) -> int:
     """Model vs both baselines on the test period, then the summary and report path — the same for an
     event log and a converted foreign log, so the two runs read alike."""
     if result.comparison:
@@ -205,19 +205,20 @@ def _print_trained(result: Any) -> int:
 
         Console().print(comparison_table(result.comparison, title="test period: model vs baselines (95 % intervals)"))
     print(result.summary())
-    return 2 if result.not_promoted else 0
+    return 2 if strict and result.not_promoted else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if bool(args.events) == bool(args.usage or args.churn):
         raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
-                  dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict)
+                  dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
+                  gate=True, force_promote=args.force_promote)
     if args.events:
         events = _existing(args.events, "event log")  # before the (heavy) training import
         from training.train import train_from_log
 
-        return _print_trained(train_from_log(events, _registry(args), **kwargs))
+        return _print_trained(train_from_log(events, _registry(args), **kwargs), args.strict)
     if not (args.usage and args.churn):
         raise UserError("a foreign log needs both --usage FILE and --churn FILE")
     from training.foreign import mapping_from_args, train_foreign
@@ -226,7 +227,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The conversion summary is printed before training, so it is there even when training then fails.
     foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
                             on_converted=lambda stats: print(stats.summary(), flush=True), **kwargs)
-    return _print_trained(foreign.train)
+    return _print_trained(foreign.train, args.strict)
 
 
 def _times(text: str) -> list[int]:
@@ -352,8 +353,14 @@ def cmd_models(args: argparse.Namespace) -> int:
                 continue
             test = (meta.get("metrics") or {}).get("test", {})
             mark = "*" if v == current else " "
-            print(f"{mark} {v:6} created {meta.get('created', '?')[:19]}  roc_auc {test.get('roc_auc', float('nan')):.3f}"
-                  f"  lift@10% {test.get('lift_at_10', float('nan')):.2f}  horizon {meta.get('horizon_days', '?')}d")
+            gate = meta.get("gate")
+            verdict = "" if not isinstance(gate, dict) else (
+                "  gate passed" if gate.get("passed") else f"  gate refused: {'; '.join(gate.get('reasons') or [])}")
+            ci = ((meta.get("comparison") or {}).get("model") or {}).get("ci") or {}
+            auc_ci = ci.get("roc_auc")
+            span = f" ({auc_ci[0]:.3f}-{auc_ci[1]:.3f})" if isinstance(auc_ci, list) and len(auc_ci) == 2 else ""
+            print(f"{mark} {v:6} created {meta.get('created', '?')[:19]}  roc_auc {test.get('roc_auc', float('nan')):.3f}{span}"
+                  f"  lift@10% {test.get('lift_at_10', float('nan')):.2f}  horizon {meta.get('horizon_days', '?')}d{verdict}")
         return 0
     if args.action == "promote":
         if not args.version:
@@ -465,8 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
+    sp.add_argument("--force-promote", action="store_true",
+                    help="promote even if the promotion gate refuses (worse than the current model or a baseline)")
     sp.add_argument("--strict", action="store_true",
-                    help="exit 2 and do not promote when the test period has fewer than 30 churners")
+                    help="exit 2 when the model is not promoted; also hold it back when the test period has "
+                         "fewer than 30 churners")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
     fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
     for flag, helptext in (("--id-col", "usage account column (default account_id)"),

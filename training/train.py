@@ -43,7 +43,8 @@ from sklearn.isotonic import IsotonicRegression
 from pipeline.contract import DAY_MS, format_ts
 from pipeline.spec import DEFAULT_TOP_K, FeatureSpec, learn, spec_of_meta
 from pipeline.registry import Registry, sha256_file
-from pipeline.scoring import load_version
+from pipeline.scoring import ModelError, load_version
+from training.gate import Verdict, judge_baselines, judge_current
 from training.baselines import (
     BASELINE_LABELS,
     BASELINES_FILE,
@@ -629,11 +630,16 @@ def _progress(enabled: bool):  # -> rich.progress.Progress | None
 def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 30, cadence_days: int = 7,
                    seed: int = 42, promote: bool = True, progress: bool = True,
                    dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig(),
-                   spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K, strict: bool = False) -> TrainResult:
+                   spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K, strict: bool = False,
+                   gate: bool = False, force_promote: bool = False) -> TrainResult:
     """Read ``path``, build the point-in-time dataset (and the baselines' 28-day counts), train the
-    model and both baselines, evaluate all three on the test period, save model, metadata, baselines
+    model and the baselines, evaluate them on the test period, save model, metadata, baselines
     and the evaluation report to ``registry`` as one new version and (optionally) promote it.
-    Progress bars go to stderr so stdout stays clean for the summary."""
+
+    With ``gate`` (the CLI's default) promotion is decided by :mod:`training.gate` — against the
+    baselines and the current model on the same test rows — unless ``force_promote``; ``strict`` also
+    holds back a model whose test period has fewer than 30 churners. Progress bars go to stderr so
+    stdout stays clean for the summary."""
     path = Path(path)
     t0 = time.perf_counter()
     log = read_events(path)
@@ -680,6 +686,10 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         meta = model_meta(model, dataset, log, timings)
         meta["guidance"] = model.guidance
         meta["comparison"] = evaluation_["comparison"]
+        verdict = _gate(registry, log, dataset, model) if gate and promote else None
+        if verdict is not None:
+            judge_baselines(evaluation_["comparison"], verdict)
+            meta["gate"] = json_safe(verdict.to_json())
         version = _save(registry, model, meta, baselines, evaluation_, frames)
         if bars is not None:
             bars.update(task, completed=3)
@@ -687,11 +697,42 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
     held = None
     if strict and churners < MIN_TEST_CHURNERS:
         held = f"the test period has {churners} churners (fewer than {MIN_TEST_CHURNERS}): not promoted (--strict)"
+    elif verdict is not None and not verdict.passed:
+        if force_promote:
+            log_note = "; ".join(verdict.reasons)
+            print(f"promotion gate failed ({log_note}); promoted anyway (--force-promote)", file=sys.stderr)
+        else:
+            held = "not promoted: " + "; ".join(verdict.reasons) + " (--force-promote to promote anyway)"
     if promote and held is None:
         registry.promote(version, validate=lambda _p: load_version(registry, version))
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     return TrainResult(version, promote and held is None, registry.root, model.metrics, model.thresholds, model.rows,
                        timings, log.stats.to_json(), evaluation_["comparison"], model.guidance, churners, held)
+
+
+def _gate(registry: Registry, log: EventLog, dataset: Dataset, model: TrainedModel) -> Verdict:
+    """The gate's comparison with the current model: re-scored on the new model's test rows, from
+    the same log, through the current model's own feature spec (the rows are the same: which
+    customers are observed when does not depend on the spec)."""
+    verdict = Verdict()
+    current = registry.current()
+    if current is None:
+        return verdict
+    try:
+        running = load_version(registry, current)
+    except ModelError as exc:  # a broken current model must not keep a good new one out
+        verdict.current = {"version": current, "error": str(exc)}
+        return verdict
+    test = model.split.test.mask(dataset.obs_ms)
+    if not test.any():
+        return verdict
+    cur = build_dataset(log.events, replace(dataset.config, spec=running.compiled.spec))
+    if not (np.array_equal(cur.customer_ids, dataset.customer_ids) and np.array_equal(cur.obs_ms, dataset.obs_ms)):
+        verdict.current = {"version": current, "error": "its rows differ from the new model's"}
+        return verdict
+    judge_current(current, dataset.y[test], model.predict(dataset.X[test]), running.predict(cur.X[test]),
+                  dataset.customer_ids[test], verdict)
+    return verdict
 
 
 def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
