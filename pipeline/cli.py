@@ -208,12 +208,28 @@ def _print_trained(result: Any, strict: bool = False) -> int:
     return 2 if strict and result.not_promoted else 0
 
 
+def _one_time(text: str | None, flag: str) -> int | None:
+    if not text:
+        return None
+    times = _times(text, flag)
+    if len(times) != 1:
+        raise UserError(f"{flag} takes one date, e.g. {flag} 2026-05-01")
+    return times[0]
+
+
+def _train_config(args: argparse.Namespace) -> Any:
+    from training.train import TrainConfig
+
+    return TrainConfig(train_until_ms=_one_time(args.train_until, "--train-until"),
+                       test_from_ms=_one_time(args.test_from, "--test-from"))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if bool(args.events) == bool(args.usage or args.churn):
         raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
                   dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
-                  gate=True, force_promote=args.force_promote)
+                  gate=True, force_promote=args.force_promote, config=_train_config(args))
     if args.events:
         events = _existing(args.events, "event log")  # before the (heavy) training import
         from training.train import train_from_log
@@ -230,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _print_trained(foreign.train, args.strict)
 
 
-def _times(text: str) -> list[int]:
+def _times(text: str, flag: str = "--at") -> list[int]:
     """``--at 2026-05-01,2026-06-01T12:00:00Z``: ISO-8601 or epoch ms, comma separated."""
     from pipeline.contract import InvalidEvent, parse_ts
 
@@ -239,11 +255,11 @@ def _times(text: str) -> list[int]:
         if not part:
             continue
         try:
-            out.append(parse_ts(int(part) if part.isdigit() else part, "--at"))
+            out.append(parse_ts(int(part) if part.isdigit() else part, flag))
         except InvalidEvent as exc:
-            raise UserError(f"--at: {exc.detail}") from None
+            raise UserError(f"{flag}: {exc.detail}") from None
     if not out:
-        raise UserError("--at needs one or more times, e.g. --at 2026-05-01,2026-06-01")
+        raise UserError(f"{flag} needs one or more times, e.g. {flag} 2026-05-01")
     return out
 
 
@@ -472,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
+    sp.add_argument("--train-until", help="last observation date to train on (default: the first 60 %% of the dates)")
+    sp.add_argument("--test-from", help="first observation date of the test period (default: the last 20 %%)")
     sp.add_argument("--force-promote", action="store_true",
                     help="promote even if the promotion gate refuses (worse than the current model or a baseline)")
     sp.add_argument("--strict", action="store_true",

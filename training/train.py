@@ -82,6 +82,10 @@ class TrainConfig:
     """Model and policy knobs. Defaults suit tens of thousands to millions of snapshot rows."""
 
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    #: Chosen cut points (epoch ms), instead of the fractions where given: training ends at
+    #: ``train_until_ms``, testing starts at ``test_from_ms`` (see :func:`time_split`).
+    train_until_ms: int | None = None
+    test_from_ms: int | None = None
     num_threads: int = 1
     learning_rate: float = 0.02
     #: Shallow trees and half the features per tree: over simulator seeds 7-12 at 600 customers x 200
@@ -169,12 +173,18 @@ def scores_for(dataset: Dataset, split: TimeSplit, predict: Callable[[np.ndarray
 
 
 def time_split(obs_ms: np.ndarray, purge_days: int,
-               fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> TimeSplit:
+               fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), *,
+               train_until_ms: int | None = None, test_from_ms: int | None = None) -> TimeSplit:
     """Cut the observation dates into train / validation / test with a purge gap before each later part.
 
     The gaps are taken out of the date count first and the rest is shared by ``fractions``, so a
-    short log loses its gap dates rather than its whole validation period.
+    short log loses its gap dates rather than its whole validation period. A data scientist who knows
+    their product's calendar chooses the cuts instead: ``test_from_ms`` starts the test period (a
+    launch, a pricing change, "the last quarter"), ``train_until_ms`` ends training; whatever lies
+    between, purge gaps apart, is validation, and a cut not given is placed by the fractions.
     """
+    if train_until_ms is not None or test_from_ms is not None:
+        return _chosen_split(np.unique(obs_ms), purge_days, fractions, train_until_ms, test_from_ms)
     dates = np.unique(obs_ms)
     purge_ms = purge_days * DAY_MS
     step = int(np.median(np.diff(dates))) if dates.size > 1 else DAY_MS
@@ -197,6 +207,38 @@ def time_split(obs_ms: np.ndarray, purge_days: int,
         raise TrainingError(f"the log's observation dates cannot hold train, validation and test periods "
                             f"{purge_days} days apart — use a longer event log")
     return TimeSplit(_period(train), _period(valid), _period(test), purge_days)
+
+
+def _chosen_split(dates: np.ndarray, purge_days: int, fractions: tuple[float, float, float],
+                  train_until_ms: int | None, test_from_ms: int | None) -> TimeSplit:
+    purge_ms = purge_days * DAY_MS
+    if train_until_ms is not None and test_from_ms is not None and test_from_ms <= train_until_ms + 2 * purge_ms:
+        raise TrainingError(f"--test-from must be more than two {purge_days}-day purge gaps after --train-until "
+                            f"(validation lies between them)")
+    if test_from_ms is None:  # the fractions place the test period within what follows training
+        rest = dates[dates > int(train_until_ms) + purge_ms]  # type: ignore[arg-type]
+        share = fractions[2] / (fractions[1] + fractions[2])
+        n_test = max(1, round(share * max(0, rest.size - math.ceil(purge_ms / _step(dates)) + 1)))
+        test_from_ms = int(rest[-n_test]) if rest.size else int(dates[-1]) + 1
+    test = dates[dates >= test_from_ms]
+    before = dates[dates <= (int(test[0]) if test.size else test_from_ms) - purge_ms]
+    if train_until_ms is None:
+        share = fractions[0] / (fractions[0] + fractions[1])
+        usable = before.size - max(0, math.ceil(purge_ms / _step(dates)) - 1)
+        n_train = max(1, round(share * usable))
+        train_until_ms = int(before[min(n_train, before.size) - 1]) if before.size else int(dates[0]) - 1
+    train = before[before <= train_until_ms]
+    valid = before[before >= int(train[-1]) + purge_ms] if train.size else before[:0]
+    for name, part in (("training", train), ("validation", valid), ("test", test)):
+        if part.size == 0:
+            raise TrainingError(f"the chosen split leaves no observation dates for {name} (dates "
+                                f"{format_ts(int(dates[0]))[:10]}..{format_ts(int(dates[-1]))[:10]}, "
+                                f"{purge_days}-day purge gaps)")
+    return TimeSplit(_period(train), _period(valid), _period(test), purge_days)
+
+
+def _step(dates: np.ndarray) -> int:
+    return int(np.median(np.diff(dates))) if dates.size > 1 else DAY_MS
 
 
 def _period(dates: np.ndarray) -> Period:
@@ -260,7 +302,8 @@ def train(dataset: Dataset, seed: int = 42, cfg: TrainConfig = TrainConfig(),
           on_iteration: IterationFn | None = None) -> TrainedModel:
     """Fit, calibrate, choose thresholds and evaluate on one dataset. Deterministic for a seed."""
     started = time.perf_counter()
-    split = time_split(dataset.obs_ms, dataset.config.horizon_days, cfg.fractions)
+    split = time_split(dataset.obs_ms, dataset.config.horizon_days, cfg.fractions,
+                       train_until_ms=cfg.train_until_ms, test_from_ms=cfg.test_from_ms)
     parts = {name: dataset.subset(getattr(split, name).mask(dataset.obs_ms))
              for name in ("train", "validation", "test")}
     for name in ("train", "validation"):

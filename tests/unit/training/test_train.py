@@ -362,3 +362,33 @@ def test_intervals_are_reported_and_few_churners_are_said_loudly(tmp_path: Path,
     assert lo <= comparison["model"]["roc_auc"] <= hi and hi - lo > 0.02  # few churners: a wide interval
     assert "ci_lead" in comparison["logreg"] and "ci_lead" not in comparison["model"]
     assert f"({lo:.3f}–{hi:.3f})" in out  # the printed table carries the interval
+
+
+def test_chosen_cut_points_place_the_periods() -> None:
+    dates = T0 + np.arange(20) * 7 * DAY_MS
+    obs = np.repeat(dates, 3)
+    split = time_split(obs, 30, train_until_ms=int(dates[7]), test_from_ms=int(dates[17]))
+    assert (split.train.start_ms, split.train.end_ms) == (dates[0], dates[7])
+    # validation: purge gaps apart from both (30 days: the next date >= 30 days on, the last <= 30 days before)
+    assert (split.validation.start_ms, split.validation.end_ms) == (dates[12], dates[12])  # 35 days from each
+    assert (split.test.start_ms, split.test.end_ms, split.test.dates) == (dates[17], dates[19], 3)
+    only_test = time_split(obs, 30, test_from_ms=int(dates[16]))
+    assert only_test.test.start_ms == dates[16] and only_test.train.end_ms + 30 * DAY_MS <= only_test.validation.start_ms
+    only_train = time_split(obs, 30, train_until_ms=int(dates[9]))
+    assert only_train.train.end_ms == dates[9] and only_train.validation.end_ms + 30 * DAY_MS <= only_train.test.start_ms
+    with pytest.raises(TrainingError, match="two 30-day purge gaps"):
+        time_split(obs, 30, train_until_ms=int(dates[9]), test_from_ms=int(dates[11]))
+    with pytest.raises(TrainingError, match="no observation dates for test"):
+        time_split(obs, 30, test_from_ms=int(dates[-1] + DAY_MS))
+
+
+def test_train_takes_the_cut_points_from_the_command_line(sim_log: Path, tmp_path: Path, capsys) -> None:
+    from pipeline import cli
+
+    assert cli.main(["train", "--events", str(sim_log), "--models-dir", str(tmp_path / "m"), "--quiet",
+                     "--train-until", "2024-02-14", "--test-from", "2024-04-24", "--no-promote"]) == 0
+    split = Registry(tmp_path / "m").meta("v1")["split"]
+    assert split["train"]["end"][:10] == "2024-02-14" and split["test"]["start"][:10] == "2024-04-24"
+    assert cli.main(["train", "--events", str(sim_log), "--models-dir", str(tmp_path / "m"), "--test-from", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--test-from" in err
