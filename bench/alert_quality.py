@@ -25,7 +25,14 @@ churners are alerted early enough to act — the alerting issue's "done when" fi
      in the month;
    * **early recall**: share of the month's churners (churn inside the month) with an alert at least 14
      days before their churn (alerts up to 60 days before churn count, warm-up included);
-   * **median lead time** of alerted churners (earliest alert within the 60 days before churn).
+   * **median lead time** of alerted churners (earliest alert within the 60 days before churn);
+   * the same for **new accounts** (first seen less than 28 days before the month, or in it: each is
+     younger than 28 days at some point of the month), the model alerts raised before 28 days of
+     history, and the model alerts of the replay's first 28 days (a cold start, when every established
+     customer looks new too).
+
+   ``--min-history-days`` sets the policy's minimum history for model alerts (and the baseline's), to
+   compare values on one population; ``--models-dir`` then keeps the model the same across runs.
 
 Run: ``.venv/bin/python bench/alert_quality.py [--customers 5000] [--seed 7] [--quick] [--jobs 2]``
 (about 4.5 minutes on 2 cores: ~45 s training, ~230 s replaying 2.7 M events, most of it in
@@ -43,7 +50,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -69,6 +76,8 @@ LEAD_DAYS = 14
 #: an alert more than this many days before a churn is not counted as a warning of that churn
 LOOKBACK_DAYS = 60
 LOGINS_TREND = FEATURE_INDEX["logins_trend_7d"]
+#: "new account": younger than this at some point of the month (the policy's minimum history by default)
+NEW_DAYS = 28
 MODEL_KINDS = ("new", "escalation")
 
 
@@ -87,6 +96,15 @@ class Shard:
     jobs: int
     index: int
     batch_max: int
+    min_history_days: float | None = None
+
+
+def bench_policy(min_history_days: float | None) -> Policy:
+    """The default policy, with the minimum history for model alerts under test when one is given."""
+    policy = Policy()
+    if min_history_days is None:
+        return policy
+    return replace(policy, alerts=replace(policy.alerts, min_history_days=min_history_days))
 
 
 def run_shard(shard: Shard) -> dict[str, Any]:
@@ -96,8 +114,9 @@ def run_shard(shard: Shard) -> dict[str, Any]:
         raise BenchError(f"no promoted model in {shard.registry}")
     part_of = partitioner(PARTITIONS)
     mine: dict[str, bool] = {}
-    baseline = ShadowPolicy("logins_halved", naive_login_drop)
-    replay = Replayer(model, Policy(), batch_max=shard.batch_max, partitions=PARTITIONS, observers=[baseline])
+    policy = bench_policy(shard.min_history_days)
+    baseline = ShadowPolicy("logins_halved", naive_login_drop, policy.alerts)
+    replay = Replayer(model, policy, batch_max=shard.batch_max, partitions=PARTITIONS, observers=[baseline])
     stats: Counter = Counter()
     churned_seen: dict[str, int] = {}
 
@@ -230,14 +249,19 @@ def main() -> int:
     p.add_argument("--models-dir", help="use this registry's promoted model instead of training one")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="replay processes (1, 2 or 4)")
     p.add_argument("--batch-max", type=int, default=BATCH_MAX, help="events per micro-batch (1 = per event)")
+    p.add_argument("--min-history-days", type=float, default=None,
+                   help="policy's minimum history for model alerts (default: the policy's own)")
     args = p.parse_args()
     customers = args.customers or (1000 if args.quick else 5000)
     train_customers = args.train_customers or (600 if args.quick else 2000)
     train_days = args.train_days or (180 if args.quick else 240)
     if args.jobs not in (1, 2, 4):
         raise BenchError("--jobs must be 1, 2 or 4 (a share of the 4 partitions each)")
-    if args.warmup_days < 28:
-        raise BenchError("--warmup-days must be at least 28 (the alert policy's minimum history)")
+    if args.min_history_days is not None and not 0 <= args.min_history_days < math.inf:
+        raise BenchError("--min-history-days must be a number of days >= 0")
+    if args.warmup_days < max(NEW_DAYS, args.min_history_days or 0):
+        raise BenchError(f"--warmup-days must be at least {NEW_DAYS} and at least --min-history-days "
+                         "(the replay's first customers must be established by the month)")
     if args.follow_days < HORIZON_DAYS:
         raise BenchError(f"--follow-days must be at least {HORIZON_DAYS} to observe churn after late alerts")
     report = Report("alert_quality")
@@ -252,7 +276,7 @@ def main() -> int:
         model = load_current(Registry(registry))
         if model is None:
             raise BenchError(f"no promoted model in {registry}")
-        policy = Policy()
+        policy = bench_policy(args.min_history_days)
         thresholds = {t: policy.alerts.threshold(t, model.thresholds) for t in ("vip", "standard")}
         test = model.meta.get("metrics", {}).get("test", {})
         print(f"  model {model.version}: thresholds {thresholds}; training's own estimate from weekly snapshots: "
@@ -268,7 +292,8 @@ def main() -> int:
                 f"{args.month_days} d month ({format_ts(m0)[:10]} .. {format_ts(m1)[:10]}) + {args.follow_days} d follow-up, "
                 f"churn_rate {eval_churn:.3f}; {args.jobs} process(es), batches of {args.batch_max}")
         t0 = time.perf_counter()
-        shards = [Shard(sim, m1, str(registry), args.jobs, j, args.batch_max) for j in range(args.jobs)]
+        shards = [Shard(sim, m1, str(registry), args.jobs, j, args.batch_max, args.min_history_days)
+                  for j in range(args.jobs)]
         if args.jobs == 1:
             results = [run_shard(shards[0])]
         else:
@@ -328,12 +353,38 @@ def main() -> int:
         report.add(f"tier {tier}: model alerts per week per 1,000 {tier} customers", 1000 * model_n / weeks / pop,
                    "/wk/1k", f"{model_n / weeks:.1f}/wk; all triggers {1000 * all_n / weeks / pop:.1f}/wk/1k; {pop} customers")
 
-    section(f"model alerts (new + escalation), policy thresholds {thresholds}")
+    section(f"model alerts (new + escalation), policy thresholds {thresholds}, "
+            f"minimum history {policy.alerts.min_history_days:g} d")
     q_model = quality([(a[0], a[4]) for a in alerts if a[3] in MODEL_KINDS], truth, live, m0, m1)
     new_n = sum(1 for a in month if a[3] == "new")
     report.add("model: new alerts (no escalations) per week per 1,000 customers", 1000 * new_n / weeks / len(live),
                "/wk/1k", "what training's weekly-snapshot estimate counts")
     report_quality(report, "model", q_model, base_rate)
+    first_seen = {c: first for c, (first, _tier) in seen.items()}
+    # the replay's first day is left out: whoever it sees then is established, only new to the replay
+    young = {c for c, first in first_seen.items()
+             if max(EVAL_START_MS + DAY_MS, m0 - NEW_DAYS * DAY_MS) <= first < m1}
+    live_young = live & young
+    section(f"new accounts: first seen less than {NEW_DAYS} d before the month or in it ({len(live_young)} live)")
+    base_young = (sum(1 for c in live_young if truth.get(c) is not None and mid <= truth[c] < mid + HORIZON_DAYS * DAY_MS)
+                  / len(live_young)) if live_young else math.nan
+    add_count(report, "new accounts: churners in the month",
+              sum(1 for c in young if truth.get(c) is not None and m0 <= truth[c] < m1), "customers")
+    report.add(f"new accounts: base rate, churning within {HORIZON_DAYS} d of mid-month", 100 * base_young, "%")
+    model_young = [(a[0], a[4]) for a in alerts if a[3] in MODEL_KINDS and a[0] in young]
+    truth_young = {c: t for c, t in truth.items() if c in young}
+    report_quality(report, "model, new accounts", quality(model_young, truth_young, live_young, m0, m1), base_young)
+    q_early_life = quality([(a[0], a[4]) for a in alerts if a[3] in MODEL_KINDS and a[4] - first_seen[a[0]] < NEW_DAYS * DAY_MS],
+                           truth, live, m0, m1)
+    report.add(f"model alerts raised before {NEW_DAYS} d of history: per week", q_early_life.per_week, "alerts/wk",
+               f"{q_early_life.alerts} in the month")
+    report.add(f"model alerts raised before {NEW_DAYS} d of history: churned within {HORIZON_DAYS} d",
+               100 * q_early_life.precision, "%", f"{q_early_life.alerted_churned} of {q_early_life.alerted_customers}")
+    cold_end = EVAL_START_MS + NEW_DAYS * DAY_MS
+    cold = sum(1 for a in alerts if a[3] in MODEL_KINDS and a[4] < cold_end)
+    report.add(f"cold start: model alerts per week in the replay's first {NEW_DAYS} d", cold / (NEW_DAYS / 7), "alerts/wk",
+               f"{cold} alerts; {1000 * cold / (NEW_DAYS / 7) / max(1, sum(f < cold_end for f in first_seen.values())):.1f} "
+               "/wk/1k customers seen then")
     section("all triggers (model + proactive-service rules)")
     report_quality(report, "all", quality([(a[0], a[4]) for a in alerts], truth, live, m0, m1), base_rate)
     section("baseline: logins in the last 7 days down >= 50% vs the week before, same policy and scorings")

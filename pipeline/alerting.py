@@ -15,7 +15,10 @@ from typing import Any, Sequence
 from pipeline.contract import DAY_MS, Event, format_ts
 from pipeline.explain import Reason
 
-MIN_HISTORY_DAYS = 28  # must equal training's DatasetConfig.min_history_days
+#: Default of the policy's ``min_history_days``: how long a customer must have been seen before a model
+#: score may alert. Training keeps customers from their first day, so this is about CSMs' inboxes, not
+#: about what the model knows; ``bench/alert_quality.py --min-history-days`` measures the trade-off.
+MIN_HISTORY_DAYS = 28
 #: alerts remembered per customer for the customer view (the alert topic keeps them all)
 HISTORY_KEPT = 10
 
@@ -34,6 +37,7 @@ class PolicyConfig:
     expire_days: float = 30.0
     #: An open alert escalates when the score has risen this much above the score it was raised at.
     escalate_delta: float = 0.15
+    #: No model alert (nor a renewal-at-risk "risk") while the customer has been seen for less than this.
     min_history_days: float = MIN_HISTORY_DAYS
 
     def threshold(self, tier: str, model_thresholds: dict[str, float] | None = None) -> float:

@@ -7,6 +7,7 @@ training (its threshold guidance), then the built-in defaults.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -60,6 +61,9 @@ def load_policy(path: Path | str | None) -> Policy:
         if key not in names:
             raise PolicyError(f"{path}: unknown key alerts.{key} (known: {sorted(names)})")
         alerts = replace(alerts, **{key: _number(path, f"alerts.{key}", value)})
+    if not 0 <= alerts.min_history_days < math.inf:  # NaN fails too: it would switch the guard off
+        raise PolicyError(f"{path}: alerts.min_history_days must be a number of days >= 0, "
+                          f"got {alerts.min_history_days!r}")
 
     plays = dict(PLAYS)
     for category, text in doc.get("plays", {}).items():

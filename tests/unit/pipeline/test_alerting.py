@@ -65,8 +65,18 @@ def test_model_thresholds_override_defaults():
 
 
 def test_min_history_guard():
-    assert step({}, 0.99, T0, history_days=27.9) is None
+    assert step({}, 0.99, T0, history_days=alerting.MIN_HISTORY_DAYS - 0.1) is None
     assert step({}, 0.99, T0, history_days=alerting.MIN_HISTORY_DAYS) is not None
+
+
+@pytest.mark.parametrize(("min_history", "history", "alerted"), [
+    (0.0, 0.0, True), (7.0, 6.9, False), (7.0, 7.0, True), (14.0, 13.0, False), (28.0, 27.9, False), (28.0, 28.0, True),
+])
+def test_min_history_is_the_policys(min_history, history, alerted):
+    cfg = PolicyConfig(min_history_days=min_history)
+    memory: dict = {}
+    assert (step(memory, 0.99, T0, history_days=history, cfg=cfg) is not None) == alerted
+    assert bool(memory) == alerted  # a guarded score leaves no trace: the first one after the guard alerts
 
 
 def test_churned_customers_are_never_alerted():

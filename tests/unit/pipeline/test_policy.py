@@ -47,6 +47,7 @@ enabled = false
 tiers = ["VIP", "gold"]
 """))
     assert policy.alerts.cooldown_days == 3 and policy.alerts.rearm_ratio == 0.5
+    assert policy.alerts.min_history_days == PolicyConfig().min_history_days  # absent: the default
     assert policy.plays["renewal"] == "Send the renewal deck" and policy.plays["service"] == PLAYS["service"]
     r = policy.rules
     assert r.csat_max == 1 and r.cooldown_days == 2 and r.cooldowns == {"csat_low": 10, "renewal_at_risk": 35}
@@ -54,10 +55,20 @@ tiers = ["VIP", "gold"]
     assert r.vip_tiers == frozenset({"vip", "gold"})
 
 
+@pytest.mark.parametrize("days", [0, 7, 14.5, 28])
+def test_min_history_days_is_read(tmp_path, days):
+    assert load_policy(write(tmp_path, f"[alerts]\nmin_history_days = {days}\n")).alerts.min_history_days == days
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("[thresholds]\nvip = 1.5\n", "between 0 and 1"),
     ("[alerts]\ncooldown = 3\n", "unknown key alerts.cooldown"),
     ("[alerts]\ncooldown_days = 'soon'\n", "must be a number"),
+    ("[alerts]\nmin_history_days = -1\n", "alerts.min_history_days must be a number of days >= 0"),
+    ("[alerts]\nmin_history_days = nan\n", "alerts.min_history_days must be a number of days >= 0"),
+    ("[alerts]\nmin_history_days = inf\n", "alerts.min_history_days must be a number of days >= 0"),
+    ("[alerts]\nmin_history_days = true\n", "alerts.min_history_days must be a number"),
+    ("[alerts]\nmin_history_days = '28d'\n", "alerts.min_history_days must be a number"),
     ("[rules.made_up]\nenabled = true\n", "unknown rule"),
     ("[rules.csat_low]\nthreshold = 2\n", "unknown key rules.csat_low.threshold"),
     ("[paly]\n", "unknown section"),

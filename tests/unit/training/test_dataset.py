@@ -56,12 +56,21 @@ def rows_by_day(ds) -> dict[tuple[str, int], int]:
 def test_observation_times_are_utc_midnights_inside_the_labelled_window() -> None:
     cfg = DatasetConfig()
     times = observation_times(at(0.3), at(150), cfg)
-    assert times[0] == at(29)  # first midnight with 28 days of possible history
+    assert times[0] == at(29)  # first midnight after the 28-day warm-up of the log
     assert all(t % DAY_MS == 0 for t in times)
     assert set(np.diff(times)) == {7 * DAY_MS}
     assert times[-1] + 30 * DAY_MS <= at(150) < times[-1] + 37 * DAY_MS
     assert observation_times(at(0), at(50), cfg) == []  # too short for history + horizon
     assert next_midnight(at(3)) == at(3) and next_midnight(at(3) + 1) == at(4)
+
+
+def test_warmup_is_a_log_setting_apart_from_the_customers_minimum_history() -> None:
+    assert DatasetConfig().min_history_days == 0 and DatasetConfig().warmup_days == 28
+    assert observation_times(at(0.3), at(150), DatasetConfig(warmup_days=0))[0] == at(1)
+    # a per-customer minimum longer than the warm-up: earlier times could not have a single row
+    assert observation_times(at(0.3), at(150), DatasetConfig(min_history_days=40))[0] == at(41)
+    with pytest.raises(ValueError, match="warmup_days"):
+        DatasetConfig(warmup_days=-1)
 
 
 # ---- eligibility, labels, censoring -------------------------------------------------------------
@@ -72,7 +81,7 @@ def test_eligibility_and_labels_on_a_hand_made_log() -> None:
     first_seen = {"a": 0.4, "b": 20.4, "c": 0.4, "d": 0.0, "e": 0.4}  # d has a profile at midnight
     expected: dict[tuple[str, int], int] = {}
     for d in days:
-        eligible = {cid for cid, first in first_seen.items() if d - first >= 28}
+        eligible = {cid for cid, first in first_seen.items() if first < d}  # seen before T is enough
         if d <= 56 and "a" in eligible:  # churns at 60.5: gone from T=63
             expected[("a", d)] = int(60.5 - 30 <= d)
         if "b" in eligible:
@@ -82,7 +91,7 @@ def test_eligibility_and_labels_on_a_hand_made_log() -> None:
         expected[("d", d)] = 0
         if "e" in eligible:
             expected[("e", d)] = int(d >= 140.25 - 30)
-    assert ("a", 28) not in expected and ("d", 28) in expected and ("b", 49) in expected
+    assert ("a", 28) in expected and ("b", 28) in expected  # 27.6 and 7.6 days of history
     assert rows_by_day(ds) == expected
 
 
@@ -96,15 +105,29 @@ def test_censored_observations_are_dropped() -> None:
     assert rows_by_day(build_dataset(hand_made_log(), longer))[("e", 126)] == 1
 
 
-def test_min_history_matches_the_stream_alert_guard() -> None:
-    """The model is trained only on customers with this much history; the stream must not alert on
-    anybody with less, or it scores customers unlike any the model has seen."""
-    alerting = pytest.importorskip("pipeline.alerting")
-    assert DatasetConfig().min_history_days == alerting.MIN_HISTORY_DAYS
+def test_new_customers_have_rows_from_their_first_day_with_their_tenure() -> None:
+    """New accounts churn most: the model must see their first weeks, told apart by their tenure."""
+    signup = at(50.2)
+    events = sorted(hand_made_log() + [
+        Event("customers", "n-profile", "n", signup, "profile", {"tier": "standard", "plan": "pro", "signup_ms": signup}),
+        *daily("n", 51, 54), outcome("n", 70.5, "churned"),
+    ], key=lambda e: e.ts_ms)
+    ds = build_dataset(events, DatasetConfig())
+    n = ds.customer_ids == "n"
+    assert ((ds.obs_ms[n] - T0) // DAY_MS).tolist() == [56, 63, 70]  # from 5.8 days old; gone after the churn
+    X = ds.X[n]
+    assert X[:, FEATURES.index("tenure_days")] == pytest.approx([5.8, 12.8, 19.8])
+    assert X[:, FEATURES.index("active_days_7d")].tolist() == [4.0, 0.0, 0.0]
+    assert ds.y[n].tolist() == [1, 1, 1]
+    # the newcomer adds rows and changes nobody else's
+    without = build_dataset(hand_made_log(), DatasetConfig())
+    np.testing.assert_array_equal(ds.customer_ids[~n], without.customer_ids)
+    np.testing.assert_array_equal(ds.obs_ms[~n], without.obs_ms)
+    np.testing.assert_array_equal(ds.X[~n], without.X)
 
 
 def test_min_history_and_horizon_are_configurable() -> None:
-    ds = build_dataset(hand_made_log(), DatasetConfig(min_history_days=7, horizon_days=7, cadence_days=1))
+    ds = build_dataset(hand_made_log(), DatasetConfig(min_history_days=7, warmup_days=0, horizon_days=7, cadence_days=1))
     rows = rows_by_day(ds)
     assert ("b", 28) in rows and ("b", 27) not in rows  # first seen on day 20.4
     assert rows[("a", 54)] == 1 and rows[("a", 53)] == 0  # churn at 60.5 within (T, T+7]
