@@ -319,7 +319,9 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
     from pipeline.spec import learn
 
-    extra = {} if args.min_history_days is None else {"min_history_days": args.min_history_days}
+    extra: dict[str, Any] = {} if args.min_history_days is None else {"min_history_days": args.min_history_days}
+    if args.at:
+        extra["at_ms"] = tuple(_times(args.at))
     cfg = _dataset_config(args, **extra)
     spec = _feature_spec(args) or learn(log.events, args.top_k)
     dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec))
@@ -529,6 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
     sp.add_argument("--min-history-days", type=int, default=None,
                     help="history a customer needs to get a row (default: as train, from the first day)")
+    sp.add_argument("--at", help="observe at exactly these times (comma separated), e.g. the times of a "
+                                 "'churnwatch score' backtest, instead of every --cadence-days")
     _spec_flags(sp)
     sp.set_defaults(func=cmd_dataset)
 

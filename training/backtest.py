@@ -31,6 +31,7 @@ from pipeline.alerting import PolicyConfig
 from pipeline.contract import Event, format_ts
 from pipeline.features import CustomerState, FeatureConfig, apply
 from pipeline.scoring import Model
+from training.labels import Labels, labels_from_events
 
 #: Rows scored per model call: bounds the memory of one call, whatever the population.
 CHUNK = 5_000
@@ -65,8 +66,11 @@ def score_log(events: Sequence[Event], model: Model, at_ms: Sequence[int], *,
     """Score every customer active at each of ``at_ms`` (sorted here) from the events before it.
 
     ``events`` must be time-sorted (as :func:`training.eventlog.read_events` returns them). A customer
-    is active at T when its first event is before T and it has not churned by T."""
+    is active at T when its first event is before T and it has not churned by T (and not come back
+    since: :meth:`training.labels.Labels.churned_by`, the rule the training rows use, so
+    ``churnwatch dataset --at`` gives exactly these rows)."""
     times = sorted(set(int(t) for t in at_ms))
+    labels = labels_from_events(events)
     churn_at: dict[str, list[int]] = {}
     for ev in events:
         if ev.source == "outcomes" and ev.type == "churned":
@@ -76,20 +80,20 @@ def score_log(events: Sequence[Event], model: Model, at_ms: Sequence[int], *,
     ti = 0
     for ev in events:
         while ti < len(times) and ev.ts_ms >= times[ti]:
-            _snapshot(states, times[ti], model, policy, churn_at, reasons, out)
+            _snapshot(states, times[ti], model, policy, churn_at, reasons, out, labels)
             ti += 1
         state = states.get(ev.customer_id)
         if state is None:
             state = states[ev.customer_id] = CustomerState(ev.customer_id)
         apply(state, ev, None, feature_cfg)
     for t in times[ti:]:
-        _snapshot(states, t, model, policy, churn_at, reasons, out)
+        _snapshot(states, t, model, policy, churn_at, reasons, out, labels)
     return out
 
 
 def _snapshot(states: dict[str, CustomerState], t_ms: int, model: Model, policy: PolicyConfig,
-              churn_at: dict[str, list[int]], k: int, out: Scored) -> None:
-    active = [st for st in states.values() if st.first_ms < t_ms and not (st.churned_ms and st.churned_ms < t_ms)]
+              churn_at: dict[str, list[int]], k: int, out: Scored, labels: Labels) -> None:
+    active = [st for st in states.values() if st.first_ms < t_ms and not labels.churned_by(st.customer_id, t_ms)]
     for start in range(0, len(active), CHUNK):
         chunk = active[start:start + CHUNK]
         rows = np.asarray([model.vector(st, t_ms) for st in chunk], dtype=np.float64)

@@ -65,6 +65,10 @@ class DatasetConfig:
     #: Treat the log as ending here for censoring (default: its newest event). Lets a log cut short
     #: for a test keep the same observation grid as the full log.
     log_end_ms: int | None = None
+    #: Observe at exactly these instants instead of the cadence grid (``dataset --at``: the rows a
+    #: ``churnwatch score`` backtest scores). A label whose horizon runs past the log's end is 0 unless
+    #: the log already shows the churn: such rows are for scoring, not for judging.
+    at_ms: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.cadence_days < 1 or self.horizon_days < 1 or self.min_history_days < 0 or self.warmup_days < 0:
@@ -125,7 +129,9 @@ def next_midnight(ts_ms: int) -> int:
 def observation_times(log_start_ms: int, log_end_ms: int, cfg: DatasetConfig) -> list[int]:
     """UTC midnights every ``cadence_days``, from the first one after the log's warm-up (and at which
     anybody can have ``min_history_days`` of history: earlier times would have no rows), to the last
-    one whose label window fits inside the log."""
+    one whose label window fits inside the log; or exactly ``cfg.at_ms``."""
+    if cfg.at_ms:
+        return sorted(set(int(t) for t in cfg.at_ms))
     first = next_midnight(log_start_ms + max(cfg.warmup_days, cfg.min_history_days) * DAY_MS)
     last = log_end_ms - cfg.horizon_days * DAY_MS
     step = cfg.cadence_days * DAY_MS

@@ -43,11 +43,15 @@ def test_scores_are_point_in_time_and_cover_who_was_active(trained) -> None:
         states: dict[str, CustomerState] = {}
         for e in before:
             apply(states.setdefault(e.customer_id, CustomerState(e.customer_id)), e)
-        active = {c for c, st in states.items() if not (st.churned_ms and st.churned_ms < t)}
+        def gone(c: str) -> bool:  # churned before t and not back since
+            churns = [e.ts_ms for e in before if e.customer_id == c and e.source == "outcomes" and e.type == "churned"]
+            backs = [e.ts_ms for e in before if e.customer_id == c and e.source == "outcomes" and e.type == "renewed"]
+            return bool(churns) and not any(b > max(churns) for b in backs)
+
+        active = {c for c in states if not gone(c)}
         rows = [i for i, o in enumerate(scored.observed_ms) if o == t]
         assert {scored.customer_ids[i] for i in rows} == active and len(rows) == len(active)
-        churned_before = {c for c, st in states.items() if st.churned_ms}
-        assert churned_before and not churned_before & {scored.customer_ids[i] for i in rows}
+        assert any(gone(c) for c in states)
         ids = [scored.customer_ids[i] for i in rows]
         expected = model.predict(np.asarray([model.vector(states[c], t) for c in ids]))
         assert np.allclose([scored.scores[i] for i in rows], expected, rtol=0, atol=1e-12)
@@ -88,3 +92,20 @@ def test_bad_score_arguments_are_one_line_and_exit_2(trained, tmp_path: Path, ca
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+def test_dataset_at_gives_the_rows_score_scores(trained, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    log, models, model = trained
+    at = [T0 + 60 * DAY_MS, T0 + 90 * DAY_MS]
+    spec = tmp_path / "spec.json"
+    spec.write_bytes((models / model.version / "meta.json").read_bytes())
+    out = tmp_path / "rows.parquet"
+    assert cli.main(["dataset", "--events", str(log), "--out", str(out), "--spec", str(spec),
+                     "--at", ",".join(str(t) for t in at)]) == 0
+    table = pq.read_table(out)
+    scored = score_log(read_events(log).events, model, at, reasons=0)
+    assert sorted(zip(table.column("customer_id").to_pylist(), table.column("observed_at").to_pylist())) == \
+        sorted(zip(scored.customer_ids, [format_ts(t) for t in scored.observed_ms]))
+    assert table.column_names[4:] == list(model.features)
