@@ -3,7 +3,8 @@
 Most teams that want churn warnings already have two tables, in their own shapes: a **usage log**
 (account id, event time, event type — CSV, Parquet or JSONL, with their own column names and date
 formats) and either **churn dates** (``account,churn_date``) or **subscriptions** (``account,start,end``:
-an end on or before the data's "as of" time is a churn, an open end is an active account). This module
+an end on or before the data's "as of" time is a churn, an open end is an active account). Purchase logs
+have neither: for them churn is *inactivity* (``inactive_days``, see below). This module
 maps those onto the event contract so they run through the *same* feature code and trainer as native
 churnwatch data (see ``docs/foreign-logs.md``):
 
@@ -15,6 +16,8 @@ churnwatch data (see ``docs/foreign-logs.md``):
   when only churn dates are known; tier ``standard`` unless a tier column is named;
 * every churn -> a ``churned`` outcome at its date (the label); a subscription that starts again after a
   gap -> ``renewed`` (a win-back), which the labels already understand.
+* without a churn table, ``inactive_days=N``: a gap of N days or more after a usage row -> ``churned`` at
+  that row + 1 day, and the row that ends the gap, if any -> ``renewed`` (see "Inactivity churn" below).
 
 Decisions that matter for a sound model, and why:
 
@@ -30,6 +33,26 @@ Decisions that matter for a sound model, and why:
   column: a first part above 12 means day-first, a second part above 12 month-first; a column that
   never says fails with a request for ``--time-format``). Times without a zone are UTC, like the
   contract. ``time_format`` (strptime) overrides the guessing.
+
+Inactivity churn (``inactive_days=N``), and why it is built the way it is:
+
+* *Dated at the last row + 1 day*, not when the silence reaches N days. The account was lost when it
+  stopped using the product; a churn dated at the end of the gap would make the label a countdown of a
+  silence the features already show (days since the last event), and the model would learn to report
+  silence rather than warn before it. The day after the last row, not the row itself, so an observation
+  on the day of the last activity still sees an active account with that activity in its features.
+* *A gap of N days or more followed by new activity* is a churn and then a win-back (``renewed`` at the
+  row that ends it). Letting a later return cancel the churn would make a gap's label depend on how long
+  the data runs after it: early gaps have had longer to be "cancelled" than late ones, so the churn rate
+  would drift upwards towards the end of the log — exactly where the test period is.
+* *Censoring*: an account whose last row is within N days of the as-of time has not churned (yet); no
+  outcome. And a label window can only be decided where N days of data follow it, so the written log
+  ends at as-of - N days: the rows after that only decide who churned (and are counted as left out).
+  Without the cut, the last weeks' churners would be labelled stayers — in the test period.
+* A consequence to know: rows at time T are the accounts not churned by T, and an inactivity churn is
+  dated up to N days before anyone could see it, so an account at the start of its final silence leaves
+  the training rows at once. The rows are the accounts still active, and the label asks whether their
+  current activity is their last.
 
 Bad rows are counted by reason like the event-log readers do; only whole-file problems (missing
 columns, unreadable files, undecidable date order, a type-map target that exists nowhere) raise
@@ -48,6 +71,7 @@ import os
 import re
 import tempfile
 import time
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -72,6 +96,8 @@ MAX_USER_ID_LEN = 256
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 #: How many of the log's own types a bad-target error lists (a log may have hundreds).
 MAX_LISTED_TYPES = 10
+#: ``ConvertStats.churn_table`` when churn is inactivity rather than a table.
+INACTIVITY = "inactivity"
 
 
 class ForeignLogError(LogFormatError):
@@ -112,6 +138,8 @@ class ForeignMapping:
     #: "Now" of the data: later usage rows are dropped and later subscription ends are not churns yet
     #: (default: the newest usage time). ISO-8601 or epoch.
     as_of: str | int | None = None
+    #: Instead of a churn table: N days without usage is a churn (see the module docstring).
+    inactive_days: int | None = None
 
 
 def parse_type_map(spec: str | Iterable[str] | None) -> dict[str, str]:
@@ -267,7 +295,8 @@ class ConvertStats:
     """What a conversion read, wrote and left out, and what looked suspicious."""
 
     usage_path: Path
-    churn_path: Path
+    #: None when churn is inactivity (``ForeignMapping.inactive_days``).
+    churn_path: Path | None
     out_path: Path
     churn_table: str = ""
     usage_rows: int = 0
@@ -292,6 +321,9 @@ class ConvertStats:
     first_ms: int | None = None
     last_ms: int | None = None
     as_of_ms: int | None = None
+    #: Inactivity churn: N, and where the written log ends (as-of - N days; later rows only decide churns).
+    inactive_days: int | None = None
+    labelled_until_ms: int | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     #: The log was written to a temporary file (by :func:`train_foreign`) and is gone after training.
@@ -313,7 +345,8 @@ class ConvertStats:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "usage": str(self.usage_path), "churn": str(self.churn_path), "out": str(self.out_path),
+            "usage": str(self.usage_path), "churn": str(self.churn_path) if self.churn_path else None,
+            "out": str(self.out_path),
             "churn_table": self.churn_table, "usage_rows": self.usage_rows, "churn_rows": self.churn_rows,
             "interactions": self.interactions, "accounts": self.accounts, "profiles": self.profiles,
             "churned": self.churned, "renewed": self.renewed,
@@ -326,18 +359,25 @@ class ConvertStats:
             "first": format_ts(self.first_ms) if self.first_ms is not None else None,
             "last": format_ts(self.last_ms) if self.last_ms is not None else None,
             "as_of": format_ts(self.as_of_ms) if self.as_of_ms is not None else None,
+            "inactive_days": self.inactive_days,
+            "labelled_until": format_ts(self.labelled_until_ms) if self.labelled_until_ms is not None else None,
             "warnings": self.warnings, "seconds": round(self.seconds, 3),
         }
 
     def summary(self) -> str:
         """A few lines for the CLI: what was made, what was left out, what to check."""
         kind = "churn-date" if self.churn_table == "churn_dates" else "subscription"
-        lines = [f"converted {self.usage_rows:,} usage rows ({self.accounts:,} accounts) and {self.churn_rows:,} "
-                 f"{kind} rows into {'a temporary event log' if self.temporary else self.out_path}: "
+        source = (f", churn = {self.inactive_days} days without usage," if self.churn_table == INACTIVITY
+                  else f" and {self.churn_rows:,} {kind} rows")
+        lines = [f"converted {self.usage_rows:,} usage rows ({self.accounts:,} accounts){source} "
+                 f"into {'a temporary event log' if self.temporary else self.out_path}: "
                  f"{self.interactions:,} interactions, "
                  f"{self.profiles:,} profiles, {self.churned:,} churned, {self.renewed:,} renewed"]
         if self.first_ms is not None and self.last_ms is not None:
             lines[0] += f"; usage {format_ts(self.first_ms)[:10]} .. {format_ts(self.last_ms)[:10]}"
+        if self.labelled_until_ms is not None:
+            lines[0] += (f"; log written up to {format_ts(self.labelled_until_ms)[:10]} (the last "
+                         f"{self.inactive_days} days only decide who churned)")
         bad = [f"{t} {k}={v}" for t, c in (("usage", self.usage_invalid), ("churn", self.churn_invalid))
                for k, v in sorted(c.items())] + [f"{k}={v}" for k, v in sorted(self.dropped.items())]
         if bad:
@@ -486,35 +526,46 @@ def _merge(intervals: list[tuple[int | None, int | None]]) -> list[list[int | No
 
 
 # ---- conversion ---------------------------------------------------------------------------------
-def convert(usage_path: Path | str, churn_path: Path | str, out_path: Path | str,
+def convert(usage_path: Path | str, churn_path: Path | str | None, out_path: Path | str,
             mapping: ForeignMapping = ForeignMapping(), *, limits: Limits = Limits()) -> ConvertStats:
-    """Write a churnwatch JSONL event log from a usage log and a churn-date or subscriptions table.
+    """Write a churnwatch JSONL event log from a usage log and a churn-date or subscriptions table, or
+    from the usage log alone with ``mapping.inactive_days`` (``churn_path`` None).
 
     Every whole-file problem surfaces as :class:`ForeignLogError` (also those found by the shared table
     readers), so a caller has one exception type to catch for "fix your input"."""
+    n = mapping.inactive_days
+    if (churn_path is None) == (n is None):
+        raise ForeignLogError("give either a churn table (--churn FILE) or --inactive-days N, not "
+                              + ("both" if n is not None else "neither"))
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ForeignLogError(f"inactive days must be a whole number of days >= 1, not {n!r}")
     try:
-        return _convert(Path(usage_path), Path(churn_path), Path(out_path), mapping, limits)
+        return _convert(Path(usage_path), Path(churn_path) if churn_path is not None else None, Path(out_path),
+                        mapping, limits)
     except ForeignLogError:
         raise
     except LogFormatError as exc:
         raise ForeignLogError(str(exc)) from None
 
 
-def _convert(usage_path: Path, churn_path: Path, out_path: Path, mapping: ForeignMapping,
+def _convert(usage_path: Path, churn_path: Path | None, out_path: Path, mapping: ForeignMapping,
              limits: Limits) -> ConvertStats:
     m = mapping
     started = time.perf_counter()
     stats = ConvertStats(usage_path, churn_path, out_path)
     for p in (usage_path, churn_path):
-        if not p.is_file():
+        if p is not None and not p.is_file():
             raise ForeignLogError(f"{p}: file not found")
 
     # Columns first: a wrong name fails in a second, not after reading a large file.
     ucols = table_columns(usage_path)
     needed = [m.id_col, m.time_col, m.type_col] + [c for c in _optional_usage_cols(m) if c]
     require_columns(usage_path, ucols, needed, "usage log: set --id-col, --time-col, --type-col")
-    ccols = table_columns(churn_path)
-    stats.churn_table, cid_col = _churn_layout(churn_path, ccols, m)
+    ccols = table_columns(churn_path) if churn_path is not None else []
+    if churn_path is not None:
+        stats.churn_table, cid_col = _churn_layout(churn_path, ccols, m)
+    else:
+        stats.churn_table, cid_col, stats.inactive_days = INACTIVITY, "", m.inactive_days
     attr_where: dict[str, tuple[str, str]] = {}  # field -> (table, column)
     for fld, col in (("tier", m.tier_col), ("plan", m.plan_col), ("mrr", m.mrr_col)):
         if col:
@@ -523,12 +574,14 @@ def _convert(usage_path: Path, churn_path: Path, out_path: Path, mapping: Foreig
             elif col in ucols:
                 attr_where[fld] = ("usage", col)
             else:
-                raise ForeignLogError(f"{churn_path}: no column {col!r} for {fld} (nor in {usage_path})")
+                raise ForeignLogError(f"{churn_path or usage_path}: no column {col!r} for {fld}"
+                                      + (f" (nor in {usage_path})" if churn_path is not None else ""))
 
     u_time = _time_reader(usage_path, [m.time_col], m.time_format, "--time-format")
-    c_time_cols = [m.churn_date_col] if stats.churn_table == "churn_dates" else \
+    c_time_cols = [] if churn_path is None else [m.churn_date_col] if stats.churn_table == "churn_dates" else \
         [c for c in (m.end_col, m.start_col) if c in ccols]
-    c_time = _time_reader(churn_path, c_time_cols, m.churn_time_format, "--churn-time-format")
+    c_time = _time_reader(churn_path, c_time_cols, m.churn_time_format, "--churn-time-format") \
+        if churn_path is not None else TimeReader()
     stats.time_formats = {f"usage.{m.time_col}": u_time.describe(),
                           **{f"churn.{c}": c_time.describe() for c in c_time_cols}}
     as_of = None
@@ -541,15 +594,12 @@ def _convert(usage_path: Path, churn_path: Path, out_path: Path, mapping: Foreig
     fh, tmp = _open_out(out_path)
     try:
         with fh:
-            seen = _write_usage(usage_path, m, u_time, as_of, attr_where, fh, stats, limits)
-            if not seen:
-                invalid, dropped = dict(stats.usage_invalid) or "none", dict(stats.dropped) or "none"
-                raise ForeignLogError(f"{usage_path}: no usable usage rows (invalid: {invalid}; dropped: {dropped})")
-            _check_type_map(usage_path, m, stats)  # before the churn table: the output is still a temp file
-            start_ms = min(v[0] for v in seen.values())
-            stats.first_ms, stats.last_ms = start_ms, max(v[1] for v in seen.values())
-            stats.as_of_ms = as_of if as_of is not None else stats.last_ms
-            _write_accounts(churn_path, cid_col, m, c_time, attr_where, seen, start_ms, fh, stats, limits)
+            if churn_path is None:
+                _convert_inactivity(usage_path, m, u_time, as_of, attr_where, fh, stats, limits)
+            else:
+                seen = _write_usage(usage_path, m, u_time, as_of, attr_where, fh, stats, limits)
+                start_ms = _usage_window(usage_path, m, as_of, seen, stats)
+                _write_accounts(churn_path, cid_col, m, c_time, attr_where, seen, start_ms, fh, stats, limits)
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -558,10 +608,26 @@ def _convert(usage_path: Path, churn_path: Path, out_path: Path, mapping: Foreig
     return stats
 
 
+def _usage_window(path: Path, m: ForeignMapping, as_of: int | None, seen: dict[str, list[Any]],
+                  stats: ConvertStats) -> int:
+    """Check what the usage rows gave and set the window in ``stats``; the window's first ms."""
+    if not seen:
+        invalid, dropped = dict(stats.usage_invalid) or "none", dict(stats.dropped) or "none"
+        raise ForeignLogError(f"{path}: no usable usage rows (invalid: {invalid}; dropped: {dropped})")
+    _check_type_map(path, m, stats)  # before the churn table: the output is still a temp file
+    start_ms = min(v[0] for v in seen.values())
+    stats.first_ms, stats.last_ms = start_ms, max(v[1] for v in seen.values())
+    stats.as_of_ms = as_of if as_of is not None else stats.last_ms
+    return start_ms
+
+
 def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int | None,
                  attr_where: dict[str, tuple[str, str]], fh: IO[bytes], stats: ConvertStats,
-                 limits: Limits) -> dict[str, list[Any]]:
-    """Usage rows -> interactions, streamed. Returns per account [first_ms, last_ms, attrs, attr_ms]."""
+                 limits: Limits, times: dict[str, array] | None = None,
+                 written_ts: array | None = None) -> dict[str, list[Any]]:
+    """Usage rows -> interactions, streamed. Returns per account [first_ms, last_ms, attrs, attr_ms].
+    ``times`` collects every account's usage times and ``written_ts`` the time of each line in write
+    order (inactivity churn needs the gaps, and the cut at as-of - N without re-reading the lines)."""
     mapper = _TypeMapper(m.type_map)
     usage_attrs = {fld: col for fld, (table, col) in attr_where.items() if table == "usage"}
     columns = {m.id_col, m.time_col, m.type_col, *(c for c in _optional_usage_cols(m) if c), *usage_attrs.values()}
@@ -574,6 +640,9 @@ def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int |
                 raise row
             account = _ident(row.get(m.id_col), m.id_col)
             ts = _read_time(reader, row.get(m.time_col), m.time_col)
+            if ts < limits.min_ts_ms:  # the contract refuses it: a log of such rows would be refused whole
+                raise InvalidEvent("bad_timestamp", f"{m.time_col}: {format_ts(ts)[:10]} is before "
+                                                    f"{format_ts(limits.min_ts_ms)[:10]}, the contract's earliest time")
             raw_type = str(row.get(m.type_col) if row.get(m.type_col) is not None else "").strip()
             if not raw_type:
                 raise InvalidEvent("missing_field", f"{m.type_col} is empty")
@@ -617,6 +686,9 @@ def _write_usage(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int |
             fh.write(b"".join(chunk))
             chunk.clear()
         stats.interactions += 1
+        if times is not None and written_ts is not None:
+            times.setdefault(account, array("q")).append(ts)
+            written_ts.append(ts)
         entry = seen.get(account)
         if entry is None:
             entry = seen[account] = [ts, ts, {}, {}]
@@ -738,16 +810,25 @@ def _write_accounts(path: Path, id_col: str, m: ForeignMapping, reader: TimeRead
         if no_sub:
             stats.warnings.append(f"{no_sub} accounts in the usage log have no subscription row; they are "
                                   f"treated as active customers since they were first seen")
+    _write_outcomes(included, signup, attrs, outcomes, f"from {path.name}", m, seen, start_ms, as_of, fh, stats)
 
+
+def _write_outcomes(included: Iterable[str], signup: Mapping[str, int], attrs: Mapping[str, dict[str, Any]],
+                    outcomes: list[tuple[str, int, str]], note: str, m: ForeignMapping,
+                    seen: Mapping[str, list[Any]], start_ms: int, as_of: int, fh: IO[bytes],
+                    stats: ConvertStats) -> None:
+    """One profile per included account, then the outcomes in time order, and the churn bookkeeping
+    the warnings read."""
+    included = sorted(included)
     chunk: list[bytes] = []
-    for account in sorted(included):
+    for account in included:
         record = _profile(account, signup[account], start_ms, as_of, m, seen.get(account), attrs.get(account), stats)
         chunk.append(_line(record))
     for account, ts, typ in sorted(outcomes, key=lambda o: (o[1], o[0])):
         event_id = _event_id("c" if typ == "churned" else "r", f"{account}\x1f{ts}")
         chunk.append(_line({"source": "outcomes", "event_id": event_id, "customer_id": account,
                             "ts": format_ts(ts), "type": typ,
-                            "schema_version": SCHEMA_VERSION, "note": f"from {path.name}"}))
+                            "schema_version": SCHEMA_VERSION, "note": note}))
         if typ == "churned":
             stats.churned += 1
         else:
@@ -764,6 +845,70 @@ def _write_accounts(path: Path, id_col: str, m: ForeignMapping, reader: TimeRead
     stats.churned_accounts = len(last_churn)
     stats.usage_after_churn = sum(1 for acc, ts in last_churn.items()
                                   if acc in seen and seen[acc][1] > ts + DAY_MS)
+
+
+def _convert_inactivity(path: Path, m: ForeignMapping, reader: TimeReader, as_of: int | None,
+                        attr_where: dict[str, tuple[str, str]], fh: IO[bytes], stats: ConvertStats,
+                        limits: Limits) -> None:
+    """Usage log alone -> interactions up to as-of - N days, profiles, and churns/win-backs from the
+    gaps (the rules and their reasons are in the module docstring).
+
+    The interactions go to a spool file first: where the log has to end (as-of - N) is known only once
+    every row is read, as-of being the newest row by default."""
+    n_ms = int(m.inactive_days or 0) * DAY_MS
+    times: dict[str, array] = {}
+    written_ts = array("q")
+    with tempfile.TemporaryFile(prefix="churnwatch-usage-") as spool:
+        seen = _write_usage(path, m, reader, as_of, attr_where, spool, stats, limits, times, written_ts)
+        start_ms = _usage_window(path, m, as_of, seen, stats)
+        end = stats.as_of_ms
+        assert end is not None
+        cut = end - n_ms
+        if cut < start_ms:
+            days = (end - start_ms) / DAY_MS
+            raise ForeignLogError(f"{path}: the usage log spans {days:.0f} days, so --inactive-days "
+                                  f"{m.inactive_days} leaves no days whose churn can be decided; use fewer days")
+        stats.labelled_until_ms = cut
+        spool.seek(0)
+        chunk: list[bytes] = []
+        late = 0
+        for line, ts in zip(spool, written_ts):
+            if ts > cut:  # the rows of the last N days only decide whether earlier rows were the last
+                late += 1
+                continue
+            chunk.append(line)
+            if len(chunk) >= 8192:
+                fh.write(b"".join(chunk))
+                chunk.clear()
+        fh.write(b"".join(chunk))
+    if late:
+        stats.dropped["usage_in_last_inactive_days"] += late
+        stats.interactions -= late
+    outcomes: list[tuple[str, int, str]] = []
+    included: list[str] = []
+    for account, ts_list in times.items():
+        ts = sorted(ts_list)
+        if ts[0] > cut:
+            stats.dropped["account_first_seen_in_last_inactive_days"] += 1
+            continue
+        included.append(account)
+        for last, nxt in zip(ts, ts[1:] + [None]):
+            if last > cut:
+                break
+            if nxt is None:
+                if end - last >= n_ms:
+                    outcomes.append((account, last + DAY_MS, "churned"))
+            elif nxt - last >= n_ms:
+                outcomes.append((account, last + DAY_MS, "churned"))
+                if nxt <= cut:
+                    outcomes.append((account, nxt, "renewed"))
+                else:
+                    stats.dropped["renewed_in_last_inactive_days"] += 1
+    signup = {acc: seen[acc][0] for acc in included}
+    _write_outcomes(included, signup, {}, outcomes, f"{m.inactive_days} days without usage", m, seen, start_ms,
+                    cut, fh, stats)
+    # A return is a win-back here, never usage after a churn (one after the cut only looks like it).
+    stats.churned_accounts = stats.usage_after_churn = 0
 
 
 def _profile(account: str, signup_ms: int, start_ms: int, as_of: int, m: ForeignMapping,
@@ -788,7 +933,10 @@ def _profile(account: str, signup_ms: int, start_ms: int, as_of: int, m: Foreign
 
 def _warn(stats: ConvertStats) -> None:
     """Things that convert fine but would make a poor or empty model: said plainly, once."""
-    if stats.churned == 0:
+    if stats.churned == 0 and stats.churn_table == INACTIVITY:
+        stats.warnings.append(f"no account goes {stats.inactive_days} days without usage, so there is nothing to "
+                              f"learn from; use fewer --inactive-days")
+    elif stats.churned == 0:
         stats.warnings.append("no churn falls inside the usage window, so there is nothing to learn from; check the "
                               "churn table's account ids and dates against the usage log")
     if "login" not in stats.types:
@@ -813,10 +961,11 @@ class ForeignTrainResult:
         return self.convert.summary() + "\n" + self.train.summary()
 
 
-def train_foreign(usage: Path | str, churn: Path | str, registry: Any, mapping: ForeignMapping = ForeignMapping(),
+def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, mapping: ForeignMapping = ForeignMapping(),
                   *, log_out: Path | str | None = None, on_converted: Callable[[ConvertStats], None] | None = None,
                   **train_kwargs: Any) -> ForeignTrainResult:
-    """Convert ``usage`` + ``churn`` and train on the result (:func:`training.train.train_from_log`).
+    """Convert ``usage`` + ``churn`` and train on the result (:func:`training.train.train_from_log`);
+    ``churn`` is None when ``mapping.inactive_days`` defines churn.
 
     ``registry`` is a :class:`pipeline.registry.Registry` or its directory. The converted log goes to a
     temporary file unless ``log_out`` names one to keep — worth keeping: the registry's metadata records

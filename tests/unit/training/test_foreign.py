@@ -502,3 +502,145 @@ def test_usage_path_prints_the_comparison_table(small: tuple[Path, Path], tmp_pa
                      "--quiet"])
     assert code == 0
     assert out[table:] == capsys.readouterr().out  # table and model summary exactly as on the --events path
+
+
+# ---- churn from inactivity (no churn table) -----------------------------------------------------
+INACTIVE = ForeignMapping(id_col="account", time_col="occurred_at", type_col="action", inactive_days=30)
+
+
+@pytest.fixture
+def purchases(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "orders.csv", ["account", "occurred_at", "action"], [
+        ["a", "2026-01-01 10:00:00", "buy"],
+        ["a", "2026-01-03 10:00:00", "buy"],
+        ["a", "2026-02-20 10:00:00", "buy"],  # 48 days after the last: a churn, then a win-back
+        ["b", "2026-01-02 00:00:00", "buy"],  # never again: churned the day after
+        ["c", "2026-04-20 00:00:00", "buy"],  # first seen within 30 days of as-of: nothing to label
+        ["d", "2026-01-05 00:00:00", "buy"],
+        ["d", "2026-04-01 00:00:00", "buy"],  # the win-back falls after the cut
+        ["e", "2026-01-05 00:00:00", "buy"],
+        ["e", "2026-02-01 00:00:00", "buy"],  # 27 days: no churn
+        ["e", "2026-04-30 00:00:00", "buy"],  # the newest row: as-of
+        ["f", "2026-03-20 00:00:00", "buy"],  # 41 days before as-of: a churn, though its gap runs past the cut
+        ["g", "2026-03-25 00:00:00", "buy"],
+        ["g", "2026-04-15 00:00:00", "buy"],  # within 30 days of as-of: censored, no churn
+    ])
+
+
+def test_inactivity_churn_is_dated_the_day_after_the_last_row(purchases: Path, tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    stats = convert(purchases, None, out, INACTIVE)
+    records = lines(out)
+    outcomes = [(r["customer_id"], r["type"], r["ts"]) for r in records if r["source"] == "outcomes"]
+    assert outcomes == [
+        ("b", "churned", "2026-01-03T00:00:00.000Z"),
+        ("a", "churned", "2026-01-04T10:00:00.000Z"),
+        ("d", "churned", "2026-01-06T00:00:00.000Z"),
+        ("e", "churned", "2026-02-02T00:00:00.000Z"),  # its return on 04-30 is after the cut
+        ("a", "renewed", "2026-02-20T10:00:00.000Z"),
+        ("a", "churned", "2026-02-21T10:00:00.000Z"),
+        ("f", "churned", "2026-03-21T00:00:00.000Z"),
+    ]
+    cut = "2026-03-31T00:00:00.000Z"  # as-of (the newest row) - 30 days: later rows only decide churns
+    assert all(r["ts"] <= cut for r in records if r["source"] != "outcomes")
+    assert {r["customer_id"] for r in records if r["source"] == "customers"} == {"a", "b", "d", "e", "f", "g"}
+    assert stats.churned == 6 and stats.renewed == 1 and stats.interactions == 9 and stats.accounts == 6
+    assert stats.dropped == {"usage_in_last_inactive_days": 4, "account_first_seen_in_last_inactive_days": 1,
+                             "renewed_in_last_inactive_days": 2}
+    assert stats.churn_path is None and stats.to_json()["labelled_until"] == cut
+    first = stats.summary().splitlines()[0]
+    assert first.startswith("converted 13 usage rows (6 accounts), churn = 30 days without usage, into ")
+    assert "log written up to 2026-03-31 (the last 30 days only decide who churned)" in first
+    assert not any("churned accounts keep using" in w for w in stats.warnings)
+    log = read_events(out)
+    assert log.stats.skipped == 0
+
+
+def test_inactivity_respects_as_of(purchases: Path, tmp_path: Path) -> None:
+    stats = convert(purchases, None, tmp_path / "log.jsonl", dataclasses.replace(INACTIVE, as_of="2026-03-01"))
+    outcomes = [(r["customer_id"], r["type"], r["ts"][:10]) for r in lines(tmp_path / "log.jsonl")
+                if r["source"] == "outcomes"]
+    # cut 2026-01-30: a's win-back (02-20) and e's 27-day gap end after it; e's rows up to 01-05 are
+    # followed by its 02-01 row, so only its own 27 days count and it has not churned
+    assert outcomes == [("b", "churned", "2026-01-03"), ("a", "churned", "2026-01-04"),
+                        ("d", "churned", "2026-01-06")]
+    assert stats.dropped["usage_after_as_of"] == 6 and stats.labelled_until_ms == ms(2026, 1, 30)
+
+
+def test_inactivity_labels_are_point_in_time(tmp_path: Path) -> None:
+    """The dataset's labels come from the converted churns, and every label window it keeps is decided:
+    the observation grid ends where N days of data still follow the label window."""
+    from training.dataset import DatasetConfig, build_dataset
+    from training.labels import labels_from_events
+
+    rng = np.random.default_rng(3)
+    start, days, n_days = datetime(2026, 1, 1), 200, 30
+    rows, stop = [], {}
+    for i in range(40):
+        last = int(rng.integers(40, days)) if i % 2 else days - 1  # odd accounts stop using the product
+        stop[f"acc{i}"] = last
+        for d in range(0, last + 1):
+            if d == last or rng.random() < 0.8:
+                rows.append([f"acc{i}", (start + timedelta(days=d, hours=9)).strftime("%Y-%m-%d %H:%M:%S"), "use"])
+    usage = write_csv(tmp_path / "usage.csv", ["account", "occurred_at", "action"], rows)
+    out = tmp_path / "log.jsonl"
+    stats = convert(usage, None, out, dataclasses.replace(INACTIVE, inactive_days=n_days))
+    events = read_events(out).events
+    labels = labels_from_events(events)
+    as_of = ms(2026, 1, 1) + (days - 1) * 86_400_000 + 9 * 3_600_000
+    for cid, last in stop.items():
+        last_ms = ms(2026, 1, 1) + last * 86_400_000 + 9 * 3_600_000
+        if as_of - last_ms >= n_days * 86_400_000:
+            assert labels.churns[cid] == [last_ms + 86_400_000]  # dated in the past of the gap
+        else:
+            assert cid not in labels.churns  # within N days of as-of: censored
+    horizon = 14
+    ds = build_dataset(events, DatasetConfig(horizon_days=horizon, cadence_days=7))
+    assert ds.obs_ms.max() + horizon * 86_400_000 <= stats.labelled_until_ms + 86_400_000
+    for cid, t, y in zip(ds.customer_ids, ds.obs_ms, ds.y):
+        churn = labels.first_churn(cid)
+        assert y == int(churn is not None and t < churn <= t + horizon * 86_400_000)
+        assert churn is None or t < churn  # churned accounts leave the rows
+    assert ds.y.sum() > 5
+
+
+def test_inactivity_needs_exactly_one_source_of_churn(purchases: Path, small: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    _, churn = small
+    with pytest.raises(ForeignLogError, match="not both"):
+        convert(purchases, churn, tmp_path / "x.jsonl", INACTIVE)
+    with pytest.raises(ForeignLogError, match="not neither"):
+        convert(purchases, None, tmp_path / "x.jsonl", dataclasses.replace(INACTIVE, inactive_days=None))
+    with pytest.raises(ForeignLogError, match=">= 1"):
+        convert(purchases, None, tmp_path / "x.jsonl", dataclasses.replace(INACTIVE, inactive_days=0))
+    with pytest.raises(ForeignLogError, match="spans 119 days, so --inactive-days 120 leaves no days"):
+        convert(purchases, None, tmp_path / "x.jsonl", dataclasses.replace(INACTIVE, inactive_days=120))
+    assert not list(tmp_path.glob("x.jsonl*")) and not list(tmp_path.glob(".x.jsonl.*"))
+
+
+def test_inactivity_with_nobody_inactive_warns(tmp_path: Path) -> None:
+    usage = write_csv(tmp_path / "u.csv", ["account", "occurred_at", "action"],
+                      [["a", f"2026-01-{d:02d} 09:00:00", "use"] for d in range(1, 31)])
+    stats = convert(usage, None, tmp_path / "log.jsonl", dataclasses.replace(INACTIVE, inactive_days=5))
+    assert stats.churned == 0 and any("no account goes 5 days without usage" in w for w in stats.warnings)
+
+
+def test_cli_takes_inactive_days() -> None:
+    args = cli.build_parser().parse_args(["train", "--usage", "u.csv", "--inactive-days", "90"])
+    assert args.churn is None and mapping_from_args(args).inactive_days == 90
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["train", "--usage", "u.csv", "--inactive-days", "0"])
+
+
+def test_inactivity_trains_a_loadable_model(tmp_path: Path) -> None:
+    from training.foreign import train_foreign
+
+    usage, _ = team_history(tmp_path, accounts=120, days=200)
+    mapping = ForeignMapping(id_col="account", time_col="occurred_at", type_col="action", inactive_days=21,
+                             type_map=parse_type_map("signin=login,view_dashboard=page_view"))
+    result = train_foreign(usage, None, tmp_path / "models", mapping, log_out=tmp_path / "converted.jsonl",
+                           progress=False)
+    assert result.convert.churned > 40 and result.convert.labelled_until_ms is not None
+    registry = Registry(tmp_path / "models")
+    assert load_version(registry, result.train.version).version == result.train.version
+    assert registry.meta(result.train.version)["metrics"]["test"]["roc_auc"] > 0.6
