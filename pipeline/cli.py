@@ -225,21 +225,25 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if bool(args.events) == bool(args.usage or args.churn):
-        raise UserError("give either --events LOG, or --usage FILE and --churn FILE (a foreign log)")
+    if bool(args.events) == bool(args.usage or args.churn or args.inactive_days):
+        raise UserError("give either --events LOG, or --usage FILE with --churn FILE or --inactive-days N (a foreign log)")
+    # the inputs are checked before the (heavy) training import and anything that needs it
+    if args.events:
+        events = _existing(args.events, "event log")
+    else:
+        if not args.usage or bool(args.churn) == bool(args.inactive_days):
+            raise UserError("a foreign log needs --usage FILE and either --churn FILE or --inactive-days N")
+        usage = _existing(args.usage, "usage log")
+        churn = _existing(args.churn, "churn table") if args.churn else None
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
                   dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
                   gate=True, force_promote=args.force_promote, config=_train_config(args))
     if args.events:
-        events = _existing(args.events, "event log")  # before the (heavy) training import
         from training.train import train_from_log
 
         return _print_trained(train_from_log(events, _registry(args), **kwargs), args.strict)
-    if not (args.usage and args.churn):
-        raise UserError("a foreign log needs both --usage FILE and --churn FILE")
     from training.foreign import mapping_from_args, train_foreign
 
-    usage, churn = _existing(args.usage, "usage log"), _existing(args.churn, "churn table")
     # The conversion summary is printed before training, so it is there even when training then fails.
     foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
                             on_converted=lambda stats: print(stats.summary(), flush=True), **kwargs)

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _catalogue_names() -> set[str]:
-    text = (ROOT / "docs" / "features.md").read_text()
+    """The built-in features' table (before the learnt spec's section)."""
+    text = (ROOT / "docs" / "features.md").read_text().split("## Feature spec")[0]
     names: set[str] = set()
     for cell in re.findall(r"^\| `([^`]+)` \|", text, flags=re.M):
         m = re.match(r"^(.*)\{([\d,]+)\}(.*)$", cell)
@@ -25,6 +26,30 @@ def _catalogue_names() -> set[str]:
 
 def test_every_feature_is_in_the_catalogue_and_nothing_else() -> None:
     assert _catalogue_names() == set(FEATURES)
+
+
+def test_every_spec_feature_has_a_row_in_the_catalogue() -> None:
+    """Each row of the spec table is a name pattern; every name a spec compiles to matches one, and
+    every pattern is used."""
+    from pipeline.spec import FeatureSpec, compile_spec
+
+    text = (ROOT / "docs" / "features.md").read_text().split("## Feature spec")[1]
+    patterns = {}
+    for cell in re.findall(r"^\| `([^`]+)` \|", text, flags=re.M):
+        regex = re.escape(cell)
+        for part in ("n", "a", "b"):
+            regex = regex.replace(re.escape("{" + part + "}"), "[a-z0-9_]+")
+        for part in ("w", "m", "s", "h"):
+            regex = regex.replace(re.escape("{" + part + "}"), "[0-9]+")
+        patterns[cell] = re.compile(f"^{regex}$")
+    spec = FeatureSpec(types=("post_created", "like"), ratios=(("like", "post_created"),), users=True, values=True)
+    names = compile_spec(spec).names[len(FEATURES):]
+    used: set[str] = set()
+    for name in names:
+        hits = [cell for cell, rx in patterns.items() if rx.match(name)]
+        assert hits, name
+        used |= set(hits)
+    assert used == set(patterns), set(patterns) - used
 
 
 def test_readme_starts_with_the_two_commands() -> None:

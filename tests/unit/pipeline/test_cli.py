@@ -278,3 +278,13 @@ def test_simulate_to_a_file(tmp_path, no_network, capsys):
     written = int(out.split()[1])
     assert written > 0
     assert sum(1 for _ in out_file.open()) == written
+
+
+@pytest.mark.parametrize("extra", [[], ["--churn", "c.csv", "--inactive-days", "30"]])
+def test_a_foreign_log_needs_exactly_one_churn_source(extra, monkeypatch, tmp_path, capsys):
+    _stub_training(monkeypatch)
+    usage = tmp_path / "u.csv"
+    usage.write_text("account_id,ts,event\na,2026-01-01,post\n")
+    code, out, err = run(["train", "--usage", str(usage), *extra, "--models-dir", str(tmp_path)], capsys)
+    assert_one_line_error(code, out, err)
+    assert "--inactive-days" in err
