@@ -961,6 +961,13 @@ class ForeignTrainResult:
         return self.convert.summary() + "\n" + self.train.summary()
 
 
+def _counting_conversion(stats: ConvertStats, result: Any) -> Any:
+    """The printed total is the user's wait: conversion included (on a big usage log it is minutes)."""
+    result.timings["convert_s"] = round(stats.seconds, 3)
+    result.timings["total_s"] = round(result.timings.get("total_s", 0.0) + stats.seconds, 3)
+    return result
+
+
 def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, mapping: ForeignMapping = ForeignMapping(),
                   *, log_out: Path | str | None = None, on_converted: Callable[[ConvertStats], None] | None = None,
                   **train_kwargs: Any) -> ForeignTrainResult:
@@ -982,14 +989,14 @@ def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, ma
         stats = convert(usage, churn, log_out, mapping)
         if on_converted is not None:
             on_converted(stats)
-        return ForeignTrainResult(stats, train_from_log(log_out, reg, **train_kwargs))
+        return ForeignTrainResult(stats, _counting_conversion(stats, train_from_log(log_out, reg, **train_kwargs)))
     with tempfile.TemporaryDirectory(prefix="churnwatch-foreign-") as tmp:
         log = Path(tmp) / "converted.jsonl"
         stats = convert(usage, churn, log, mapping)
         stats.temporary = True
         if on_converted is not None:
             on_converted(stats)
-        return ForeignTrainResult(stats, train_from_log(log, reg, **train_kwargs))
+        return ForeignTrainResult(stats, _counting_conversion(stats, train_from_log(log, reg, **train_kwargs)))
 
 
 __all__ = [

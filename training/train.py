@@ -643,7 +643,7 @@ class TrainResult:
                 f"PR-AUC {f('pr_auc', '.3f')}, lift@10% {f('lift_at_10', '.2f')}, precision@10% "
                 f"{f('precision_at_10', '.3f')} on {test.get('rows', 0):,} rows; "
                 f"{self.log_stats.get('events', 0):,} events replayed at {t['replay_events_per_s']:,.0f}/s, "
-                f"total {t['total_s']:.1f}s")
+                f"total {t['total_s']:.1f}s" + (f" (of which conversion {t['convert_s']:.1f}s)" if "convert_s" in t else ""))
         for name, c in self.comparison.items():
             if name == MODEL:
                 continue
