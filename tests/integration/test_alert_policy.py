@@ -23,6 +23,7 @@ standard = 1e-9
 [alerts]
 escalate_delta = 1.0
 cooldown_days = 14
+min_history_days = 28    # the script's timing: the model alert on the first scoring after day 28
 
 [plays]
 service = "Call them today: service recovery"

@@ -62,7 +62,7 @@ def test_no_renewal_task_beside_an_open_model_alert() -> None:
 
 
 def test_no_risk_based_alert_without_the_minimum_history() -> None:
-    st, as_of = customer(10)
+    st, as_of = customer(5)  # the policy's default minimum is 7 days
     assert triggers(st, as_of, 0.7) == []  # neither the model alert nor the renewal rule
 
 

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from pipeline import replay as rp
+from pipeline.alerting import PolicyConfig
 from pipeline.contract import DAY_MS, Event, parse_ts
 from pipeline.features import FEATURE_INDEX, FEATURES, CustomerState, apply
 from pipeline.policy import Policy
@@ -114,10 +115,11 @@ def test_customer_gone_quiet_is_alerted_by_the_sweep_once():
 
 
 def test_no_model_alert_before_the_minimum_history():
-    # silent from day 2: the score passes 0.5 on day 7, but the policy waits for 28 days of history
+    # silent from day 2: the score passes 0.5 on day 7, but this policy waits for 28 days of history
     early = [profile("c1")] + daily_logins("c1", 0, 2)
     busy = [profile("c2")] + daily_logins("c2", 0, 40, hour=15)
-    alerts = of(replay(ordered(early, busy)), "c1")
+    policy = Policy(alerts=PolicyConfig(min_history_days=28))
+    alerts = of(replay(ordered(early, busy), policy=policy), "c1")
     assert len(alerts) == 1 and alerts[0].event_ms - T0 >= 28 * DAY_MS
 
 
