@@ -26,7 +26,8 @@ Phases, each with its own topics and consumer group on one broker started for th
    reaches a consumer tailing the scores topic is reported as well, and raw aiokafka consumers tailing the
    input topics give the transport's own latency (the floor) as the same-run baseline.
 
-Run: ``.venv/bin/python bench/bench_worker.py [--quick] [--rate 1000]``
+Run: ``.venv/bin/python bench/bench_worker.py [--quick] [--rate 1000] [--models DIR | --spec legacy]``
+(``bench/before_after.py`` runs it against an older commit and this tree in alternation.)
 """
 
 from __future__ import annotations
@@ -150,15 +151,40 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 # ---- data ------------------------------------------------------------------------------------------
-def train_registry(root: Path) -> Path:
-    """A small model in a throw-away registry, trained from a simulated log (~3 s)."""
+def train_registry(root: Path, spec: str = "default") -> Path:
+    """A small model in a throw-away registry, trained from a simulated log (~3 s).
+
+    ``spec="default"`` trains as ``churnwatch train`` does in this code (a learnt feature spec where specs
+    exist, the built-in features before); ``"legacy"`` asks for the built-in features only, so a tree with
+    specs can be measured at the feature set of one without.
+    """
     from training.train import train_from_log
 
+    kwargs: dict[str, Any] = {}
+    if spec == "legacy":
+        try:
+            from pipeline.spec import FeatureSpec
+        except ImportError:
+            raise BenchError("--spec legacy needs a tree with feature specs (pipeline/spec.py)") from None
+        kwargs["spec"] = FeatureSpec.legacy_spec()
     log = root / "history.jsonl"
     write_jsonl(simulate(SimConfig(customers=300, days=150, seed=11, start_ms=TRAIN_START_MS, id_prefix="hist-")), log)
     registry = Registry(root / "registry")
-    train_from_log(log, registry, promote=True, progress=False)
+    train_from_log(log, registry, promote=True, progress=False, **kwargs)
     return registry.root
+
+
+def describe_model(models: Path) -> str:
+    """What the promoted model computes: a before/after pairs runs by model, so say which one ran."""
+    registry = Registry(models)
+    version = registry.current()
+    if version is None:
+        raise BenchError(f"no promoted model in the registry at {models}")
+    meta = registry.meta(version)
+    spec = meta.get("feature_spec")
+    what = "no feature spec (built-in features)" if spec is None else (
+        "built-in features only" if spec.get("legacy") else f"learnt spec, {len(spec.get('types', ()))} types")
+    return f"{version}, {len(meta.get('features', ()))} features, {what}"
 
 
 def bench_settings(broker: EmbeddedBroker, root: Path, models: Path, name: str) -> Settings:
@@ -623,15 +649,22 @@ def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Pa
         w.stop()
 
 
-def run(quick: bool, rate: float, report: Report, skip_latency: bool = False, skip_throughput: bool = False) -> None:
+def run(quick: bool, rate: float, report: Report, skip_latency: bool = False, skip_throughput: bool = False,
+        models: Path | None = None, spec: str = "default") -> None:
     """Each phase gets a fresh broker: Tansu's memory storage only grows, and a broker still holding the
     throughput phase's topics made the latency phase's figures swing by an order of magnitude."""
+    import pipeline
+
     with tempfile.TemporaryDirectory(prefix="churnwatch-bench-worker-") as tmp:
         root = Path(tmp)
-        section(f"worker: a model trained in a temp registry, one embedded broker per phase ({load_note()})")
-        t0 = time.perf_counter()
-        models = train_registry(root)
-        print(f"  model trained in {time.perf_counter() - t0:.1f}s")
+        where = "the given registry" if models else "a temp registry"
+        section(f"worker: a model in {where}, one embedded broker per phase ({load_note()})")
+        print(f"  code: {Path(pipeline.__file__).resolve().parents[1]}")
+        if models is None:
+            t0 = time.perf_counter()
+            models = train_registry(root, spec)
+            print(f"  model trained in {time.perf_counter() - t0:.1f}s")
+        print(f"  model: {describe_model(models)}")
         phases = []
         if not skip_throughput:
             phases.append(("throughput", lambda b: throughput_phase(report, b, root, models, quick)))
@@ -654,11 +687,26 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=1000.0, help="events/s in the latency phase (default 1000)")
     p.add_argument("--no-latency", action="store_true", help="throughput phase only")
     p.add_argument("--no-throughput", action="store_true", help="latency phase only")
+    p.add_argument("--models", type=Path, metavar="DIR",
+                   help="use the promoted model of this registry instead of training one (paired runs share a model)")
+    p.add_argument("--spec", choices=("default", "legacy"), default="default",
+                   help="the model trained for the run: as `churnwatch train` trains it (default), or the "
+                        "built-in features only (legacy)")
+    p.add_argument("--train-into", type=Path, metavar="DIR",
+                   help="only train the model (as --spec says) into a registry under DIR, print its path, exit")
     args = p.parse_args()
     if args.rate <= 0:
         raise BenchError("--rate must be > 0")
+    if args.train_into:
+        args.train_into.mkdir(parents=True, exist_ok=True)
+        models = train_registry(args.train_into, args.spec)
+        print(f"  model: {describe_model(models)}")
+        print(models)
+        return 0
+    if args.models is not None and not args.models.is_dir():
+        raise BenchError(f"--models {args.models}: no such directory")
     report = Report("worker")
-    run(args.quick, args.rate, report, args.no_latency, args.no_throughput)
+    run(args.quick, args.rate, report, args.no_latency, args.no_throughput, args.models, args.spec)
     report.write_json(args.json_out)
     return 0
 

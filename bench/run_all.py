@@ -5,8 +5,8 @@ next one's figures, and a failure in one still lets the others report), writes i
 cleans up everything it started. The final table puts DESIGN.md's orientation figures beside the ones
 measured here, where the two describe the same thing.
 
-Run: ``.venv/bin/python bench/run_all.py [--quick] [--only features,scoring,worker]``
-(``make bench`` runs the full set: about 2.5-4 minutes on 2 cores, depending on the load; ``--quick`` about 80 s.)
+Run: ``.venv/bin/python bench/run_all.py [--quick] [--only features,state,scoring,worker]``
+(``make bench`` runs the full set: about 5.5-7 minutes on 2 cores, depending on the load; ``--quick`` about 2 min.)
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from _common import Figure, fmt_num, load_note, main_guard
 import orjson
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("features", "scoring", "worker")
+BENCHES = ("features", "state", "scoring", "worker")
 
 #: DESIGN.md "Measured on this machine class", for the figures that measure the same thing.
 ORIENTATION: dict[tuple[str, str], str] = {
