@@ -13,6 +13,7 @@ import gc
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -199,3 +200,25 @@ def main_guard(run: Callable[[], int]) -> None:
 def chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
+
+
+def dict_counters(events: list[Any]) -> dict[str, dict[str, int]]:
+    """Baseline of the per-event benches: the cheapest stateful per-event loop in Python (per-customer counters by type)."""
+    counters: dict[str, dict[str, int]] = {}
+    for ev in events:
+        c = counters.get(ev.customer_id)
+        if c is None:
+            c = counters[ev.customer_id] = {}
+        c[ev.type] = c.get(ev.type, 0) + 1
+    return counters
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Stop a child we started, by its pid: SIGTERM (its own handlers stop what it started), then kill."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

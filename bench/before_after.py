@@ -35,7 +35,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import REPO, BenchError, Figure, fmt_num, load_note, main_guard
+from _common import REPO, BenchError, Figure, fmt_num, load_note, main_guard, stop_child
 
 import orjson
 
@@ -160,16 +159,6 @@ def run_child(cmd: list[str], tree: Path, log: Path, timeout: float) -> int:
         except BaseException:
             stop_child(proc)
             raise
-
-
-def stop_child(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def tail(log: Path, n: int = 3) -> str:

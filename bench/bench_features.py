@@ -17,7 +17,8 @@ import statistics
 import orjson
 import time
 
-from _common import BenchError, Report, best_of_interleaved, load_note, main_guard, parser, per_call_ns, percentile, section
+from _common import (BenchError, Report, best_of_interleaved, dict_counters, load_note, main_guard, parser,
+                     per_call_ns, percentile, section)
 
 from pipeline.contract import DAY_MS, Event, parse, validate
 from pipeline.features import CustomerState, FeatureConfig, apply, replay, vector
@@ -88,17 +89,6 @@ def fold_batches(events: list[Event], cfg: FeatureConfig, batch: int, serialize:
                 table[cid] = st.to_bytes()
         vectors += len(touched)
     return vectors
-
-
-def dict_counters(events: list[Event]) -> dict[str, dict[str, int]]:
-    """Baseline: the cheapest stateful per-event loop in Python (per-customer counters by type)."""
-    counters: dict[str, dict[str, int]] = {}
-    for ev in events:
-        c = counters.get(ev.customer_id)
-        if c is None:
-            c = counters[ev.customer_id] = {}
-        c[ev.type] = c.get(ev.type, 0) + 1
-    return counters
 
 
 def run(quick: bool, report: Report) -> None:

@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 import orjson
 
-from _common import (BenchError, Report, best_of, best_of_interleaved, fmt_num, load_note, main_guard, parser,
-                     per_call_ns_interleaved, percentile, section)
+from _common import (BenchError, Report, best_of, best_of_interleaved, dict_counters, fmt_num, load_note, main_guard,
+                     parser, per_call_ns_interleaved, percentile, section)
 
 from pipeline.contract import Event
 from pipeline.features import CustomerState, replay
@@ -56,17 +56,6 @@ class Population:
     figures: dict[str, float] = field(default_factory=dict)
     #: spec name -> (µs per vector() call, types with channels, features)
     vectors: dict[str, tuple[float, int, int]] = field(default_factory=dict)
-
-
-def dict_counters(events: list[Event]) -> dict[str, dict[str, int]]:
-    """Baseline: the cheapest stateful per-event loop in Python (per-customer counters by type)."""
-    counters: dict[str, dict[str, int]] = {}
-    for ev in events:
-        c = counters.get(ev.customer_id)
-        if c is None:
-            c = counters[ev.customer_id] = {}
-        c[ev.type] = c.get(ev.type, 0) + 1
-    return counters
 
 
 def part_bytes(blob: bytes) -> dict[str, int]:

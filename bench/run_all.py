@@ -12,7 +12,6 @@ Run: ``.venv/bin/python bench/run_all.py [--quick] [--only features,state,scorin
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _common import Figure, fmt_num, load_note, main_guard
+from _common import Figure, fmt_num, load_note, main_guard, stop_child
 
 import orjson
 
@@ -53,13 +52,7 @@ def run_one(name: str, quick: bool, out: Path) -> tuple[int, float]:
     except BaseException:
         # Ctrl-C reaches the child too; SIGTERM (or anything else) is forwarded to our child by pid,
         # and the child's own handlers stop the broker and workers it started.
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_child(proc)
         raise
     return code, time.monotonic() - t0
 
