@@ -290,7 +290,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if not log.events:
         raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
     scored = score_log(log.events, model, times, feature_cfg=settings.feature_config(), policy=policy,
-                       reasons=0 if args.no_reasons else 3)
+                       reasons=0 if args.no_reasons else 3, labels=log.labels())
     fmt = write_scores(scored, args.out, version)
     bands = {b: scored.bands.count(b) for b in ("critical", "high", "low")}
     print(f"scored {len(scored):,} customer-times at {len(set(times))} time(s) with model {version}: "
@@ -321,14 +321,12 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     log = read_events(source)
     if not log.events:
         raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
-    from pipeline.spec import learn
-
     extra: dict[str, Any] = {} if args.min_history_days is None else {"min_history_days": args.min_history_days}
     if args.at:
         extra["at_ms"] = tuple(_times(args.at))
     cfg = _dataset_config(args, **extra)
-    spec = _feature_spec(args) or learn(log.events, args.top_k)
-    dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec))
+    spec = _feature_spec(args) or log.learn_spec(args.top_k)
+    dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec), labels=log.labels())
     fmt = write_dataset(dataset, args.out)
     info = dataset.summary()
     print(f"wrote {info['rows']:,} rows ({info['customers']:,} customers, {info['observation_times']} observation "

@@ -133,8 +133,6 @@ class FeatureSpec:
 def learn(events: Iterable[Event], top_k: int = DEFAULT_TOP_K, windows: Sequence[int] = DEFAULT_WINDOWS) -> FeatureSpec:
     """The spec a log calls for: its ``top_k`` interaction types by volume (ties by name, so the same log
     always gives the same spec), users/values when any interaction carries them."""
-    if not 1 <= top_k < TYPE_CAP:
-        raise SpecError(f"top-K must be in 1..{TYPE_CAP - 1}, got {top_k}")
     volume: Counter[str] = Counter()
     users = values = False
     for ev in events:
@@ -145,7 +143,15 @@ def learn(events: Iterable[Event], top_k: int = DEFAULT_TOP_K, windows: Sequence
             users = True
         if not values and "value" in ev.data:
             values = True
-    volume.pop(OTHER_TYPE, None)
+    return learn_from_volume(volume, users=users, values=values, top_k=top_k, windows=windows)
+
+
+def learn_from_volume(volume: Mapping[str, int], *, users: bool, values: bool, top_k: int = DEFAULT_TOP_K,
+                      windows: Sequence[int] = DEFAULT_WINDOWS) -> FeatureSpec:
+    """:func:`learn` from counts already taken (a reader counts them while it reads a large log)."""
+    if not 1 <= top_k < TYPE_CAP:
+        raise SpecError(f"top-K must be in 1..{TYPE_CAP - 1}, got {top_k}")
+    volume = {t: n for t, n in volume.items() if t != OTHER_TYPE}
     types = tuple(t for t, _ in sorted(volume.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k])
     ratios = tuple((t, types[0]) for t in types[1:1 + LEARNT_RATIOS])
     return FeatureSpec(types=types, windows=tuple(windows), ratios=ratios, users=users, values=values)

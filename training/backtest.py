@@ -19,7 +19,7 @@ import csv
 import gzip
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,9 +60,9 @@ def band_of(score: float, threshold: float) -> str:
     return "high" if score >= threshold else "low"
 
 
-def score_log(events: Sequence[Event], model: Model, at_ms: Sequence[int], *,
+def score_log(events: Iterable[Event], model: Model, at_ms: Sequence[int], *,
               feature_cfg: FeatureConfig = FeatureConfig(), policy: PolicyConfig = PolicyConfig(),
-              reasons: int = 3) -> Scored:
+              reasons: int = 3, labels: Labels | None = None) -> Scored:
     """Score every customer active at each of ``at_ms`` (sorted here) from the events before it.
 
     ``events`` must be time-sorted (as :func:`training.eventlog.read_events` returns them). A customer
@@ -70,11 +70,10 @@ def score_log(events: Sequence[Event], model: Model, at_ms: Sequence[int], *,
     since: :meth:`training.labels.Labels.churned_by`, the rule the training rows use, so
     ``churnwatch dataset --at`` gives exactly these rows)."""
     times = sorted(set(int(t) for t in at_ms))
-    labels = labels_from_events(events)
-    churn_at: dict[str, list[int]] = {}
-    for ev in events:
-        if ev.source == "outcomes" and ev.type == "churned":
-            churn_at.setdefault(ev.customer_id, []).append(ev.ts_ms)
+    if labels is None:
+        events = events if isinstance(events, Sequence) else list(events)
+        labels = labels_from_events(events)
+    churn_at = labels.churns
     states: dict[str, CustomerState] = {}
     out = Scored()
     ti = 0

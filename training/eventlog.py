@@ -18,14 +18,19 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import orjson
+import pyarrow as pa
 
 from pipeline.contract import REASONS, Event, InvalidEvent, Limits, format_ts, validate
+from training.spool import BATCH_ROWS, Spool
+
+if TYPE_CHECKING:
+    from pipeline.spec import FeatureSpec
+    from training.labels import Labels
 
 #: A decoded record (a dict with a ``source`` key), or the reason it could not be decoded.
 Record = dict[str, Any] | InvalidEvent
@@ -79,13 +84,50 @@ class ReadStats:
         }
 
 
+class EventStream:
+    """The log's valid events in time order, streamed from its spool (:mod:`training.spool`) at every
+    pass, so a log of any length costs one batch of memory. Iterate it as often as needed; ``len`` is
+    the number of events. Building a list of it defeats the point on a large log."""
+
+    def __init__(self, spool: Spool, first_ms: int | None, last_ms: int | None) -> None:
+        self._spool = spool
+        self.first_ms = first_ms
+        self.last_ms = last_ms
+
+    def __len__(self) -> int:
+        return len(self._spool)
+
+    def __bool__(self) -> bool:
+        return len(self._spool) > 0
+
+    def __iter__(self) -> Iterator[Event]:
+        loads = orjson.loads
+        for batch in self._spool.batches(_EVENT_COLUMNS):
+            cols = [batch.column(i).to_pylist() for i in range(len(_EVENT_COLUMNS))]
+            for source, event_id, customer_id, ts_ms, type_, data in zip(*cols):
+                yield Event(source, event_id, customer_id, ts_ms, type_, loads(data))
+
+    def close(self) -> None:
+        self._spool.close()
+
+
 @dataclass
 class EventLog:
-    """Validated events in event-time order, plus what was skipped on the way."""
+    """Validated events in event-time order, plus what was skipped on the way.
+
+    ``events`` streams from a temporary spool; close the log (or use it as a context manager) to remove
+    the spool at once rather than when the log is garbage-collected."""
 
     path: Path
-    events: list[Event]
+    events: EventStream
     stats: ReadStats
+    #: What :func:`pipeline.spec.learn` needs, counted while reading: interaction volume per type and
+    #: whether any interaction carries ``user_id`` / ``value``. Saves a pass over a large log.
+    type_volume: Counter = field(default_factory=Counter)
+    has_users: bool = False
+    has_values: bool = False
+    #: The outcome events (few: about one per customer), kept so labels need no pass over the log.
+    outcomes: list[Event] = field(default_factory=list)
 
     @property
     def start_ms(self) -> int | None:
@@ -94,6 +136,25 @@ class EventLog:
     @property
     def end_ms(self) -> int | None:
         return self.stats.last_ms
+
+    def labels(self) -> "Labels":
+        from training.labels import labels_from_events
+
+        return labels_from_events(self.outcomes)
+
+    def learn_spec(self, top_k: int) -> "FeatureSpec":
+        from pipeline.spec import learn_from_volume
+
+        return learn_from_volume(self.type_volume, users=self.has_users, values=self.has_values, top_k=top_k)
+
+    def close(self) -> None:
+        self.events.close()
+
+    def __enter__(self) -> "EventLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # ---- record readers -----------------------------------------------------------------------------
@@ -195,62 +256,123 @@ def plausible_now(ts_ms: Sequence[int] | np.ndarray, wall_ms: int, limits: Limit
     return max(wall_ms, newest)
 
 
-def _drop_future(events: list[Event], now_ms: int, limits: Limits, stats: ReadStats) -> list[Event]:
-    """Apply the contract's future check with the log's own "now" (see :func:`plausible_now`)."""
-    cut = now_ms + limits.max_future_ms
-    if all(ev.ts_ms <= cut for ev in events):
-        return events
-    kept = []
-    for ev in events:
-        if ev.ts_ms <= cut:
-            kept.append(ev)
-        else:
-            stats.note_invalid(f"event {ev.event_id[:60]!r}", InvalidEvent(
-                "ts_in_future", f"ts {format_ts(ev.ts_ms)} is more than {limits.max_future_ms // 1000} s "
-                                f"after the log's end {format_ts(now_ms)}"))
-    return kept
+_EVENT_COLUMNS = ("source", "event_id", "customer_id", "ts", "type", "data")
+_SPOOL_SCHEMA = pa.schema([("seq", pa.int64()), ("ts", pa.int64()), ("source", pa.string()),
+                           ("event_id", pa.string()), ("customer_id", pa.string()), ("type", pa.string()),
+                           ("data", pa.string())])
 
 
-def _summarise(events: list[Event], stats: ReadStats) -> None:
-    """Counts over the accepted events; out-of-order ones mean the log needs sorting."""
-    stats.events = len(events)
-    if not events:
-        return
-    stats.by_source.update(ev.source for ev in events)
-    # Duplicates are kept: the stream keeps them too (it dedupes by offset, not by event id).
-    stats.duplicate_ids = len(events) - len({ev.event_id for ev in events})
-    ts = np.fromiter((ev.ts_ms for ev in events), dtype=np.int64, count=len(events))
-    stats.out_of_order = int((ts < np.maximum.accumulate(ts)).sum())
-    stats.first_ms = int(ts.min())
-    stats.last_ms = int(ts.max())
+class _Reading:
+    """Pass one: validated events into the spool in file order, with what the summary needs."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.ts_chunks: list[np.ndarray] = []
+        self.buf: list[Event] = []
+        self.seq = 0
+        self.type_volume: Counter = Counter()
+        self.has_users = self.has_values = False
+        self.outcomes: list[Event] = []
+
+    def add(self, ev: Event) -> None:
+        self.buf.append(ev)
+        if ev.source == "interactions":
+            self.type_volume[ev.type] += 1
+            if not self.has_users and "user_id" in ev.data:
+                self.has_users = True
+            if not self.has_values and "value" in ev.data:
+                self.has_values = True
+        elif ev.source == "outcomes":
+            self.outcomes.append(ev)
+        if len(self.buf) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        buf, self.buf = self.buf, []
+        if not buf:
+            return
+        ts = np.fromiter((ev.ts_ms for ev in buf), dtype=np.int64, count=len(buf))
+        dumps = orjson.dumps
+        self.spool.append({
+            "seq": np.arange(self.seq, self.seq + len(buf), dtype=np.int64),
+            "ts": ts,
+            "source": [ev.source for ev in buf],
+            "event_id": [ev.event_id for ev in buf],
+            "customer_id": [ev.customer_id for ev in buf],
+            "type": [ev.type for ev in buf],
+            # str, not orjson's bytes: those keep a 4 KB buffer each (orjson >= 3.12) until the batch goes
+            "data": [dumps(ev.data).decode() for ev in buf],
+        })
+        self.seq += len(buf)
+        self.ts_chunks.append(ts)
+
+    def times(self) -> np.ndarray:
+        return np.concatenate(self.ts_chunks) if self.ts_chunks else np.zeros(0, dtype=np.int64)
+
+
+def _note_future(spool: Spool, cut: int, count: int, now_ms: int, limits: Limits, stats: ReadStats) -> None:
+    """Count events after the log's own "now" (see :func:`plausible_now`) as the contract would."""
+    examples = spool.query(f"SELECT event_id FROM rows WHERE ts > {cut} ORDER BY seq LIMIT {MAX_EXAMPLES}")
+    detail = (f"is more than {limits.max_future_ms // 1000} s after the log's end {format_ts(now_ms)}")
+    for (event_id,) in examples:
+        stats.note_invalid(f"event {event_id[:60]!r}", InvalidEvent("ts_in_future", detail))
+    stats.invalid["ts_in_future"] += count - len(examples)
 
 
 def read_events(path: Path | str, *, limits: Limits = Limits(), now_ms: int | None = None) -> EventLog:
-    """Read, validate and time-sort a whole event log.
+    """Read, validate and time-sort a whole event log, in bounded memory.
 
-    Every record is validated in one pass; the contract's "not in the future" check then runs against
-    the log's own now (:func:`plausible_now`), since an offline log is judged as history, not against
-    today's wall clock. Pass ``now_ms`` to read a dump "as of" a known time instead.
+    Every record is validated in one pass and spooled to a temporary Parquet file (file order); the
+    contract's "not in the future" check then runs against the log's own now (:func:`plausible_now`),
+    since an offline log is judged as history, not against today's wall clock. Pass ``now_ms`` to read
+    a dump "as of" a known time instead. A log out of time order is sorted once, stably (equal times
+    keep file order, as a topic would), by an external sort. Memory is one batch plus 8 bytes an event.
     """
     path = Path(path)
     started = time.perf_counter()
     stats = ReadStats()
-    records = reader_for(path)(path, limits)
-    events = list(validate_records(records, _FAR_FUTURE_MS, limits, stats))
-    if now_ms is None:
-        now_ms = plausible_now([ev.ts_ms for ev in events], int(time.time() * 1000), limits)
-    events = _drop_future(events, now_ms, limits, stats)
-    _summarise(events, stats)
-    if stats.out_of_order:
-        events.sort(key=attrgetter("ts_ms"))  # stable: equal times keep file order, as a topic would
+    reader = reader_for(path)
+    spool = Spool(_SPOOL_SCHEMA, prefix="churnwatch-log-")
+    try:
+        reading = _Reading(spool)
+        for ev in validate_records(reader(path, limits), _FAR_FUTURE_MS, limits, stats):
+            reading.add(ev)
+        reading.flush()
+        spool.finish()
+        ts = reading.times()
+        del reading.ts_chunks
+        if now_ms is None:
+            now_ms = plausible_now(ts, int(time.time() * 1000), limits)
+        cut = now_ms + limits.max_future_ms
+        future = int((ts > cut).sum())
+        outcomes = reading.outcomes
+        if future:
+            _note_future(spool, cut, future, now_ms, limits, stats)
+            ts = ts[ts <= cut]
+            outcomes = [ev for ev in outcomes if ev.ts_ms <= cut]
+        stats.events = int(ts.size)
+        if ts.size:
+            stats.out_of_order = int((ts < np.maximum.accumulate(ts)).sum())
+            stats.first_ms, stats.last_ms = int(ts.min()), int(ts.max())
+            del ts
+            if stats.out_of_order or future:
+                spool.sort(["ts", "seq"], where=f"ts <= {cut}")
+            stats.by_source.update(dict(spool.query("SELECT source, count(*) FROM rows GROUP BY source")))
+            # Duplicates are kept: the stream keeps them too (it dedupes by offset, not by event id).
+            stats.duplicate_ids = int(spool.query("SELECT count(*) - count(DISTINCT event_id) FROM rows")[0][0])
+    except BaseException:
+        spool.close()
+        raise
     stats.now_ms = now_ms
     stats.seconds = time.perf_counter() - started
-    return EventLog(path, events, stats)
+    return EventLog(path, EventStream(spool, stats.first_ms, stats.last_ms), stats, reading.type_volume,
+                    reading.has_users, reading.has_values, outcomes)
 
 
 __all__ = [
     "REASONS",
     "EventLog",
+    "EventStream",
     "ReadStats",
     "Record",
     "RecordReader",

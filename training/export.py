@@ -12,8 +12,9 @@ counts bad ones by the worker's own reasons, so an exported log is judged exactl
 Messages that are not a JSON object cannot be a row at all; they are counted by reason and left out.
 
 The file is sorted by event time (ties: source, partition, offset) so it reads like history and
-diffs cleanly; records whose time cannot be read go last. Sorting needs the whole dump in memory as
-encoded lines, roughly the size of the output file. Partitions are read with manual assignment, like
+diffs cleanly; records whose time cannot be read go last. The dump is spooled to a temporary Parquet
+file and sorted there by DuckDB's external sort (:mod:`training.spool`), so memory stays bounded
+however long the topics are. Partitions are read with manual assignment, like
 :mod:`pipeline.feed`: kafka-python group consumers get no assignment on the embedded Tansu broker.
 """
 
@@ -29,10 +30,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from kafka.errors import KafkaError
 
 from pipeline.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.settings import INPUT_SOURCES, Settings
+from training.spool import BATCH_ROWS, Spool, SpoolError
 
 #: Sort key for records whose ``ts`` is missing or unreadable: after every real time.
 _NO_TIME = 1 << 62
@@ -189,8 +193,10 @@ def read_topics(settings: Settings, sources: Sequence[str], stats: ExportStats,
         consumer.close()
 
 
-def _entry(source: str, rec: Any, stats: ExportStats) -> tuple[int, int, int, int, bytes] | None:
-    """The message as an exported line with its sort key, or None (counted) if it cannot be a row."""
+def _entry(source: str, rec: Any, stats: ExportStats, seen: dict[str, set[str]]
+           ) -> tuple[int, int, int, int, str] | None:
+    """The message as an exported line with its sort key, or None (counted) if it cannot be a row.
+    ``seen`` collects every field's value kinds, which decide the Parquet column types."""
     where = f"{rec.topic}[{rec.partition}]@{rec.offset}"
     try:
         if rec.value is None:
@@ -216,22 +222,58 @@ def _entry(source: str, rec: Any, stats: ExportStats) -> tuple[int, int, int, in
         stats.first_ms = ts if stats.first_ms is None else min(stats.first_ms, ts)
         stats.last_ms = ts if stats.last_ms is None else max(stats.last_ms, ts)
     stats.by_source[source] += 1
+    note_kinds(obj, seen)
+    # str, not orjson's bytes: those keep a 4 KB buffer each (orjson >= 3.12) while they wait to be spooled
     return ts, INPUT_SOURCES.index(source) if source in INPUT_SOURCES else 99, rec.partition, rec.offset, \
-        orjson.dumps(obj)
+        orjson.dumps(obj).decode()
+
+
+_SPOOL_SCHEMA = pa.schema([("ts", pa.int64()), ("src", pa.int64()), ("part", pa.int64()), ("off", pa.int64()),
+                           ("line", pa.string())])
+_SORT_KEY = ("ts", "src", "part", "off")
+
+
+def _spool_entries(entries: Iterable[tuple[int, int, int, int, str] | None], spool: Spool) -> None:
+    batch: list[tuple[int, int, int, int, str]] = []
+
+    def flush() -> None:
+        if batch:
+            spool.append({name: [e[i] for e in batch] for i, name in enumerate(_SPOOL_SCHEMA.names)})
+            batch.clear()
+
+    for entry in entries:
+        if entry is not None:
+            batch.append(entry)
+            if len(batch) >= BATCH_ROWS:
+                flush()
+    flush()
+
+
+def _sorted_lines(spool: Spool) -> Iterator[str]:
+    for batch in spool.batches(["line"]):
+        yield from batch.column(0).to_pylist()
 
 
 # ---- writing ------------------------------------------------------------------------------------
-def _write_jsonl(lines: Iterable[bytes], tmp: Path, gz: bool) -> None:
+def _write_jsonl(lines: Iterable[str], tmp: Path, gz: bool) -> None:
     opener = gzip.open if gz else open
     with opener(tmp, "wb") as fh:  # type: ignore[operator]
-        chunk: list[bytes] = []
+        chunk: list[str] = []
         for line in lines:
             chunk.append(line)
-            chunk.append(b"\n")
             if len(chunk) >= 8192:
-                fh.write(b"".join(chunk))
+                fh.write(("\n".join(chunk) + "\n").encode())
                 chunk.clear()
-        fh.write(b"".join(chunk))
+        if chunk:
+            fh.write(("\n".join(chunk) + "\n").encode())
+
+
+def note_kinds(obj: dict[str, Any], seen: dict[str, set[str]]) -> None:
+    """Add a row's value kinds per field to ``seen`` (what :func:`_write_parquet` types columns by)."""
+    for key, value in obj.items():
+        kinds_of_key = seen.setdefault(key, set())
+        if value is not None:
+            kinds_of_key.add(_kind(value))
 
 
 def _kind(value: Any) -> str:
@@ -244,31 +286,29 @@ def _kind(value: Any) -> str:
     return "str"  # strings, and objects/lists (JSON-encoded into the cell)
 
 
-def _write_parquet(lines: list[bytes], tmp: Path) -> None:
+def _write_parquet(lines: Iterable[str], seen: dict[str, set[str]], tmp: Path) -> None:
     """Typed columns where a column's values agree (all ints, all numbers, all bools); otherwise text,
     with non-string values JSON-encoded. The table reader coerces text back by field, so a column that
     mixes ``"ts": 1699…`` and ``"ts": "2023-…"`` still reads back to the same events."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ExportError(f"{tmp.name}: writing Parquet needs pyarrow (pip install pyarrow)") from None
-    seen: dict[str, set[str]] = {}
-    for line in lines:  # pass 1: the column set and each column's type
-        for key, value in orjson.loads(line).items():
-            kinds_of_key = seen.setdefault(key, set())
-            if value is not None:
-                kinds_of_key.add(_kind(value))
     kinds = {k: _merge_kinds(v) for k, v in seen.items()}
     middle = sorted(c for c in kinds if c not in _LEADING and c not in TRACE_FIELDS)
     names = [c for c in _LEADING if c in kinds] + middle + [c for c in TRACE_FIELDS if c in kinds]
     arrow = {"bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "str": pa.string()}
     schema = pa.schema([(n, arrow[kinds[n]]) for n in names])
     with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-        for start in range(0, len(lines), _PARQUET_ROWS):  # pass 2: batches in sorted order
-            rows = [orjson.loads(line) for line in lines[start:start + _PARQUET_ROWS]]
+        rows: list[dict[str, Any]] = []
+
+        def flush() -> None:
             cols = [pa.array([_cell(r.get(n), kinds[n]) for r in rows], type=arrow[kinds[n]]) for n in names]
             writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+            rows.clear()
+
+        for line in lines:  # batches in sorted order
+            rows.append(orjson.loads(line))
+            if len(rows) >= _PARQUET_ROWS:
+                flush()
+        if rows:
+            flush()
 
 
 def _merge_kinds(kinds: set[str]) -> str:
@@ -307,29 +347,35 @@ def export_topics(settings: Settings, path: Path | str, fmt: str | None = None, 
     stats = ExportStats(path=path, format=fmt)
     if not path.parent.is_dir():
         raise ExportError(f"{path}: directory {path.parent} does not exist")
+    seen: dict[str, set[str]] = {}
+    spool = Spool(_SPOOL_SCHEMA, prefix="churnwatch-export-")
     try:
-        entries = [e for e in (_entry(src, rec, stats) for src, rec in read_topics(settings, sources, stats, stall_s))
-                   if e is not None]
-    except KafkaError as exc:  # unreachable broker, bad credentials: one line, not a traceback
-        raise ExportError(f"cannot read the input topics from {settings.broker}: {exc}") from None
-    if len(stats.missing_topics) == len(sources):
-        raise ExportError(f"none of the input topics exist on {settings.broker} (looked for "
-                          f"{', '.join(stats.missing_topics)}); check --broker and CHURNWATCH_TOPIC_PREFIX")
-    entries.sort(key=lambda e: e[:4])
-    lines = [e[4] for e in entries]
-    del entries
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if fmt == "parquet":
-            _write_parquet(lines, tmp)
-        else:
-            _write_jsonl(lines, tmp, gz=path.name.lower().endswith(".gz"))
-        os.replace(tmp, path)
+        try:
+            _spool_entries((_entry(src, rec, stats, seen)
+                            for src, rec in read_topics(settings, sources, stats, stall_s)), spool)
+        except KafkaError as exc:  # unreachable broker, bad credentials: one line, not a traceback
+            raise ExportError(f"cannot read the input topics from {settings.broker}: {exc}") from None
+        if len(stats.missing_topics) == len(sources):
+            raise ExportError(f"none of the input topics exist on {settings.broker} (looked for "
+                              f"{', '.join(stats.missing_topics)}); check --broker and CHURNWATCH_TOPIC_PREFIX")
+        try:
+            spool.sort(_SORT_KEY)
+        except SpoolError as exc:
+            raise ExportError(str(exc)) from None
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if fmt == "parquet":
+                _write_parquet(_sorted_lines(spool), seen, tmp)
+            else:
+                _write_jsonl(_sorted_lines(spool), tmp, gz=path.name.lower().endswith(".gz"))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        stats.written = len(spool)
     finally:
-        tmp.unlink(missing_ok=True)
-    stats.written = len(lines)
+        spool.close()
     stats.seconds = time.perf_counter() - started
     return stats
 

@@ -41,7 +41,7 @@ import sklearn
 from sklearn.isotonic import IsotonicRegression
 
 from pipeline.contract import DAY_MS, format_ts
-from pipeline.spec import DEFAULT_TOP_K, FeatureSpec, learn, spec_of_meta
+from pipeline.spec import DEFAULT_TOP_K, FeatureSpec, spec_of_meta
 from pipeline.registry import Registry, sha256_file
 from pipeline.scoring import ModelError, load_version
 from training.gate import Verdict, judge_baselines, judge_current
@@ -65,7 +65,7 @@ from training.evaluate import (
     score_quantile_threshold,
 )
 from training.eventlog import EventLog, read_events
-from training.labels import Labels, labels_from_events
+from training.labels import Labels
 from training.report import MIN_TEST_CHURNERS, MODEL, REPORT_HTML, Frame, evaluation, render
 
 METRICS_FILE = "metrics.json"
@@ -692,7 +692,7 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
     dcfg = dataset_config or DatasetConfig(cadence_days=cadence_days, horizon_days=horizon_days)
     if dcfg.spec.legacy:
         # the product's own vocabulary decides the channels, unless the caller brought a spec
-        dcfg = replace(dcfg, spec=spec if spec is not None else learn(log.events, top_k))
+        dcfg = replace(dcfg, spec=spec if spec is not None else log.learn_spec(top_k))
     bars = _progress(progress)
     with bars if bars is not None else nullcontext():
         t1 = time.perf_counter()
@@ -713,7 +713,7 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         baselines = train_baselines(dataset, counts, model.split, config, seed)
         if bars is not None:
             bars.update(task, completed=1)
-        labels = labels_from_events(log.events)
+        labels = log.labels()
         evaluation_, frames = evaluation_of_run(dataset, counts, model, baselines, labels)
         if bars is not None:
             bars.update(task, completed=2)
@@ -769,7 +769,7 @@ def _gate(registry: Registry, log: EventLog, dataset: Dataset, model: TrainedMod
     test = model.split.test.mask(dataset.obs_ms)
     if not test.any():
         return verdict
-    cur = build_dataset(log.events, replace(dataset.config, spec=running.compiled.spec))
+    cur = build_dataset(log.events, replace(dataset.config, spec=running.compiled.spec), labels=log.labels())
     if not (np.array_equal(cur.customer_ids, dataset.customer_ids) and np.array_equal(cur.obs_ms, dataset.obs_ms)):
         verdict.current = {"version": current, "error": "its rows differ from the new model's"}
         return verdict
@@ -789,9 +789,9 @@ def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
 
 def _build(log: EventLog, cfg: DatasetConfig, bars: Any) -> Dataset:
     if bars is None:
-        return build_dataset(log.events, cfg)
+        return build_dataset(log.events, cfg, labels=log.labels())
     task = bars.add_task("replaying events", total=len(log.events))
-    dataset = build_dataset(log.events, cfg, on_progress=lambda n: bars.advance(task, n))
+    dataset = build_dataset(log.events, cfg, labels=log.labels(), on_progress=lambda n: bars.advance(task, n))
     bars.update(task, completed=len(log.events))
     return dataset
 
@@ -1031,7 +1031,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
                              spec=spec_of_meta(meta))
     except (KeyError, TypeError, ValueError) as exc:
         raise TrainingError(f"model {version}: metadata lacks the dataset settings ({exc})") from None
-    dataset = build_dataset(log.events, dcfg)
+    dataset = build_dataset(log.events, dcfg, labels=log.labels())
     if len(dataset) == 0:
         raise TrainingError(f"{path}: no observations — the log spans too few days for {dcfg.min_history_days} "
                             f"days of history plus a {dcfg.horizon_days}-day horizon")
@@ -1048,7 +1048,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     evaluated = Period(int(dates[0]), int(dates[-1]), int(dates.size))
     context = dcfg.horizon_days if period == "later" else 0
     rows, counted = period_rows(dataset.obs_ms, evaluated, context)
-    labels = labels_from_events(log.events)
+    labels = log.labels()
     frame = frame_for(dataset, rows, counted, labels)
     scores = {MODEL: model.predict(dataset.X[rows])}
     counts = count_matrix(log.events, dataset) if baselines else None

@@ -35,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
 
 def test_scores_are_point_in_time_and_cover_who_was_active(trained) -> None:
     log, _, model = trained
-    events = read_events(log).events
+    events = list(read_events(log).events)
     at = [T0 + 60 * DAY_MS, T0 + 100 * DAY_MS + 7 * 3_600_000]
     scored = score_log(events, model, at)
     for t in at:

@@ -186,7 +186,7 @@ def sim_events(tmp_path_factory: pytest.TempPathFactory) -> list[Event]:
     sim = pytest.importorskip("pipeline.simulator")
     path = tmp_path_factory.mktemp("sim") / "sim.jsonl"
     sim.write_jsonl(sim.simulate(sim.SimConfig(customers=150, days=120, start_ms=T0, seed=5)), path)
-    return read_events(path).events
+    return list(read_events(path).events)
 
 
 def test_no_leakage_on_simulated_data(sim_events: list[Event]) -> None:

@@ -40,10 +40,11 @@ def good_records() -> list[dict]:
 
 def test_reads_every_source_into_validated_events(tmp_path: Path) -> None:
     log = read_events(write_lines(tmp_path / "log.jsonl", good_records()))
-    assert [e.source for e in log.events] == ["customers", "interactions", "tickets", "surveys", "outcomes"]
-    assert log.events[2].ts_ms == T0 + 3_600_000  # ISO parsed to epoch ms
-    assert log.events[2].data["severity"] == "high"  # normalised by the contract
-    assert log.events[0].data["tier"] == "vip"
+    events = list(log.events)
+    assert [e.source for e in events] == ["customers", "interactions", "tickets", "surveys", "outcomes"]
+    assert events[2].ts_ms == T0 + 3_600_000  # ISO parsed to epoch ms
+    assert events[2].data["severity"] == "high"  # normalised by the contract
+    assert events[0].data["tier"] == "vip"
     assert log.stats.events == 5 and log.stats.skipped == 0 and log.stats.records == 5
     assert log.start_ms == T0 and log.end_ms == T0 + 3 * 3_600_000
     assert dict(log.stats.by_source) == {s: 1 for s in ("customers", "interactions", "tickets", "surveys", "outcomes")}

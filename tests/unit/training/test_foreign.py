@@ -588,7 +588,7 @@ def test_inactivity_labels_are_point_in_time(tmp_path: Path) -> None:
     usage = write_csv(tmp_path / "usage.csv", ["account", "occurred_at", "action"], rows)
     out = tmp_path / "log.jsonl"
     stats = convert(usage, None, out, dataclasses.replace(INACTIVE, inactive_days=n_days))
-    events = read_events(out).events
+    events = list(read_events(out).events)
     labels = labels_from_events(events)
     as_of = ms(2026, 1, 1) + (days - 1) * 86_400_000 + 9 * 3_600_000
     for cid, last in stop.items():

@@ -58,7 +58,7 @@ def _compare(root: Path, seed: int, vocabulary: int) -> Comparison:
     log = root / f"sim-{seed}-{vocabulary}.jsonl"
     write_jsonl(simulate(SimConfig(customers=CUSTOMERS, days=DAYS, start_ms=START_MS, seed=seed,
                                    vocabulary=vocabulary)), log)
-    events = read_events(log).events
+    events = list(read_events(log).events)
     dataset = build_dataset(events, DatasetConfig(spec=learn(events)))
     model = train(dataset, seed=42)
     assert model.scores is not None
