@@ -29,9 +29,10 @@ import numpy as np
 from pipeline import explain
 from pipeline.alerting import PolicyConfig
 from pipeline.contract import Event, format_ts
-from pipeline.features import CustomerState, FeatureConfig, apply
+from pipeline.features import CustomerState, FeatureConfig
 from pipeline.scoring import Model
 from training.labels import Labels, labels_from_events
+from training.timeline import snapshots
 
 #: Rows scored per model call: bounds the memory of one call, whatever the population.
 CHUNK = 5_000
@@ -74,18 +75,8 @@ def score_log(events: Iterable[Event], model: Model, at_ms: Sequence[int], *,
         events = events if isinstance(events, Sequence) else list(events)
         labels = labels_from_events(events)
     churn_at = labels.churns
-    states: dict[str, CustomerState] = {}
     out = Scored()
-    ti = 0
-    for ev in events:
-        while ti < len(times) and ev.ts_ms >= times[ti]:
-            _snapshot(states, times[ti], model, policy, churn_at, reasons, out, labels)
-            ti += 1
-        state = states.get(ev.customer_id)
-        if state is None:
-            state = states[ev.customer_id] = CustomerState(ev.customer_id)
-        apply(state, ev, None, feature_cfg)
-    for t in times[ti:]:
+    for t, states in snapshots(events, times, feature_cfg, labels=labels):
         _snapshot(states, t, model, policy, churn_at, reasons, out, labels)
     return out
 

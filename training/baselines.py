@@ -19,13 +19,15 @@ evaluation scores the very same baselines the training run reported.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from pipeline.contract import Event
-from pipeline.features import CHANNELS, FEATURES, N_CH, CustomerState, FeatureConfig, apply, day_of
+from pipeline.features import CHANNELS, FEATURES, N_CH, CustomerState, FeatureConfig, day_of
 from training.dataset import Dataset
+from training.labels import Labels
+from training.timeline import snapshots
 
 BASELINES_FILE = "baselines.json"
 COUNT_WINDOW_DAYS = 28
@@ -78,15 +80,16 @@ def event_counts(state: CustomerState, now_ms: int, days: int = COUNT_WINDOW_DAY
     return out
 
 
-def count_matrix(events: Sequence[Event], dataset: Dataset, cfg: FeatureConfig | None = None,
-                 days: int = COUNT_WINDOW_DAYS) -> np.ndarray:
+def count_matrix(events: Iterable[Event], dataset: Dataset, cfg: FeatureConfig | None = None,
+                 days: int = COUNT_WINDOW_DAYS, labels: Labels | None = None) -> np.ndarray:
     """:func:`event_counts` for every row of ``dataset``, in its row order.
 
     Replays ``events`` (time-sorted, as given to :func:`training.dataset.build_dataset`) through the
     stream's :func:`pipeline.features.apply` and reads each row's customer at its observation time T
-    after exactly the events with ``ts < T`` — the same point-in-time cut as the dataset builder. The
-    dataset decides who has a row, so the two matrices line up row for row. Costs one ``apply`` pass
-    (about 2 s per million events here), not a second feature build.
+    after exactly the events with ``ts < T`` — the same point-in-time cut as the dataset builder
+    (:func:`training.timeline.snapshots`). The dataset decides who has a row, so the two matrices line
+    up row for row. ``labels`` only lets the replay drop customers gone for good. Costs one ``apply``
+    pass (about 2 s per million events here), not a second feature build.
     """
     cfg = cfg if cfg is not None else dataset.config.features
     out = np.zeros((len(dataset), len(COUNT_FEATURES)), dtype=np.float64)
@@ -95,26 +98,12 @@ def count_matrix(events: Sequence[Event], dataset: Dataset, cfg: FeatureConfig |
     order = np.argsort(dataset.obs_ms, kind="stable")
     times = dataset.obs_ms[order]
     bounds = np.flatnonzero(np.diff(times)) + 1
-    groups = [(int(times[g[0]]), g) for g in np.split(order, bounds)]
-    states: dict[str, CustomerState] = {}
-    gi = 0
-
-    def snapshot(rows: np.ndarray, t_ms: int) -> None:
-        for r in rows:
+    groups = {int(times[g[0]]): g for g in np.split(order, bounds)}
+    for t_ms, states in snapshots(events, list(groups), cfg, labels=labels):
+        for r in groups[t_ms]:
             state = states.get(dataset.customer_ids[r])
             if state is not None:
                 out[r] = event_counts(state, t_ms, days)
-
-    for ev in events:
-        while gi < len(groups) and ev.ts_ms >= groups[gi][0]:
-            snapshot(groups[gi][1], groups[gi][0])
-            gi += 1
-        state = states.get(ev.customer_id)
-        if state is None:
-            state = states[ev.customer_id] = CustomerState(ev.customer_id)
-        apply(state, ev, None, cfg)
-    for t_ms, rows in groups[gi:]:
-        snapshot(rows, t_ms)
     return out
 
 

@@ -19,18 +19,16 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from pipeline.contract import DAY_MS, Event, format_ts
-from pipeline.features import FEATURES, CustomerState, FeatureConfig, apply
+from pipeline.features import FEATURES, CustomerState, FeatureConfig
 from pipeline.spec import CompiledSpec, FeatureSpec, compile_spec
 from training.labels import Labels, labels_from_events
+from training.timeline import ProgressFn, snapshots
 
-ProgressFn = Callable[[int], None]
-#: How many events pass between two progress callbacks; a callback per event would cost more than apply.
-PROGRESS_EVERY = 20_000
 
 
 @dataclass(frozen=True)
@@ -213,30 +211,10 @@ def build_dataset(events: Iterable[Event], cfg: DatasetConfig = DatasetConfig(),
     labels = labels if labels is not None else labels_from_events(events)
     log_end = cfg.log_end_ms if cfg.log_end_ms is not None else log_end
     times = observation_times(log_start, log_end, cfg)
-    states: dict[str, CustomerState] = {}
     compiled = compile_spec(cfg.spec)
     rows = _Rows(len(compiled.names))
-    ti, pending, previous = 0, 0, log_start
-    fcfg = cfg.features
-    for ev in events:
-        if ev.ts_ms < previous:
-            raise ValueError("events must be sorted by time (training.eventlog.read_events sorts them)")
-        previous = ev.ts_ms
-        while ti < len(times) and ev.ts_ms >= times[ti]:
-            _snapshot(states, times[ti], labels, cfg, rows, compiled)
-            ti += 1
-        state = states.get(ev.customer_id)
-        if state is None:
-            state = states[ev.customer_id] = CustomerState(ev.customer_id)
-        apply(state, ev, None, fcfg)
-        pending += 1
-        if on_progress is not None and pending >= PROGRESS_EVERY:
-            on_progress(pending)
-            pending = 0
-    for t in times[ti:]:
+    for t, states in snapshots(events, times, cfg.features, labels=labels, on_progress=on_progress):
         _snapshot(states, t, labels, cfg, rows, compiled)
-    if on_progress is not None and pending:
-        on_progress(pending)
     return _to_dataset(rows, log_start, log_end, cfg, compiled.names)
 
 

@@ -50,6 +50,13 @@ class Labels:
         j = bisect_right(renewals, t_ms)
         return j == 0 or renewals[j - 1] <= last_churn
 
+    def gone_for_good(self, customer_id: str, t_ms: int) -> bool:
+        """Churned at ``t_ms`` and never renewed after it: no later time can see the customer active."""
+        if not self.churned_by(customer_id, t_ms):
+            return False
+        renewals = self.renewals.get(customer_id)
+        return not renewals or renewals[-1] <= t_ms
+
     def churns_within(self, customer_id: str, after_ms: int, until_ms: int) -> bool:
         """Any churn in the half-open window (after_ms, until_ms] — the label window of a snapshot."""
         churns = self.churns.get(customer_id)

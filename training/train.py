@@ -780,9 +780,9 @@ def _gate(registry: Registry, log: EventLog, dataset: Dataset, model: TrainedMod
 
 def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
     if bars is None:
-        return count_matrix(log.events, dataset)
+        return count_matrix(log.events, dataset, labels=log.labels())
     task = bars.add_task("28-day counts (baseline)", total=1)
-    out = count_matrix(log.events, dataset)
+    out = count_matrix(log.events, dataset, labels=log.labels())
     bars.update(task, completed=1)
     return out
 
@@ -1051,7 +1051,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     labels = log.labels()
     frame = frame_for(dataset, rows, counted, labels)
     scores = {MODEL: model.predict(dataset.X[rows])}
-    counts = count_matrix(log.events, dataset) if baselines else None
+    counts = count_matrix(log.events, dataset, labels=labels) if baselines else None
     for name, baseline in baselines.items():
         scores[name] = _baseline_scores(dataset, counts, baseline, rows)
     old_scorers = (saved or {}).get("evaluation", {}).get("scorers", {})

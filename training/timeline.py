@@ -1,0 +1,66 @@
+"""Point-in-time replay: every customer's state at each of a list of times, from exactly the events before it.
+
+The training rows (:mod:`training.dataset`), the baselines' counts (:mod:`training.baselines`) and a
+``churnwatch score`` backtest (:mod:`training.backtest`) all need the same thing: events in time order
+through the stream's :func:`pipeline.features.apply`, paused at each time T, before any event at or
+after T touches a state. That loop lives here once.
+
+Given the labels, a customer who has churned for good by T (churned, and never renewed after T) is
+dropped after T's snapshot and their later events are skipped: no later snapshot can include them, and
+on a long log they are most of the customers ever seen, so memory follows the live customers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Sequence
+
+from pipeline.contract import Event
+from pipeline.features import CustomerState, FeatureConfig, apply
+from training.labels import Labels
+
+ProgressFn = Callable[[int], None]
+#: How many events pass between two progress callbacks; a callback per event would cost more than apply.
+PROGRESS_EVERY = 20_000
+
+
+def snapshots(events: Iterable[Event], times: Sequence[int], cfg: FeatureConfig = FeatureConfig(), *,
+              labels: Labels | None = None, on_progress: ProgressFn | None = None
+              ) -> Iterator[tuple[int, dict[str, CustomerState]]]:
+    """Yield ``(T, states)`` for each T of ``times`` (ascending), ``states`` holding every customer seen
+    before T as the stream would have it at T. Read the states before asking for the next T: the
+    same dict is updated in place. ``events`` must be time-sorted (``read_events`` sorts them)."""
+    times = sorted(times)
+    states: dict[str, CustomerState] = {}
+    gone: set[str] = set()
+    ti, pending = 0, 0
+    previous: int | None = None
+    for ev in events:
+        if previous is not None and ev.ts_ms < previous:
+            raise ValueError("events must be sorted by time (training.eventlog.read_events sorts them)")
+        previous = ev.ts_ms
+        while ti < len(times) and ev.ts_ms >= times[ti]:
+            yield times[ti], states
+            if labels is not None:
+                _drop_gone(states, gone, labels, times[ti])
+            ti += 1
+        cid = ev.customer_id
+        if cid in gone:
+            continue
+        state = states.get(cid)
+        if state is None:
+            state = states[cid] = CustomerState(cid)
+        apply(state, ev, None, cfg)
+        pending += 1
+        if on_progress is not None and pending >= PROGRESS_EVERY:
+            on_progress(pending)
+            pending = 0
+    for t in times[ti:]:
+        yield t, states
+    if on_progress is not None and pending:
+        on_progress(pending)
+
+
+def _drop_gone(states: dict[str, CustomerState], gone: set[str], labels: Labels, t_ms: int) -> None:
+    for cid in [c for c in labels.churns if c in states and labels.gone_for_good(c, t_ms)]:
+        del states[cid]
+        gone.add(cid)
