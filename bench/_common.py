@@ -222,3 +222,28 @@ def stop_child(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# ---- other trees (a commit checked out beside this one, for a same-run baseline) ----------------
+def git(*args: str, cwd: Path = REPO) -> str:
+    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise BenchError(f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
+    return out.stdout.strip()
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
+    env["PYTHONPATH"] = str(tree)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def check_imports(tree: Path) -> None:
+    """The venv has this repo installed in editable mode: make sure the tree's own packages win."""
+    code = "import pipeline, training; print(pipeline.__file__); print(training.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=tree_env(tree), capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL)
+    paths = out.stdout.split()
+    if out.returncode != 0 or len(paths) != 2 or not all(Path(p).resolve().is_relative_to(tree.resolve()) for p in paths):
+        raise BenchError(f"{tree}: imports resolve to {paths or out.stderr.strip()[-200:]}, not the tree's own code")

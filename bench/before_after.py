@@ -32,7 +32,6 @@ the end (``--keep`` keeps them); every process started is stopped by its pid, al
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -43,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import REPO, BenchError, Figure, fmt_num, load_note, main_guard, stop_child
+from _common import REPO, BenchError, Figure, check_imports, fmt_num, git, load_note, main_guard, stop_child, tree_env
 
 import orjson
 
@@ -106,13 +105,6 @@ class Run:
     behind: bool = False
 
 
-def git(*args: str, cwd: Path = REPO) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    if out.returncode != 0:
-        raise BenchError(f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
-    return out.stdout.strip()
-
-
 def snapshot_working_tree(dest: Path) -> int:
     """Copy this tree's tracked and untracked (not ignored) files as they are now; returns how many."""
     files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
@@ -126,23 +118,6 @@ def snapshot_working_tree(dest: Path) -> int:
         shutil.copy2(src, out)
         n += 1
     return n
-
-
-def tree_env(tree: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
-    env["PYTHONPATH"] = str(tree)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def check_imports(tree: Path) -> None:
-    """The venv has this repo installed in editable mode: make sure the tree's own packages win."""
-    code = "import pipeline, training; print(pipeline.__file__); print(training.__file__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tree, env=tree_env(tree), capture_output=True,
-                         text=True, stdin=subprocess.DEVNULL)
-    paths = out.stdout.split()
-    if out.returncode != 0 or len(paths) != 2 or not all(Path(p).resolve().is_relative_to(tree.resolve()) for p in paths):
-        raise BenchError(f"{tree}: imports resolve to {paths or out.stderr.strip()[-200:]}, not the tree's own code")
 
 
 def run_child(cmd: list[str], tree: Path, log: Path, timeout: float) -> int:
