@@ -9,13 +9,16 @@ collects the figures each writes to ``--json-out`` into one table.
 from __future__ import annotations
 
 import argparse
+import csv
 import gc
 import math
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -247,3 +250,68 @@ def check_imports(tree: Path) -> None:
     paths = out.stdout.split()
     if out.returncode != 0 or len(paths) != 2 or not all(Path(p).resolve().is_relative_to(tree.resolve()) for p in paths):
         raise BenchError(f"{tree}: imports resolve to {paths or out.stderr.strip()[-200:]}, not the tree's own code")
+
+
+# ---- the CDNOW purchase log (model_vs_counts.py, cdnow_vs_bgnbd.py) -----------------------------------
+#: CDNOW ships inside the ``lifetimes`` wheel, the reference implementation of BG/NBD; only the data file is
+#: read from the wheel here (``pip download``, opened as a zip): nothing is installed.
+CDNOW_WHEEL = "lifetimes==0.11.3"
+CDNOW_MEMBER = "lifetimes/datasets/CDNOW_master.txt"
+#: CDNOW's dates are moved forward by 28 years (1997 -> 2025): the event contract refuses times before
+#: 2000, and the Gregorian calendar repeats exactly after 28 years here (weekdays and leap years alike).
+CDNOW_SHIFT_YEARS = 28
+#: Where the benches keep downloads (the lifetimes wheel, the BG/NBD venv) between runs.
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "churnwatch-bench-cache"
+
+
+def cdnow_rows(cache: Path) -> list[tuple[str, str, str]]:
+    """CDNOW_master.txt as (customer id, YYYYMMDD moved by :data:`CDNOW_SHIFT_YEARS`, dollars) per line, in
+    file order; the wheel is downloaded into ``cache`` the first time."""
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = sorted(cache.glob("[Ll]ifetimes-0.11.3-*.whl"))
+    if not wheels:
+        subprocess.run([sys.executable, "-m", "pip", "download", CDNOW_WHEEL, "--no-deps", "-d", str(cache), "-q"],
+                       check=True)
+        wheels = sorted(cache.glob("[Ll]ifetimes-0.11.3-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as z:
+        text = z.read(CDNOW_MEMBER).decode()
+    out = []
+    for line in text.splitlines():
+        parts = line.split()  # id, YYYYMMDD, CDs, dollars
+        if len(parts) != 4 or not parts[1].isdigit():
+            continue  # the header line
+        out.append((parts[0], f"{int(parts[1][:4]) + CDNOW_SHIFT_YEARS}{parts[1][4:]}", parts[3]))
+    return out
+
+
+def cdnow_usage(cache: Path, out: Path) -> int:
+    """CDNOW as a usage CSV (``customer_id,date,event,dollars``, one ``purchase`` per line); returns the
+    rows written."""
+    rows = cdnow_rows(cache)
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["customer_id", "date", "event", "dollars"])
+        for cid, day, dollars in rows:
+            w.writerow([cid, day, "purchase", dollars])
+    return len(rows)
+
+
+def train_cdnow(usage: Path, inactive_days: int, workdir: Path, top_k: int) -> tuple[Any, Path]:
+    """Train churnwatch on the CDNOW usage CSV through the documented foreign-log path (``churnwatch train
+    --usage ... --inactive-days N`` with the trainer's defaults, not promoted) into ``workdir``; returns the
+    :class:`training.foreign.ForeignTrainResult` and the converted event log."""
+    from pipeline.registry import Registry
+    from training.foreign import ForeignMapping, train_foreign
+
+    mapping = ForeignMapping(id_col="customer_id", time_col="date", type_col="event", value_col="dollars",
+                             inactive_days=inactive_days)
+    log = workdir / f"cdnow_{inactive_days}.jsonl"
+    trained = train_foreign(usage, None, Registry(workdir / f"models_{inactive_days}"), mapping, log_out=log,
+                            progress=False, top_k=top_k, promote=False)
+    return trained, log
+
+
+def winback_share(convert: Any) -> float:
+    """Share of an inactivity conversion's churns followed by a return (also the ones after the log's cut)."""
+    back = convert.renewed + convert.dropped.get("renewed_in_last_inactive_days", 0)
+    return back / max(1, convert.churned)

@@ -25,12 +25,9 @@ Nothing is tuned per data set: every run uses the trainer's defaults.
 from __future__ import annotations
 
 import argparse
-import csv
-import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench._common import CDNOW_SHIFT_YEARS, DEFAULT_CACHE, cdnow_usage, train_cdnow, winback_share  # noqa: E402,F401
 from bench._independent import Comparison, compare  # noqa: E402
 
-CDNOW_WHEEL = "lifetimes==0.11.3"
-CDNOW_MEMBER = "lifetimes/datasets/CDNOW_master.txt"
 START_MS = 1_700_006_400_000  # 2023-11-15, a fixed start so every run simulates the same history
-#: CDNOW's dates are moved forward by 28 years (1997 -> 2025): the event contract refuses times before
-#: 2000, and the Gregorian calendar repeats exactly after 28 years here (weekdays and leap years alike).
-CDNOW_SHIFT_YEARS = 28
 #: The churn definition is chosen on what it means, before any model is looked at: the one whose churns
 #: are final more often (fewer followed by a return), provided its test period keeps enough churn labels
 #: for the intervals to say something.
@@ -80,34 +73,7 @@ def run_sim(seed: int, vocab: int, customers: int, days: int, top_k: int, draws:
     return Result(name, comparison, time.perf_counter() - started, f"{customers} customers x {days} days")
 
 
-def cdnow_usage(cache: Path, out: Path) -> int:
-    """CDNOW_master.txt (id, YYYYMMDD, CDs, dollars) -> a usage CSV; returns the rows written."""
-    cache.mkdir(parents=True, exist_ok=True)
-    wheels = sorted(cache.glob("[Ll]ifetimes-0.11.3-*.whl"))
-    if not wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", CDNOW_WHEEL, "--no-deps", "-d", str(cache), "-q"],
-                       check=True)
-        wheels = sorted(cache.glob("[Ll]ifetimes-0.11.3-*.whl"))
-    with zipfile.ZipFile(wheels[0]) as z:
-        text = z.read(CDNOW_MEMBER).decode()
-    rows = 0
-    with open(out, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["customer_id", "date", "event", "dollars"])
-        for line in text.splitlines():
-            parts = line.split()
-            if len(parts) != 4 or not parts[1].isdigit():
-                continue  # the header line
-            day = f"{int(parts[1][:4]) + CDNOW_SHIFT_YEARS}{parts[1][4:]}"
-            w.writerow([parts[0], day, "purchase", parts[3]])
-            rows += 1
-    return rows
-
-
 def run_cdnow(cache: Path, inactive: list[int], top_k: int, draws: int) -> list[Result]:
-    from pipeline.registry import Registry
-    from training.foreign import ForeignMapping, train_foreign
-
     out: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="churnwatch-mvc-") as tmp:
         t0 = time.perf_counter()
@@ -117,19 +83,14 @@ def run_cdnow(cache: Path, inactive: list[int], top_k: int, draws: int) -> list[
         for n in inactive:
             started = time.perf_counter()
             name = f"CDNOW, churn = {n} days without a purchase"
-            mapping = ForeignMapping(id_col="customer_id", time_col="date", type_col="event", value_col="dollars",
-                                     inactive_days=n)
-            log = Path(tmp) / f"cdnow_{n}.jsonl"
             try:
-                trained = train_foreign(usage, None, Registry(Path(tmp) / f"models_{n}"), mapping, log_out=log,
-                                        progress=False, top_k=top_k, promote=False)
+                trained, log = train_cdnow(usage, n, Path(tmp), top_k)
                 comparison = compare(log, trained.train.path, top_k=top_k, draws=draws)
             except Exception as exc:  # a definition that cannot train is a finding, not a crash
                 out.append(Result(name, None, time.perf_counter() - started + prep, error=str(exc).splitlines()[0]))
                 continue
             c = trained.convert
-            back = c.renewed + c.dropped.get("renewed_in_last_inactive_days", 0)
-            share = back / max(1, c.churned)
+            share = winback_share(c)
             out.append(Result(name, comparison, time.perf_counter() - started + prep,
                               f"{rows:,} purchases; {c.churned:,} churns, {share:.0%} of them followed by a return; "
                               f"labelled up to {str(c.to_json()['labelled_until'])[:10]}", winback=share))
@@ -180,7 +141,7 @@ def main() -> int:
     ap.add_argument("--inactive-days", default="90,180")
     ap.add_argument("--top-k", type=int, default=16)
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "churnwatch-bench-cache",
+    ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                     help="where the lifetimes wheel (CDNOW) is kept between runs")
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--no-cdnow", action="store_true")
