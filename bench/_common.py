@@ -13,6 +13,7 @@ import csv
 import gc
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,6 +234,21 @@ def git(*args: str, cwd: Path = REPO) -> str:
     if out.returncode != 0:
         raise BenchError(f"git {' '.join(args)}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}")
     return out.stdout.strip()
+
+
+def snapshot_working_tree(dest: Path) -> int:
+    """Copy this tree's tracked and untracked (not ignored) files as they are now; returns how many."""
+    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+    n = 0
+    for rel in filter(None, files):
+        src = REPO / rel
+        if not src.is_file():  # deleted in the working tree but still in the index
+            continue
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, out)
+        n += 1
+    return n
 
 
 def tree_env(tree: Path) -> dict[str, str]:

@@ -42,7 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import REPO, BenchError, Figure, check_imports, fmt_num, git, load_note, main_guard, stop_child, tree_env
+from _common import (REPO, BenchError, Figure, check_imports, fmt_num, git, load_note, main_guard,
+                     snapshot_working_tree, stop_child, tree_env)
 
 import orjson
 
@@ -103,21 +104,6 @@ class Run:
     seconds: float
     figures: dict[str, Figure] = field(default_factory=dict)
     behind: bool = False
-
-
-def snapshot_working_tree(dest: Path) -> int:
-    """Copy this tree's tracked and untracked (not ignored) files as they are now; returns how many."""
-    files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
-    n = 0
-    for rel in filter(None, files):
-        src = REPO / rel
-        if not src.is_file():  # deleted in the working tree but still in the index
-            continue
-        out = dest / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, out)
-        n += 1
-    return n
 
 
 def run_child(cmd: list[str], tree: Path, log: Path, timeout: float) -> int:

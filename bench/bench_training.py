@@ -31,7 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import REPO, BenchError, Report, check_imports, git, main_guard, parser, section, stop_child, tree_env
+from _common import (REPO, BenchError, Report, check_imports, git, main_guard, parser, section, snapshot_working_tree,
+                     stop_child, tree_env)
 
 from pipeline.contract import DAY_MS, format_ts, parse_ts  # noqa: E402  (after _common puts the repo on the path)
 
@@ -132,7 +133,9 @@ def main() -> int:
             old_tree = tmp / "baseline"
             git("worktree", "add", "--detach", str(old_tree), args.baseline)
             check_imports(old_tree)
-        check_imports(REPO)
+        this_tree = tmp / "this-tree"  # a copy: edits made while the bench runs do not leak into it
+        snapshot_working_tree(this_tree)
+        check_imports(this_tree)
         for n in sizes:
             label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n // 1000}k"
             section(f"{label} events ({args.order} order)")
@@ -140,7 +143,7 @@ def main() -> int:
             records = sum(1 for _ in open(log, "rb"))
             report.add(f"{label}: records in the log", records, "records", log.name)
             models = tmp / f"models-{label}"
-            trees = [("this tree", REPO)] + ([("baseline", old_tree)] if old_tree and n <= args.baseline_max else [])
+            trees = [("this tree", this_tree)] + ([("baseline", old_tree)] if old_tree and n <= args.baseline_max else [])
             for tree_name, tree in trees:
                 reg = tmp / f"models-{label}-{tree_name.replace(' ', '-')}"
                 cmd = [sys.executable, "-m", "pipeline.cli", "train", "--events", str(log), "--models-dir", str(reg),
@@ -165,7 +168,7 @@ def main() -> int:
                 if command == "score" and not (models / "v1").is_dir():
                     continue
                 out = tmp / f"{command}-{label}.log"
-                secs, peak, code = measure(cmd, REPO, out, args.timeout)
+                secs, peak, code = measure(cmd, this_tree, out, args.timeout)
                 runs.append(Run(label, command, "this tree", secs, peak, code == 0, last_line(out)))
                 report.add(f"{label}: {command} wall time", secs, "s", "" if code == 0 else f"exit {code}")
                 report.add(f"{label}: {command} peak RSS", peak, "MB")
