@@ -224,17 +224,19 @@ def _train_config(args: argparse.Namespace) -> Any:
                        test_from_ms=_one_time(args.test_from, "--test-from"))
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
+    """(event log, usage log, churn table) as given, checked before any heavy import."""
     if bool(args.events) == bool(args.usage or args.churn or args.inactive_days):
         raise UserError("give either --events LOG, or --usage FILE with --churn FILE or --inactive-days N (a foreign log)")
-    # the inputs are checked before the (heavy) training import and anything that needs it
     if args.events:
-        events = _existing(args.events, "event log")
-    else:
-        if not args.usage or bool(args.churn) == bool(args.inactive_days):
-            raise UserError("a foreign log needs --usage FILE and either --churn FILE or --inactive-days N")
-        usage = _existing(args.usage, "usage log")
-        churn = _existing(args.churn, "churn table") if args.churn else None
+        return _existing(args.events, "event log"), None, None
+    if not args.usage or bool(args.churn) == bool(args.inactive_days):
+        raise UserError("a foreign log needs --usage FILE and either --churn FILE or --inactive-days N")
+    return None, _existing(args.usage, "usage log"), _existing(args.churn, "churn table") if args.churn else None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    events, usage, churn = _inputs(args)
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
                   dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
                   gate=True, force_promote=args.force_promote, config=_train_config(args))
@@ -268,10 +270,7 @@ def _times(text: str, flag: str = "--at") -> list[int]:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from training.backtest import score_log, write_scores
-    from training.eventlog import read_events
-
-    source = _existing(args.events, "event log")
+    source, usage, churn = _inputs(args)
     times = _times(args.at)
     if not Path(args.out).parent.is_dir() or not args.out.lower().endswith((".parquet", ".csv", ".csv.gz")):
         raise UserError(f"--out {args.out}: scores are written as .parquet, .csv or .csv.gz into an existing directory")
@@ -286,16 +285,36 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UserError(f"no model in {reg.root}: train one, or name a VERSION")
     model = load_version(reg, version, timeout_s=settings.model_check_timeout_s, feature_cfg=settings.feature_config())
     policy: PolicyConfig = load_policy(settings.policy_file).alerts
-    log = read_events(source)
-    if not log.events:
-        raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
-    scored = score_log(log.events, model, times, feature_cfg=settings.feature_config(), policy=policy,
-                       reasons=0 if args.no_reasons else 3, labels=log.labels())
+    if source is not None:
+        return _score_log(args, source, model, version, times, settings, policy)
+    import tempfile
+
+    from training.foreign import convert, mapping_from_args
+
+    with tempfile.TemporaryDirectory(prefix="churnwatch-foreign-") as tmp:
+        converted = Path(args.save_log) if args.save_log else Path(tmp) / "converted.jsonl"
+        stats = convert(usage, churn, converted, mapping_from_args(args))
+        stats.temporary = not args.save_log
+        print(stats.summary(), flush=True)
+        return _score_log(args, converted, model, version, times, settings, policy)
+
+
+def _score_log(args: argparse.Namespace, source: Path, model: Any, version: str, times: list[int],
+               settings: Any, policy: Any) -> int:
+    from training.backtest import score_log, write_scores
+    from training.eventlog import read_events
+
+    with read_events(source) as log:
+        if not log.events:
+            raise UserError(f"{source}: no valid events ({log.stats.skipped} invalid records)")
+        scored = score_log(log.events, model, times, feature_cfg=settings.feature_config(), policy=policy,
+                           reasons=0 if args.no_reasons else 3, labels=log.labels())
+        skipped = log.stats.skipped
     fmt = write_scores(scored, args.out, version)
     bands = {b: scored.bands.count(b) for b in ("critical", "high", "low")}
     print(f"scored {len(scored):,} customer-times at {len(set(times))} time(s) with model {version}: "
           f"{bands['critical']:,} critical, {bands['high']:,} high, {bands['low']:,} low; wrote {args.out} ({fmt}); "
-          f"{log.stats.skipped} invalid records skipped")
+          f"{skipped} invalid records skipped")
     return 0
 
 
@@ -429,6 +448,42 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 # ---- parser -------------------------------------------------------------------------------------
+def _input_flags(sp: argparse.ArgumentParser) -> None:
+    """--events, or a foreign log (--usage with --churn or --inactive-days): train and score read either."""
+    src = sp.add_argument_group("input (either --events, or --usage with --churn)")
+    src.add_argument("--events", help="churnwatch event log: JSONL, CSV/TSV (.gz) or Parquet (e.g. 'churnwatch export')")
+    src.add_argument("--usage", help="foreign usage log: account id, event time, event type (docs/foreign-logs.md)")
+    src.add_argument("--churn", help="foreign churn dates or subscriptions table, with --usage")
+    src.add_argument("--inactive-days", type=_positive_int, metavar="N",
+                     help="instead of --churn: an account N days without usage churned, dated the day after its "
+                          "last row (docs/foreign-logs.md)")
+
+
+def _mapping_flags(sp: argparse.ArgumentParser) -> None:
+    fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
+    for flag, helptext in (("--id-col", "usage account column (default account_id)"),
+                           ("--time-col", "usage time column (default ts)"),
+                           ("--type-col", "usage event-type column (default event)"),
+                           ("--time-format", "strptime format of usage times (default: recognised)"),
+                           ("--feature-col", "usage column naming the product feature"),
+                           ("--duration-col", "usage column with a duration in seconds"),
+                           ("--user-col", "usage column naming the user within the account (user_id)"),
+                           ("--value-col", "numeric usage column with what the event was worth (value)"),
+                           ("--churn-id-col", "churn table account column"),
+                           ("--churn-date-col", "churn table date column (default churn_date)"),
+                           ("--start-col", "subscriptions start column (default start)"),
+                           ("--end-col", "subscriptions end column (default end)"),
+                           ("--churn-time-format", "strptime format of churn dates"),
+                           ("--tier-col", "account tier column"), ("--plan-col", "account plan column"),
+                           ("--mrr-col", "account MRR column"),
+                           ("--as-of", "the data's 'now' (default: newest usage time)"),
+                           ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
+        fm.add_argument(flag, help=helptext)
+    fm.add_argument("--type-map", action="append",
+                    help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, page_view, help_view, purchase, "
+                         "or onto another type of the log")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -481,13 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_worker)
 
     sp = sub.add_parser("train", help="train a model from an event log (or a foreign usage log) into the registry")
-    src = sp.add_argument_group("input (either --events, or --usage with --churn)")
-    src.add_argument("--events", help="churnwatch event log: JSONL, CSV/TSV (.gz) or Parquet (e.g. 'churnwatch export')")
-    src.add_argument("--usage", help="foreign usage log: account id, event time, event type (docs/foreign-logs.md)")
-    src.add_argument("--churn", help="foreign churn dates or subscriptions table, with --usage")
-    src.add_argument("--inactive-days", type=_positive_int, metavar="N",
-                     help="instead of --churn: an account N days without usage churned, dated the day after its "
-                          "last row (docs/foreign-logs.md)")
+    _input_flags(sp)
     sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
@@ -500,29 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="exit 2 when the model is not promoted; also hold it back when the test period has "
                          "fewer than 30 churners")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
-    fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
-    for flag, helptext in (("--id-col", "usage account column (default account_id)"),
-                           ("--time-col", "usage time column (default ts)"),
-                           ("--type-col", "usage event-type column (default event)"),
-                           ("--time-format", "strptime format of usage times (default: recognised)"),
-                           ("--feature-col", "usage column naming the product feature"),
-                           ("--duration-col", "usage column with a duration in seconds"),
-                           ("--user-col", "usage column naming the user within the account (user_id)"),
-                           ("--value-col", "numeric usage column with what the event was worth (value)"),
-                           ("--churn-id-col", "churn table account column"),
-                           ("--churn-date-col", "churn table date column (default churn_date)"),
-                           ("--start-col", "subscriptions start column (default start)"),
-                           ("--end-col", "subscriptions end column (default end)"),
-                           ("--churn-time-format", "strptime format of churn dates"),
-                           ("--tier-col", "account tier column"), ("--plan-col", "account plan column"),
-                           ("--mrr-col", "account MRR column"),
-                           ("--as-of", "the data's 'now' (default: newest usage time)"),
-                           ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
-        fm.add_argument(flag, help=helptext)
+    _mapping_flags(sp)
     _spec_flags(sp)
-    fm.add_argument("--type-map", action="append",
-                    help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, page_view, help_view, purchase, "
-                         "or onto another type of the log")
     common(sp, broker=False)
     sp.set_defaults(func=cmd_train)
 
@@ -562,11 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("score", help="batch-score every customer at chosen times, point in time (backtest, book of business)")
     sp.add_argument("version", nargs="?", help="registry version (default: the current one)")
-    sp.add_argument("--events", required=True, help="event log: JSONL, CSV/TSV (.gz) or Parquet")
+    _input_flags(sp)
     sp.add_argument("--at", required=True, help="times to score at, comma separated (ISO-8601 or epoch ms): "
                                                 "every customer seen before and not churned by then, from the events before it")
     sp.add_argument("--out", required=True, help="output .csv, .csv.gz or .parquet")
     sp.add_argument("--no-reasons", action="store_true", help="skip the top reasons (faster on big populations)")
+    _mapping_flags(sp)
     common(sp, broker=False)
     sp.set_defaults(func=cmd_score)
 
@@ -604,9 +633,10 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     try:  # the streaming side must still report its own errors when training cannot be imported
         from training.export import ExportError
         from training.readers import LogFormatError
+        from training.spool import SpoolError
         from training.train import TrainingError
 
-        errors += [TrainingError, LogFormatError, ExportError]
+        errors += [TrainingError, LogFormatError, ExportError, SpoolError]
     except ImportError:
         pass
     return tuple(errors)

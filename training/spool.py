@@ -7,8 +7,9 @@ of :data:`BATCH_ROWS`. When the log is not in time order the spool is sorted onc
 external sort spills to disk under a memory cap (:data:`SORT_MEMORY`) instead of needing the whole log
 in memory, as a Python ``list.sort`` would.
 
-The spool lives in its own temporary directory (``$TMPDIR``, or ``CHURNWATCH_TMPDIR``) and is removed
-when closed or garbage-collected, so an interrupted run leaves nothing behind but what the OS clears.
+The spool lives in its own temporary directory under ``$TMPDIR`` (Python's :mod:`tempfile` rules: point
+it at a disk with room, ~30 bytes an event) and is removed when closed or garbage-collected, so an
+interrupted run leaves nothing behind but what the OS clears.
 """
 
 from __future__ import annotations
@@ -34,10 +35,6 @@ class SpoolError(RuntimeError):
     """The spool could not be written or sorted (disk full, unwritable temporary directory)."""
 
 
-def _temp_root() -> str | None:
-    return os.environ.get("CHURNWATCH_TMPDIR") or None
-
-
 class Spool:
     """Append record batches of one schema; then read them back in file order or sorted by columns.
 
@@ -49,7 +46,7 @@ class Spool:
     def __init__(self, schema: pa.Schema, *, prefix: str = "churnwatch-spool-") -> None:
         self.schema = schema
         try:
-            self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=_temp_root()))
+            self.dir = Path(tempfile.mkdtemp(prefix=prefix))
         except OSError as exc:
             raise SpoolError(f"cannot create a temporary directory for the spool: {exc}") from exc
         self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, ignore_errors=True)

@@ -325,6 +325,19 @@ def test_foreign_history_trains_a_loadable_model_with_the_documented_command(tmp
     assert sum(1 for e in log.events if e.type == "churned") > 80
     assert {e.type for e in log.events if e.source == "interactions"} >= {"login", "page_view", "feature_use", "help_view"}
 
+    # the backtest takes the same foreign log and mapping, and scores what the kept conversion gives
+    mapping = ["--id-col", "account", "--time-col", "occurred_at", "--type-col", "action",
+               "--type-map", "signin=login,view_dashboard=page_view", "--type-map", "export_report=feature_use,open_help=help_view"]
+    at = ["--at", "2026-01-15,2026-03-01", "--models-dir", str(models), "--no-reasons"]
+    assert cli.main(["score", "--usage", str(usage), "--churn", str(churn), *mapping, *at,
+                     "--out", str(tmp_path / "from_usage.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "converted " in printed and "scored " in printed
+    assert cli.main(["score", "--events", str(converted), *at, "--out", str(tmp_path / "from_events.csv")]) == 0
+    from_usage = (tmp_path / "from_usage.csv").read_text().splitlines()
+    assert len(from_usage) > 100 and from_usage == (tmp_path / "from_events.csv").read_text().splitlines()
+    assert cli.main(["score", "--usage", str(usage), *at, "--out", str(tmp_path / "x.csv")]) == 2  # no churn source
+
 
 def test_foreign_command_with_a_missing_column_is_one_line(tmp_path: Path, capsys) -> None:
     usage, churn = team_history(tmp_path, accounts=5, days=80)
