@@ -316,3 +316,13 @@ def test_a_foreign_log_needs_exactly_one_churn_source(extra, monkeypatch, tmp_pa
     code, out, err = run(["train", "--usage", str(usage), *extra, "--models-dir", str(tmp_path)], capsys)
     assert_one_line_error(code, out, err)
     assert "--inactive-days" in err
+
+
+def test_tune_and_cv_flags_reach_the_training_config():
+    args = cli.build_parser().parse_args(["train", "--events", "x.jsonl", "--tune", "--search-seconds", "30",
+                                          "--cv-folds", "4", "--train-until", "2024-01-10"])
+    cfg = cli._train_config(args)
+    assert (cfg.search_candidates, cfg.search_seconds, cfg.cv_folds) == (8, 30.0, 4)
+    assert cfg.train_until_ms == parse_ts("2024-01-10T00:00:00Z") and cfg.test_from_ms is None
+    default = cli._train_config(cli.build_parser().parse_args(["train", "--events", "x.jsonl"]))
+    assert (default.search_candidates, default.cv_folds) == (0, 3)  # the search is off unless asked for
