@@ -7,7 +7,7 @@ how many alerts per second it can explain. Two models are measured, both through
 with ``num_threads=1`` on rows built by ``features.vector`` from simulated customers:
 
 * ``registry``: trained by ``training.train.train_from_log`` on a small simulated log in a temp registry
-  (its tree count is whatever early stopping chose, printed);
+  (its tree count is whatever that training run chose, printed);
 * ``synthetic-200``: LightGBM trained directly on random data with the same feature count, exactly 200
   trees and the project's ``num_leaves``, so the figures compare with DESIGN.md's orientation table.
 
@@ -151,7 +151,7 @@ def run(quick: bool, report: Report) -> None:
               f"(random data) in {time.perf_counter() - t0:.1f}s")
         rows = feature_rows(log, 2000)
         section("scoring: Model.predict / Model.contributions, num_threads=1")
-        report.add("registry model: trees", model.booster.num_trees(), "trees", "early stopping decides")
+        report.add("registry model: trees", model.booster.num_trees(), "trees", "the training run decides")
         measure(report, "registry", model, rows, quick)
         measure(report, "synthetic-200", synth, rows, quick)
 

@@ -217,11 +217,33 @@ def _one_time(text: str | None, flag: str) -> int | None:
     return times[0]
 
 
+def _split_times(args: argparse.Namespace, as_of: bool = True) -> dict[str, int | None]:
+    """``--train-until``, ``--test-from`` and ``--as-of`` as epoch ms (None where not given); a date
+    that does not parse is a one-line error. (A foreign log's ``--as-of`` is read by its conversion,
+    in the formats its times may have: ``as_of=False`` leaves it out.)"""
+    out = {"train_until_ms": _one_time(args.train_until, "--train-until"),
+           "test_from_ms": _one_time(args.test_from, "--test-from")}
+    if as_of:
+        out["as_of_ms"] = _one_time(args.as_of, "--as-of")
+    return out
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     from training.train import TrainConfig
 
-    return TrainConfig(train_until_ms=_one_time(args.train_until, "--train-until"),
-                       test_from_ms=_one_time(args.test_from, "--test-from"))
+    times = _split_times(args, as_of=False)
+    extra: dict[str, Any] = {}
+    if args.search_seconds is not None and not args.tune:
+        raise UserError("--search-seconds is the budget of --tune; give --tune too")
+    if args.tune:
+        from training.cv import MAX_CANDIDATES
+
+        extra["search_candidates"] = MAX_CANDIDATES
+        if args.search_seconds is not None:
+            extra["search_seconds"] = args.search_seconds
+    if args.cv_folds is not None:
+        extra["cv_folds"] = args.cv_folds
+    return TrainConfig(train_until_ms=times["train_until_ms"], test_from_ms=times["test_from_ms"], **extra)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
@@ -237,13 +259,16 @@ def _inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | 
 
 def cmd_train(args: argparse.Namespace) -> int:
     events, usage, churn = _inputs(args)
+    config = _train_config(args)
+    as_of_ms = _split_times(args)["as_of_ms"] if args.events else None
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
                   dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
-                  gate=True, force_promote=args.force_promote, config=_train_config(args))
+                  gate=True, force_promote=args.force_promote, config=config)
     if args.events:
         from training.train import train_from_log
 
-        return _print_trained(train_from_log(events, _registry(args), **kwargs), args.strict)
+        result = train_from_log(events, _registry(args), as_of_ms=as_of_ms, **kwargs)
+        return _print_trained(result, args.strict)
     from training.foreign import mapping_from_args, train_foreign
 
     # The conversion summary is printed before training, so it is there even when training then fails.
@@ -320,12 +345,15 @@ def _score_log(args: argparse.Namespace, source: Path, model: Any, version: str,
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     events = _existing(args.events, "event log") if args.events else None
+    times = _split_times(args)
+    if events is None and any(v is not None for v in times.values()):
+        raise UserError("--train-until, --test-from and --as-of choose what of an event log is evaluated: give --events LOG")
     from training.train import evaluate_version
 
     result = evaluate_version(_registry(args), args.version, events=events, out=args.out, budget=args.budget,
-                              period=args.period)
+                              period=args.period, **times)
     result.print()
-    return 0
+    return 2 if args.strict and result.few_churners else 0
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
@@ -337,20 +365,39 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         dataset_format(Path(args.out))
     except ValueError as exc:  # unknown suffix, missing directory: say so before the replay, not after
         raise UserError(str(exc)) from None
+    times = _split_times(args)
     log = read_events(source)
     if not log.events:
         raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
+    from training.asof import cut
+
+    as_of = cut(log, times["as_of_ms"])
+    log = as_of.log
     extra: dict[str, Any] = {} if args.min_history_days is None else {"min_history_days": args.min_history_days}
     if args.at:
         extra["at_ms"] = tuple(_times(args.at))
+    if as_of.end_ms is not None:
+        extra["log_end_ms"] = as_of.end_ms
     cfg = _dataset_config(args, **extra)
     spec = _feature_spec(args) or log.learn_spec(args.top_k)
     dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec), labels=log.labels())
-    fmt = write_dataset(dataset, args.out)
+    columns, split_note = {}, ""
+    if len(dataset) and (times["train_until_ms"] is not None or times["test_from_ms"] is not None):
+        from training.train import TrainConfig, period_labels, time_split
+
+        split = time_split(dataset.obs_ms, cfg.horizon_days, TrainConfig().fractions,
+                           train_until_ms=times["train_until_ms"], test_from_ms=times["test_from_ms"])
+        columns["period"] = period_labels(dataset.obs_ms, split)
+        split_note = "; period column: " + ", ".join(
+            f"{name} {getattr(split, name).to_json()['start'][:10]}..{getattr(split, name).to_json()['end'][:10]}"
+            for name in ("train", "validation", "test"))
+    fmt = write_dataset(dataset, args.out, columns=columns)
     info = dataset.summary()
+    cut_note = f"; {as_of.record['events_after']:,} events after --as-of ignored" if as_of.record else ""
     print(f"wrote {info['rows']:,} rows ({info['customers']:,} customers, {info['observation_times']} observation "
           f"times {str(info['first_observation'])[:10]} .. {str(info['last_observation'])[:10]}, positive rate "
-          f"{info['positive_rate']}) to {args.out} ({fmt}); {log.stats.skipped} invalid records skipped")
+          f"{info['positive_rate']}) to {args.out} ({fmt}); {log.stats.skipped} invalid records skipped"
+          f"{cut_note}{split_note}")
     return 0
 
 
@@ -476,7 +523,6 @@ def _mapping_flags(sp: argparse.ArgumentParser) -> None:
                            ("--churn-time-format", "strptime format of churn dates"),
                            ("--tier-col", "account tier column"), ("--plan-col", "account plan column"),
                            ("--mrr-col", "account MRR column"),
-                           ("--as-of", "the data's 'now' (default: newest usage time)"),
                            ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
         fm.add_argument(flag, help=helptext)
     fm.add_argument("--type-map", action="append",
@@ -492,6 +538,25 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--top-k", type=_top_k, default=16,
                         help="event types of the log that get features of their own, by volume (default 16)")
         sp.add_argument("--spec", help="feature spec JSON file to use instead of learning one (docs/features.md)")
+
+    def _split_flags(sp: argparse.ArgumentParser, command: str) -> None:
+        """--train-until, --test-from and --as-of: the same split (training.train.time_split) and the
+        same cut of the log (training.asof) on train, dataset and evaluate."""
+        if command == "evaluate":
+            until = ("with --events: evaluate the test period 'train --train-until DATE' would have (placed by the "
+                     "default fractions)")
+            test = ("with --events: evaluate from this observation date on, instead of from the model's test period "
+                    "(not earlier, unless --period all)")
+        else:
+            until = "last observation date to train on (default: the first 60 %% of the dates)"
+            test = "first observation date of the test period (default: the last 20 %%)"
+            if command == "dataset":
+                until += "; with it or --test-from the rows get a period column (train/validation/test/purge)"
+        sp.add_argument("--train-until", help=until)
+        sp.add_argument("--test-from", help=test)
+        sp.add_argument("--as-of", help="treat the log as exported at this time: later events are ignored and labels "
+                                        "censored there" + (" (with --usage: the conversion's 'now', default the "
+                                                            "newest usage time)" if command == "train" else ""))
 
     def common(sp: argparse.ArgumentParser, broker: bool = True) -> None:
         if broker:
@@ -541,8 +606,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
-    sp.add_argument("--train-until", help="last observation date to train on (default: the first 60 %% of the dates)")
-    sp.add_argument("--test-from", help="first observation date of the test period (default: the last 20 %%)")
+    _split_flags(sp, "train")
+    sp.add_argument("--cv-folds", type=_bounded(int, lambda v: 1 <= v <= 10, "within 1..10"),
+                    help="rolling-origin folds that choose the number of boosting rounds (default 3; 1: early "
+                         "stopping on the validation period; docs/evaluation.md)")
+    sp.add_argument("--tune", action="store_true",
+                    help="also score 8 LightGBM settings (the defaults + seeded draws) on the folds and keep the best "
+                         "(off by default: it did not beat noise on the simulator, docs/evaluation.md)")
+    sp.add_argument("--search-seconds", type=_bounded(float, lambda v: v > 0, "> 0"),
+                    help="time budget of --tune: no further setting is tried after this many seconds (default 120)")
     sp.add_argument("--force-promote", action="store_true",
                     help="promote even if the promotion gate refuses (worse than the current model or a baseline)")
     sp.add_argument("--strict", action="store_true",
@@ -563,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="history a customer needs to get a row (default: as train, from the first day)")
     sp.add_argument("--at", help="observe at exactly these times (comma separated), e.g. the times of a "
                                  "'churnwatch score' backtest, instead of every --cadence-days")
+    _split_flags(sp, "dataset")
     _spec_flags(sp)
     sp.set_defaults(func=cmd_dataset)
 
@@ -585,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --events: observations from the model's test period on (default), or all of them")
     sp.add_argument("--out", help="output directory (default: the version's report/ for a re-draw, else ./churnwatch-eval-VERSION)")
     sp.add_argument("--budget", type=float, help="propose per-tier thresholds for this many new alerts per week per 1,000 customers")
+    _split_flags(sp, "evaluate")
+    sp.add_argument("--strict", action="store_true",
+                    help="exit 2 when the evaluated period has fewer than 30 churners (the figures are mostly noise)")
     common(sp, broker=False)
     sp.set_defaults(func=cmd_evaluate)
 
@@ -631,12 +707,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError,
                                            PolicyError]
     try:  # the streaming side must still report its own errors when training cannot be imported
+        from training.asof import AsOfError
         from training.export import ExportError
         from training.readers import LogFormatError
         from training.spool import SpoolError
         from training.train import TrainingError
 
-        errors += [TrainingError, LogFormatError, ExportError, SpoolError]
+        errors += [TrainingError, LogFormatError, ExportError, SpoolError, AsOfError]
     except ImportError:
         pass
     return tuple(errors)

@@ -250,15 +250,20 @@ def dataset_format(path: Path) -> str:
     raise ValueError(f"{path}: the dataset is written as .parquet, .csv or .csv.gz")
 
 
-def write_dataset(dataset: Dataset, path: Path | str) -> str:
+def write_dataset(dataset: Dataset, path: Path | str, columns: dict[str, Sequence[str]] | None = None) -> str:
     """Write ``dataset`` as Parquet (``.parquet``) or CSV (``.csv``/``.csv.gz``) and return the format.
 
     Written for the data scientist who wants to explore or model outside churnwatch: the very rows
     ``churnwatch train`` fits on, one per (customer, observation time), features in the stream's
     order, ``label`` = churned within the horizon. Missing feature values stay missing (empty CSV
     cells, Parquet nulls), never zeros, because "no survey answer yet" is not "a score of 0". The
-    file appears atomically, so a failed write never leaves a truncated table behind.
+    file appears atomically, so a failed write never leaves a truncated table behind. ``columns``:
+    extra text columns, one value per row, written after the leading ones (``period``).
     """
+    columns = {k: [str(v) for v in values] for k, values in (columns or {}).items()}
+    for name, values in columns.items():
+        if len(values) != len(dataset):
+            raise ValueError(f"column {name} has {len(values)} values for {len(dataset)} rows")
     path = Path(path)
     fmt, name = dataset_format(path), path.name.lower()
     observed = [format_ts(int(t)) for t in dataset.obs_ms]
@@ -270,23 +275,27 @@ def write_dataset(dataset: Dataset, path: Path | str) -> str:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            columns: dict[str, Any] = {
+            table: dict[str, Any] = {
                 "customer_id": pa.array(dataset.customer_ids.tolist(), pa.string()),
                 "observed_at": pa.array(observed, pa.string()),
                 "tier": pa.array(dataset.tiers.tolist(), pa.string()),
                 "label": pa.array(dataset.y.tolist(), pa.int8()),
             }
+            for name, values in columns.items():
+                table[name] = pa.array(values, pa.string())
             for j, feature in enumerate(dataset.features):
-                columns[feature] = pa.array(dataset.X[:, j], pa.float64(), from_pandas=True)  # NaN -> null
-            pq.write_table(pa.table(columns), tmp)
+                table[feature] = pa.array(dataset.X[:, j], pa.float64(), from_pandas=True)  # NaN -> null
+            pq.write_table(pa.table(table), tmp)
         else:
             opener = gzip.open if name.endswith(".gz") else open
             with opener(tmp, "wt", newline="") as fh:
                 out = csv.writer(fh)
-                out.writerow([*ID_COLUMNS, *dataset.features])
+                out.writerow([*ID_COLUMNS, *columns, *dataset.features])
+                extra = list(columns.values())
                 for i in range(len(dataset)):
                     values = ["" if math.isnan(v) else repr(float(v)) for v in dataset.X[i]]
-                    out.writerow([dataset.customer_ids[i], observed[i], dataset.tiers[i], int(dataset.y[i]), *values])
+                    out.writerow([dataset.customer_ids[i], observed[i], dataset.tiers[i], int(dataset.y[i]),
+                                  *(col[i] for col in extra), *values])
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ import io
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
@@ -146,6 +146,32 @@ class EventLog:
         from pipeline.spec import learn_from_volume
 
         return learn_from_volume(self.type_volume, users=self.has_users, values=self.has_values, top_k=top_k)
+
+    def until(self, t_ms: int) -> "EventLog":
+        """The log as if exported at ``t_ms``: only its events at or before it, everything counted
+        while reading recounted over those (a new spool; this log is left as it is)."""
+        spool = self.events._spool.filtered(f"ts <= {int(t_ms)}", ["ts", "seq"])
+        try:
+            stats = replace(self.stats, by_source=Counter(), invalid=Counter(self.stats.invalid),
+                            examples=dict(self.stats.examples))
+            stats.events = len(spool)
+            first = last = None
+            volume: Counter = Counter()
+            users = values = False
+            if len(spool):
+                first, last = spool.query("SELECT min(ts), max(ts) FROM rows")[0]
+                stats.by_source.update(dict(spool.query("SELECT source, count(*) FROM rows GROUP BY source")))
+                stats.duplicate_ids = int(spool.query("SELECT count(*) - count(DISTINCT event_id) FROM rows")[0][0])
+                volume.update(dict(spool.query("SELECT type, count(*) FROM rows WHERE source = 'interactions' GROUP BY type")))
+                users, values = spool.query("SELECT coalesce(bool_or(json_exists(data, '$.user_id')), false), "
+                                            "coalesce(bool_or(json_exists(data, '$.value')), false) FROM rows "
+                                            "WHERE source = 'interactions'")[0]
+            stats.first_ms, stats.last_ms = first, last
+        except BaseException:
+            spool.close()
+            raise
+        return EventLog(self.path, EventStream(spool, first, last), stats, volume, bool(users), bool(values),
+                        [ev for ev in self.outcomes if ev.ts_ms <= t_ms])
 
     def close(self) -> None:
         self.events.close()

@@ -475,6 +475,27 @@ def _importance_html(scorers: Mapping[str, Any]) -> str:
     return "".join(parts) or "<p class='muted'>none recorded</p>"
 
 
+def cv_line(cv: Mapping[str, Any]) -> str:
+    """One line on how the rounds (and settings) were chosen, for the printed summary and the report."""
+    if not cv.get("folds"):
+        return (f"rounds: {cv.get('rounds')} by early stopping on the validation period "
+                f"(no cross-validation: {cv.get('fallback')})")
+    folds = cv["folds"]
+    text = (f"rounds: {cv.get('rounds')} from {len(folds)} rolling-origin folds (best iterations "
+            f"{', '.join(str(f['best_iteration']) for f in folds)}; mean fold ROC-AUC {cv.get('mean_roc_auc', 0):.3f})")
+    search = cv.get("search")
+    if search:
+        chosen = search.get("chosen") or {}
+        which = ("kept the configured settings" if not search.get("changed") else
+                 "chose " + ", ".join(f"{k}={v:g}" for k, v in chosen.items()))
+        text += f"; search over {len(search.get('candidates') or [])} settings {which}"
+        if search.get("stopped"):
+            text += f" ({search['stopped']})"
+    if cv.get("note"):
+        text += f" [{cv['note']}]"
+    return text
+
+
 def render_html(metrics: Mapping[str, Any], plots: Mapping[str, str], title: str) -> str:
     ev = metrics["evaluation"]
     scorers, comparison, period = ev["scorers"], ev["comparison"], ev["period"]
@@ -488,6 +509,9 @@ def render_html(metrics: Mapping[str, Any], plots: Mapping[str, str], title: str
         ("data window", " … ".join(str(v) for v in (metrics.get("data_window") or {}).values()) or "?"),
         ("time split", ", ".join(f"{k} {v.get('start')} … {v.get('end')}" for k, v in split.items()
                                  if isinstance(v, dict)) or "?"),
+        *([("boosting rounds", cv_line(metrics["cv"]))] if metrics.get("cv") else []),
+        *([("as of", f"{metrics['as_of'].get('as_of')} ({metrics['as_of'].get('events_after', 0):,} later events "
+                     f"ignored)")] if metrics.get("as_of") else []),
         ("source", metrics.get("source") or "?"),
         ("created", metrics.get("created") or "?"),
     ]

@@ -101,6 +101,24 @@ class Spool:
         self.rows = pq.ParquetFile(self.path).metadata.num_rows
         return self.rows
 
+    def filtered(self, where: str, by: Sequence[str]) -> "Spool":
+        """A new spool of the rows where ``where`` holds, sorted by ``by``; this one is left as it is."""
+        self.finish()
+        out = Spool(self.schema, prefix=self.dir.name.rsplit("-", 1)[0] + "-")
+        out.finish()
+        con = self._duckdb()
+        try:
+            con.execute(f"COPY (SELECT * FROM read_parquet('{self._quoted()}') WHERE {where} ORDER BY {', '.join(by)}) "
+                        f"TO '{str(out.path).replace(chr(39), chr(39) * 2)}' "
+                        f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {BATCH_ROWS})")
+        except Exception as exc:  # noqa: BLE001 - see sort()
+            out.close()
+            raise SpoolError(f"filtering the spool in {self.dir} failed: {exc}") from exc
+        finally:
+            con.close()
+        out.rows = pq.ParquetFile(out.path).metadata.num_rows
+        return out
+
     def batches(self, columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         self.finish()
         if not self.rows:

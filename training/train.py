@@ -1,8 +1,9 @@
 """Train a churn model from an event log and put it in the registry.
 
 The pipeline is: read + validate the log (:mod:`training.eventlog`), replay it through the stream's own
-feature code into point-in-time snapshots (:mod:`training.dataset`), split by *time*, fit LightGBM with
-early stopping, calibrate, choose per-tier alert thresholds, evaluate on a later period, save.
+feature code into point-in-time snapshots (:mod:`training.dataset`), split by *time*, fit LightGBM for
+the number of rounds rolling-origin folds chose (:mod:`training.cv`), calibrate, choose per-tier alert
+thresholds, evaluate on a later period, save.
 Two baselines (:mod:`training.baselines`) are fitted on the same split in the same run, and an
 evaluation report (:mod:`training.report`: ``metrics.json``, ``report/report.html`` and plots) is
 saved with the model.
@@ -12,7 +13,8 @@ label looks ``horizon_days`` ahead. A random split would put a customer's week-5
 week-6 row in test — nearly the same row with the same future — and report a fantasy. So observation
 dates are cut into train / validation / test in time order, and ``horizon_days`` of dates are purged
 before validation and before test, so no label window of an earlier period overlaps a later one.
-Validation drives early stopping, calibration and thresholds; test is touched once, for the report.
+Validation drives calibration and thresholds (and the rolling-origin folds that choose the number of
+boosting rounds reach into it); test is touched once, for the report.
 
 Thresholds follow a CSM team's capacity: ``TrainConfig.alert_budget_per_1k_week`` new alerts per week
 per 1,000 customers, measured on validation by replaying the stream's alert policy
@@ -66,7 +68,7 @@ from training.evaluate import (
 )
 from training.eventlog import EventLog, read_events
 from training.labels import Labels
-from training.report import MIN_TEST_CHURNERS, MODEL, REPORT_HTML, Frame, evaluation, render
+from training.report import MIN_TEST_CHURNERS, MODEL, REPORT_HTML, Frame, cv_line, evaluation, render
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -98,6 +100,18 @@ class TrainConfig:
     lambda_l2: float = 1.0
     max_rounds: int = 1000
     early_stopping_rounds: int = 100
+    #: Rolling-origin folds over the training + validation dates that choose the number of boosting
+    #: rounds (:mod:`training.cv`); below 2, or a log too short for 2 folds: early stopping on validation.
+    cv_folds: int = 3
+    #: Scale each fold's best iteration by final / fold training rows before the median (training.cv).
+    cv_scale_rounds: bool = True
+    #: LightGBM settings scored on the folds (the configured ones + seeded random draws, at most 8);
+    #: 0 or 1: no search. Off by default: it did not beat noise on the simulator (docs/evaluation.md).
+    search_candidates: int = 0
+    #: Time budget of the search: no further candidate is started after this many seconds.
+    search_seconds: float = 120.0
+    #: What the search maximises, averaged over the folds: ``roc_auc`` or ``pr_auc``.
+    search_metric: str = "roc_auc"
     balance_classes: bool = True
     #: What the CSM team can work: new alerts per week per 1,000 customers (all tiers together). The
     #: per-tier thresholds are the lowest whose alert volume on validation stays within it. None: use
@@ -237,6 +251,18 @@ def _chosen_split(dates: np.ndarray, purge_days: int, fractions: tuple[float, fl
     return TimeSplit(_period(train), _period(valid), _period(test), purge_days)
 
 
+PERIOD_NAMES = ("train", "validation", "test")
+
+
+def period_labels(obs_ms: np.ndarray, split: TimeSplit) -> np.ndarray:
+    """Each row's part of ``split``: ``train``, ``validation``, ``test``, or ``purge`` for the rows of
+    the gaps between them, which no period uses (``dataset --train-until/--test-from``)."""
+    out = np.full(len(obs_ms), "purge", dtype=object)
+    for name in PERIOD_NAMES:
+        out[getattr(split, name).mask(np.asarray(obs_ms))] = name
+    return out
+
+
 def _step(dates: np.ndarray) -> int:
     return int(np.median(np.diff(dates))) if dates.size > 1 else DAY_MS
 
@@ -263,6 +289,9 @@ class TrainedModel:
     train_seconds: float
     #: How the thresholds were chosen (budget, expected volume and precision per tier on validation).
     guidance: dict[str, Any] = field(default_factory=dict)
+    #: How the rounds (and settings) were chosen: the rolling-origin folds, or why there were none
+    #: (:func:`training.cv.choose`); saved as ``cv`` in meta.json and metrics.json.
+    cv: dict[str, Any] = field(default_factory=dict)
     #: Calibrated scores aligned with the dataset's rows where validation and test need them (NaN
     #: elsewhere, see :func:`scores_for`); kept for the evaluation report, never saved as is.
     scores: np.ndarray | None = field(default=None, repr=False)
@@ -299,8 +328,13 @@ def lgb_params(cfg: TrainConfig, seed: int, scale_pos_weight: float) -> dict[str
 
 
 def train(dataset: Dataset, seed: int = 42, cfg: TrainConfig = TrainConfig(),
-          on_iteration: IterationFn | None = None) -> TrainedModel:
-    """Fit, calibrate, choose thresholds and evaluate on one dataset. Deterministic for a seed."""
+          on_iteration: IterationFn | None = None, on_fold: IterationFn | None = None) -> TrainedModel:
+    """Fit, calibrate, choose thresholds and evaluate on one dataset. Deterministic for a seed.
+
+    The number of boosting rounds (and, with ``cfg.search_candidates``, the LightGBM settings) comes
+    from rolling-origin folds over the training + validation dates (:mod:`training.cv`); the model
+    is then fit on the training period. ``on_iteration(i, rounds)`` follows the final fit,
+    ``on_fold(done, total)`` the folds'."""
     started = time.perf_counter()
     split = time_split(dataset.obs_ms, dataset.config.horizon_days, cfg.fractions,
                        train_until_ms=cfg.train_until_ms, test_from_ms=cfg.test_from_ms)
@@ -309,14 +343,21 @@ def train(dataset: Dataset, seed: int = 42, cfg: TrainConfig = TrainConfig(),
     for name in ("train", "validation"):
         _require_both_classes(parts[name], name)
     tr, va, te = parts["train"], parts["validation"], parts["test"]
+    from training import cv  # training.cv imports this module
+
+    chosen = cv.choose(dataset, split, cfg, seed, len(tr), on_fold)
     positives = int(tr.y.sum())
     balance = (len(tr) - positives) / positives if cfg.balance_classes else 1.0
-    params = lgb_params(cfg, seed, scale_pos_weight=balance)
-    booster = _fit(tr, va, params, cfg, on_iteration)
+    params = lgb_params(chosen.cfg, seed, scale_pos_weight=balance)
+    if chosen.rounds is None:  # too few dates for folds: early stopping on validation, as the record says
+        booster = _fit(tr, va, params, cfg, on_iteration)
+        chosen.record["rounds"] = int(booster.best_iteration or booster.current_iteration())
+    else:
+        booster = _fit_rounds(tr, params, chosen.rounds, on_iteration)
     calibration = _calibration(booster.predict(va.X, num_threads=1), va.y, cfg.calibration_blend)
     model = TrainedModel(booster=booster, calibration=calibration, thresholds={}, split=split, metrics={}, rows={},
                          best_iteration=booster.best_iteration or booster.current_iteration(), params=params,
-                         seed=seed, feature_importance=_importance(booster), train_seconds=0.0)
+                         seed=seed, feature_importance=_importance(booster), train_seconds=0.0, cv=chosen.record)
     p_valid, p_test = model.predict(va.X), model.predict(te.X)
     scores = scores_for(dataset, split, model.predict)
     model.scores = scores
@@ -362,6 +403,15 @@ def _fit(tr: Dataset, va: Dataset, params: dict[str, Any], cfg: TrainConfig,
         callbacks.append(lambda env: on_iteration(env.iteration + 1, env.end_iteration))
     return lgb.train(params, d_train, num_boost_round=cfg.max_rounds, valid_sets=[d_valid],
                      valid_names=["validation"], callbacks=callbacks)
+
+
+def _fit_rounds(tr: Dataset, params: dict[str, Any], rounds: int, on_iteration: IterationFn | None) -> lgb.Booster:
+    """The final fit for a number of rounds the folds chose: no validation set, no early stopping."""
+    d_train = lgb.Dataset(tr.X, label=tr.y, feature_name=list(tr.features), free_raw_data=True)
+    callbacks: list[Any] = []
+    if on_iteration is not None:
+        callbacks.append(lambda env: on_iteration(env.iteration + 1, env.end_iteration))
+    return lgb.train(params, d_train, num_boost_round=rounds, callbacks=callbacks)
 
 
 def _calibration(raw: np.ndarray, y: np.ndarray, blend: float) -> dict[str, list[float]]:
@@ -621,6 +671,8 @@ class TrainResult:
     test_churners: int | None = None
     #: why a model that was to be promoted was not (None: it was, or promotion was not asked for)
     not_promoted: str | None = None
+    #: how the boosting rounds (and settings) were chosen, see :func:`training.cv.choose`
+    cv: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -650,14 +702,25 @@ class TrainResult:
             auc, lift = c.get("roc_auc"), c.get("lift_at_10")
             text += (f"\n  baseline {name}: ROC-AUC {auc:.3f}" if isinstance(auc, float) else f"\n  baseline {name}: ROC-AUC n/a")
             text += f", lift@10% {lift:.2f}" if isinstance(lift, float) else ", lift@10% n/a"
+        if self.cv:
+            text += f"\n  {cv_line(self.cv)}"
         if self.comparison:
             text += f"\n  report: {self.report_path}"
-        if self.test_churners is not None and self.test_churners < MIN_TEST_CHURNERS:
-            text += (f"\n  WARNING: the test period has only {self.test_churners} churners: every figure above is "
-                     f"mostly noise (see the intervals); use a longer log or a longer --horizon-days")
+        warning = few_churners_warning(self.test_churners, "use a longer log or a longer --horizon-days")
+        if warning:
+            text += f"\n  {warning}"
         if self.not_promoted:
             text += f"\n  {self.not_promoted}"
         return text
+
+
+def few_churners_warning(churners: int | None, advice: str, period: str = "test") -> str | None:
+    """The loud line ``train`` and ``evaluate`` print when a period has fewer than MIN_TEST_CHURNERS
+    churners (None otherwise): with so few, every figure is mostly noise."""
+    if churners is None or churners >= MIN_TEST_CHURNERS:
+        return None
+    return (f"WARNING: the {period} period has only {churners} churners: every figure above is mostly noise "
+            f"(see the intervals); {advice}")
 
 
 def _progress(enabled: bool):  # -> rich.progress.Progress | None
@@ -674,22 +737,27 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
                    seed: int = 42, promote: bool = True, progress: bool = True,
                    dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig(),
                    spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K, strict: bool = False,
-                   gate: bool = False, force_promote: bool = False) -> TrainResult:
+                   gate: bool = False, force_promote: bool = False, as_of_ms: int | None = None) -> TrainResult:
     """Read ``path``, build the point-in-time dataset (and the baselines' 28-day counts), train the
     model and the baselines, evaluate them on the test period, save model, metadata, baselines
     and the evaluation report to ``registry`` as one new version and (optionally) promote it.
 
     With ``gate`` (the CLI's default) promotion is decided by :mod:`training.gate` — against the
     baselines and the current model on the same test rows — unless ``force_promote``; ``strict`` also
-    holds back a model whose test period has fewer than 30 churners. Progress bars go to stderr so
-    stdout stays clean for the summary."""
+    holds back a model whose test period has fewer than 30 churners. ``as_of_ms`` reads the log as
+    if exported then (:mod:`training.asof`). Progress bars go to stderr so stdout stays clean for the
+    summary."""
     path = Path(path)
     t0 = time.perf_counter()
     log = read_events(path)
     if not log.events:
         raise TrainingError(f"{path}: no valid events ({log.stats.skipped} invalid records)")
+    as_of = _as_of(log, as_of_ms)
+    log = as_of.log
     t_read = time.perf_counter() - t0
     dcfg = dataset_config or DatasetConfig(cadence_days=cadence_days, horizon_days=horizon_days)
+    if as_of.end_ms is not None:
+        dcfg = replace(dcfg, log_end_ms=as_of.end_ms)
     if dcfg.spec.legacy:
         # the product's own vocabulary decides the channels, unless the caller brought a spec
         dcfg = replace(dcfg, spec=spec if spec is not None else log.learn_spec(top_k))
@@ -701,7 +769,7 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         if len(dataset) == 0:
             raise TrainingError(f"{path}: no observations — the log spans too few days for "
                                 f"{dcfg.min_history_days} days of history plus a {dcfg.horizon_days}-day horizon")
-        model = train(dataset, seed, config, _iteration_bar(bars, config.max_rounds))
+        model = train(dataset, seed, config, _iteration_bar(bars, config.max_rounds), _fold_bar(bars))
         if bars is not None:  # early stopping ends short of max_rounds: show the bar as done
             for task in bars.tasks:
                 bars.update(task.id, total=task.completed)
@@ -729,6 +797,8 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         meta = model_meta(model, dataset, log, timings)
         meta["guidance"] = model.guidance
         meta["comparison"] = evaluation_["comparison"]
+        if as_of.record is not None:
+            meta["as_of"] = as_of.record
         verdict = _gate(registry, log, dataset, model) if gate and promote else None
         if verdict is not None:
             judge_baselines(evaluation_["comparison"], verdict)
@@ -750,7 +820,8 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         registry.promote(version, validate=lambda _p: load_version(registry, version))
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     return TrainResult(version, promote and held is None, registry.root, model.metrics, model.thresholds, model.rows,
-                       timings, log.stats.to_json(), evaluation_["comparison"], model.guidance, churners, held)
+                       timings, log.stats.to_json(), evaluation_["comparison"], model.guidance, churners, held,
+                       model.cv)
 
 
 def _gate(registry: Registry, log: EventLog, dataset: Dataset, model: TrainedModel) -> Verdict:
@@ -799,8 +870,30 @@ def _build(log: EventLog, cfg: DatasetConfig, bars: Any) -> Dataset:
 def _iteration_bar(bars: Any, max_rounds: int) -> IterationFn | None:
     if bars is None:
         return None
-    task = bars.add_task("boosting (early stopping)", total=max_rounds)
-    return lambda i, _end: bars.update(task, completed=i)
+    task = bars.add_task("boosting", total=max_rounds)
+    return lambda i, end: bars.update(task, completed=i, total=end)
+
+
+def _fold_bar(bars: Any) -> IterationFn | None:
+    if bars is None:
+        return None
+    task: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            task.append(bars.add_task("cross-validation folds", total=total))
+        bars.update(task[0], completed=done, total=total)
+
+    return update
+
+
+def _as_of(log: EventLog, as_of_ms: int | None) -> Any:  # -> training.asof.Cut
+    from training.asof import AsOfError, cut
+
+    try:
+        return cut(log, as_of_ms)
+    except AsOfError as exc:
+        raise TrainingError(f"{log.path}: {exc}") from None
 
 
 def package_versions() -> dict[str, str]:
@@ -837,12 +930,13 @@ def model_meta(model: TrainedModel, dataset: Dataset, log: EventLog, timings: di
         "source_log": {"path": str(log.path.resolve()), "sha256": sha256_file(log.path)},
         "eventlog": log.stats.to_json(),
         "timings": timings,
+        "cv": model.cv,
     })
 
 
 #: Keys of the metadata repeated in ``metrics.json`` (the report's context).
 _REPORT_KEYS = ("metrics", "thresholds", "guidance", "rows", "split", "data_window", "horizon_days", "cadence_days",
-                "best_iteration", "feature_importance", "timings", "created")
+                "best_iteration", "feature_importance", "timings", "created", "cv", "as_of")
 
 
 def _save(registry: Registry, model: TrainedModel, meta: dict[str, Any], baselines: dict[str, LinearBaseline],
@@ -879,6 +973,16 @@ class EvaluationResult:
     guidance: dict[str, Any] | None
     baseline_guidance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    @property
+    def churners(self) -> int | None:
+        value = self.metrics.get("evaluation", {}).get("period", {}).get("churners")
+        return int(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def few_churners(self) -> bool:
+        """Fewer than MIN_TEST_CHURNERS churners in the evaluated period (``evaluate --strict`` exits 2)."""
+        return few_churners_warning(self.churners, "") is not None
+
     def print(self, console: Any = None) -> None:
         """What ``churnwatch evaluate`` shows: the period, model vs baselines, the guidance for a
         ``--budget`` (with a policy-file snippet), and where the report is."""
@@ -906,11 +1010,15 @@ class EvaluationResult:
             console.print("to use them, put in the alert policy file (CHURNWATCH_POLICY_FILE):\n[thresholds]\n"
                           + "\n".join(f"{t} = {v}" for t, v in sorted(thr.items())), highlight=False, markup=False)
         console.print(f"report: {self.report_path}", highlight=False, soft_wrap=True)
+        warning = few_churners_warning(self.churners, "evaluate on a longer log", period="evaluated")
+        if warning:
+            console.print(warning, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
 def evaluate_version(registry: Registry, version: str | None = None, *, events: Path | str | None = None,
                      out: Path | str | None = None, budget: float | None = None, period: str = "later",
-                     config: TrainConfig = TrainConfig()) -> EvaluationResult:
+                     config: TrainConfig = TrainConfig(), train_until_ms: int | None = None,
+                     test_from_ms: int | None = None, as_of_ms: int | None = None) -> EvaluationResult:
     """``churnwatch evaluate``: the evaluation report of a registry version (default: the current one).
 
     - no ``events``: re-draw the report from the saved ``metrics.json`` (into the version's own
@@ -921,7 +1029,12 @@ def evaluate_version(registry: Registry, version: str | None = None, *, events: 
       observation (``period="all"``, for a log of other customers);
     - ``budget``: propose per-tier thresholds for that weekly budget (new alerts per week per 1,000
       customers) and evaluate every scorer at them: chosen on the saved validation period
-      (``scores.npz``) without ``events``, on the evaluated log period with it.
+      (``scores.npz``) without ``events``, on the evaluated log period with it;
+    - with ``events`` only: ``test_from_ms`` evaluates from that observation date on instead (not
+      before the model's test period with ``period="later"``: those rows fitted or calibrated it);
+      ``train_until_ms`` alone evaluates the test period :func:`time_split` places after it (what
+      ``train --train-until`` would have tested on); ``as_of_ms`` reads the log as exported then
+      (:mod:`training.asof`).
 
     Without ``out``, anything but a plain re-draw goes to ``./churnwatch-eval-<version>/``; the saved
     version is never changed then (the worker reads its thresholds from the metadata as trained).
@@ -936,6 +1049,10 @@ def evaluate_version(registry: Registry, version: str | None = None, *, events: 
     if budget is not None and not (budget > 0 and math.isfinite(budget)):
         raise TrainingError(f"--budget must be a positive number of alerts per week per 1,000 customers, not {budget}")
     saved = _read_json(vdir / METRICS_FILE, version) if (vdir / METRICS_FILE).is_file() else None
+    cuts = {"train_until_ms": train_until_ms, "test_from_ms": test_from_ms, "as_of_ms": as_of_ms}
+    if events is None and any(v is not None for v in cuts.values()):
+        raise TrainingError("--train-until, --test-from and --as-of choose what of an event log is evaluated: "
+                            "give --events LOG")
     if events is None:
         if saved is None or "evaluation" not in saved:
             raise TrainingError(f"model {version} has no saved evaluation (trained before reports existed); "
@@ -947,7 +1064,7 @@ def evaluate_version(registry: Registry, version: str | None = None, *, events: 
         default_out = vdir / REPORT_DIR if budget is None else Path(f"churnwatch-eval-{version}")
     else:
         metrics, guidance, baseline_guidance = _evaluate_log(registry, version, meta, vdir, Path(events), budget,
-                                                             period, saved, config)
+                                                             period, saved, config, **cuts)
         default_out = Path(f"churnwatch-eval-{version}")
     out_dir = Path(out) if out is not None else default_out
     if out_dir.exists() and not out_dir.is_dir():
@@ -1008,8 +1125,9 @@ def _rebudget_saved(vdir: Path, version: str, metrics: dict[str, Any], budget: f
 
 
 def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: Path, path: Path,
-                  budget: float | None, period: str, saved: dict[str, Any] | None,
-                  config: TrainConfig) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
+                  budget: float | None, period: str, saved: dict[str, Any] | None, config: TrainConfig,
+                  train_until_ms: int | None = None, test_from_ms: int | None = None,
+                  as_of_ms: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
     from pipeline.features import FeatureConfig
     from pipeline.contract import parse_ts
 
@@ -1024,11 +1142,13 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
         raise TrainingError(detail if str(path) in detail else f"{path}: cannot read the event log ({detail})") from None
     if not log.events:
         raise TrainingError(f"{path}: no valid events ({log.stats.skipped} invalid records)")
+    as_of = _as_of(log, as_of_ms)
+    log = as_of.log
     try:
         dcfg = DatasetConfig(cadence_days=int(meta["cadence_days"]), horizon_days=int(meta["horizon_days"]),
                              min_history_days=int(meta.get("min_history_days", 28)),
                              features=FeatureConfig(**(meta.get("feature_config") or {})),
-                             spec=spec_of_meta(meta))
+                             spec=spec_of_meta(meta), log_end_ms=as_of.end_ms)
     except (KeyError, TypeError, ValueError) as exc:
         raise TrainingError(f"model {version}: metadata lacks the dataset settings ({exc})") from None
     dataset = build_dataset(log.events, dcfg, labels=log.labels())
@@ -1036,17 +1156,26 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
         raise TrainingError(f"{path}: no observations — the log spans too few days for {dcfg.min_history_days} "
                             f"days of history plus a {dcfg.horizon_days}-day horizon")
     dates = np.unique(dataset.obs_ms)
+    chosen = _chosen_start(dates, dcfg.horizon_days, config, train_until_ms, test_from_ms)
     if period == "later":
         try:
             first = parse_ts(meta["split"]["test"]["start"])
         except (KeyError, TypeError, ValueError):
             raise TrainingError(f"model {version}: metadata has no time split; use --period all") from None
-        dates = dates[dates >= first]
+        if chosen is not None and dates[dates >= chosen].size and dates[dates >= chosen][0] < first:
+            raise TrainingError(f"the evaluated period would start {format_ts(int(dates[dates >= chosen][0]))[:10]}, "
+                                f"before the model's test period ({meta['split']['test']['start'][:10]}): earlier "
+                                f"observations fitted or calibrated it; use --period all for a log of other customers")
+        dates = dates[dates >= (chosen if chosen is not None else first)]
         if dates.size == 0:
-            raise TrainingError(f"{path}: no observations from {meta['split']['test']['start']} on (the model's test "
+            raise TrainingError(f"{path}: no observations from {format_ts(chosen or first)[:10]} on (the model's test "
                                 f"period; earlier ones were used to fit it); use --period all for another population")
+    elif chosen is not None:
+        dates = dates[dates >= chosen]
+        if dates.size == 0:
+            raise TrainingError(f"{path}: no observations from {format_ts(chosen)[:10]} on")
     evaluated = Period(int(dates[0]), int(dates[-1]), int(dates.size))
-    context = dcfg.horizon_days if period == "later" else 0
+    context = dcfg.horizon_days if period == "later" or chosen is not None else 0
     rows, counted = period_rows(dataset.obs_ms, evaluated, context)
     labels = log.labels()
     frame = frame_for(dataset, rows, counted, labels)
@@ -1069,8 +1198,13 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
             guidance[name] = g
         scorers[name] = {"p": p, "thresholds": thr, "guidance": g,
                          "importance": importance.get(name) or old_scorers.get(name, {}).get("importance")}
-    name = "log, after the model's validation period" if period == "later" else "whole log"
-    metrics = {k: meta[k] for k in _REPORT_KEYS if k in meta and k not in ("metrics", "timings", "rows")}
+    if chosen is not None:
+        name = "chosen"
+    else:
+        name = "log, after the model's validation period" if period == "later" else "whole log"
+    metrics = {k: meta[k] for k in _REPORT_KEYS if k in meta and k not in ("metrics", "timings", "rows", "as_of")}
+    if as_of.record is not None:
+        metrics["as_of"] = as_of.record
     metrics.update({
         "version": version,
         "evaluation": evaluation(frame, {"name": name, **evaluated.to_json()}, scorers),
@@ -1081,6 +1215,21 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     })
     model_g = guidance.pop(MODEL, None)
     return json_safe(metrics), model_g, guidance
+
+
+def _chosen_start(dates: np.ndarray, horizon_days: int, config: TrainConfig, train_until_ms: int | None,
+                  test_from_ms: int | None) -> int | None:
+    """Where ``evaluate --train-until/--test-from`` start the evaluated period (None: not chosen):
+    ``--test-from`` itself (checked against ``--train-until`` as ``train`` checks them), or the test
+    period :func:`time_split` places after ``--train-until``."""
+    if test_from_ms is not None:
+        if train_until_ms is not None and test_from_ms <= train_until_ms + 2 * horizon_days * DAY_MS:
+            raise TrainingError(f"--test-from must be more than two {horizon_days}-day purge gaps after --train-until "
+                                f"(validation lies between them)")
+        return int(test_from_ms)
+    if train_until_ms is None:
+        return None
+    return time_split(dates, horizon_days, config.fractions, train_until_ms=train_until_ms).test.start_ms
 
 
 def main(argv: list[str] | None = None) -> int:

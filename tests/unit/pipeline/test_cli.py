@@ -97,6 +97,8 @@ BAD_ARGS = [
     ["worker", "--metrics-port", "http"],
     ["train"],
     ["train", "--events", "x.jsonl", "--horizon-days", "0"],
+    ["train", "--events", "x.jsonl", "--cv-folds", "0"],
+    ["train", "--events", "x.jsonl", "--tune", "--search-seconds", "-5"],
     ["models"],
     ["models", "purge"],
     ["models", "list", "v1", "extra"],
@@ -215,6 +217,32 @@ def test_train_checks_the_event_log_before_importing_training(monkeypatch, tmp_p
     assert_one_line_error(code, out, err)
 
 
+SPLIT_FLAG_ERRORS = [
+    (["dataset", "--out", "{tmp}/rows.csv", "--as-of", "soon"], "--as-of"),
+    (["dataset", "--out", "{tmp}/rows.csv", "--train-until", "2024-13-01"], "--train-until"),
+    (["evaluate", "--models-dir", "{tmp}", "--test-from", "yesterday"], "--test-from"),
+    (["evaluate", "--models-dir", "{tmp}", "--as-of", "2024-01-01,2024-02-01"], "--as-of takes one date"),
+    (["train", "--models-dir", "{tmp}", "--as-of", "soon"], "--as-of"),
+    (["train", "--models-dir", "{tmp}", "--search-seconds", "5"], "give --tune too"),
+]
+
+
+@pytest.mark.parametrize("argv,fragment", SPLIT_FLAG_ERRORS, ids=[" ".join(a[0][:1] + a[0][-2:]) for a in SPLIT_FLAG_ERRORS])
+def test_bad_split_flags_are_one_line_before_any_work(argv, fragment, tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    log.write_text("")  # exists; never read: the flags are checked first
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--events", str(log)]
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, out, err)
+    assert fragment in err
+
+
+def test_evaluate_split_flags_need_an_event_log(tmp_path, capsys):
+    code, out, err = run(["evaluate", "--models-dir", str(tmp_path), "--test-from", "2024-01-01"], capsys)
+    assert_one_line_error(code, out, err)
+    assert "give --events LOG" in err
+
+
 # ---- models ------------------------------------------------------------------------------------------
 def test_models_list_on_an_empty_registry(tmp_path, capsys):
     code, out, err = run(["models", "list", "--models-dir", str(tmp_path)], capsys)
@@ -288,3 +316,13 @@ def test_a_foreign_log_needs_exactly_one_churn_source(extra, monkeypatch, tmp_pa
     code, out, err = run(["train", "--usage", str(usage), *extra, "--models-dir", str(tmp_path)], capsys)
     assert_one_line_error(code, out, err)
     assert "--inactive-days" in err
+
+
+def test_tune_and_cv_flags_reach_the_training_config():
+    args = cli.build_parser().parse_args(["train", "--events", "x.jsonl", "--tune", "--search-seconds", "30",
+                                          "--cv-folds", "4", "--train-until", "2024-01-10"])
+    cfg = cli._train_config(args)
+    assert (cfg.search_candidates, cfg.search_seconds, cfg.cv_folds) == (8, 30.0, 4)
+    assert cfg.train_until_ms == parse_ts("2024-01-10T00:00:00Z") and cfg.test_from_ms is None
+    default = cli._train_config(cli.build_parser().parse_args(["train", "--events", "x.jsonl"]))
+    assert (default.search_candidates, default.cv_folds) == (0, 3)  # the search is off unless asked for

@@ -133,3 +133,16 @@ def test_spool_batches_are_bounded_and_sorting_is_stable(tmp_path: Path) -> None
     assert back == [r[2] for r in sorted(rows, key=lambda r: r[0]) if r[0] < 4]
     sp.close()
     assert not sp.dir.exists()
+
+
+def test_a_log_cut_at_a_time_recounts_everything_over_the_kept_events(tmp_path: Path) -> None:
+    records = shuffled_records(250, seed=8)
+    log = read_events(write(tmp_path / "log.jsonl", records))
+    t = T0 + 20 * 3_600_000
+    kept = [e for e in oracle(records, log.stats.now_ms) if e.ts_ms <= t]
+    cut = log.until(t)
+    assert list(cut.events) == kept and len(cut.events) == cut.stats.events == len(kept)
+    assert (cut.events.first_ms, cut.events.last_ms) == (kept[0].ts_ms, max(e.ts_ms for e in kept))
+    assert cut.learn_spec(3) == learn(kept, 3) and cut.labels() == labels_from_events(kept)
+    assert cut.stats.by_source == {s: sum(1 for e in kept if e.source == s) for s in {e.source for e in kept}}
+    assert len(list(log.events)) == log.stats.events > len(kept)  # the whole log is still there

@@ -162,6 +162,12 @@ def test_metadata_describes_the_run(trained: tuple[Any, Registry], sim_log: Path
     rows = meta["rows"]
     assert rows["train"]["rows"] + rows["validation"]["rows"] + rows["test"]["rows"] < rows["all"]["rows"]
     assert all(0 < rows[k]["positive_rate"] < 0.3 for k in ("train", "validation", "test"))
+    # the rounds come from three rolling-origin folds inside train + validation (training.cv)
+    cv = meta["cv"]
+    assert len(cv["folds"]) == 3 and cv["fallback"] is None and cv["rounds"] == meta["best_iteration"]
+    assert parse_ts(cv["folds"][-1]["validation"]["end"]) == valid_end
+    assert all(parse_ts(f["validation"]["start"]) - parse_ts(f["train"]["end"]) >= 30 * DAY_MS for f in cv["folds"])
+    assert f"rounds: {cv['rounds']} from 3 rolling-origin folds" in result.summary()
 
 
 def test_save_without_promotion(sim_log: Path, tmp_path: Path) -> None:
