@@ -83,7 +83,7 @@ def main() -> int:
         cli("simulate", "--customers", str(args.customers), "--days", str(args.days), "--seed", str(args.seed),
             "--start", start, "--out", str(log))
         t0 = parse_ts(start)
-        train_until, test_from = format_ts(t0 + 120 * DAY_MS)[:10], format_ts(t0 + 170 * DAY_MS)[:10]
+        train_until, test_from = format_ts(t0 + 100 * DAY_MS)[:10], format_ts(t0 + 170 * DAY_MS)[:10]
         cli("train", "--events", str(log), "--models-dir", str(models), "--quiet",
             "--train-until", train_until, "--test-from", test_from)
         at = [t0 + d * DAY_MS for d in (175, 189, 203)]  # test period, label windows inside the log
