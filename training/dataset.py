@@ -163,11 +163,19 @@ class _Rows:
             self.pending = []
 
     def matrix(self) -> np.ndarray:
+        """All rows as one array. Blocks are copied in and released one by one, so the peak is the
+        matrix plus one block, not twice the matrix as with ``np.concatenate``."""
         self.seal()
-        if not self.blocks:
-            return np.zeros((0, self.n_features), dtype=np.float64)
-        X = self.blocks[0] if len(self.blocks) == 1 else np.concatenate(self.blocks)
-        self.blocks = []
+        if len(self.blocks) == 1:
+            return self.blocks.pop()
+        X = np.empty((sum(b.shape[0] for b in self.blocks), self.n_features), dtype=np.float64)
+        at = 0
+        self.blocks.reverse()
+        while self.blocks:
+            block = self.blocks.pop()
+            X[at:at + block.shape[0]] = block
+            at += block.shape[0]
+            del block
         return X
 
 
