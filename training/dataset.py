@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from pipeline.features import FEATURES, CustomerState, FeatureConfig
 from pipeline.spec import CompiledSpec, FeatureSpec, compile_spec
 from training.labels import Labels, labels_from_events
 from training.timeline import ProgressFn, snapshots
+
+#: A per-row function of the state at the row's instant (``build_dataset(extra=…)``).
+RowFn = Callable[[CustomerState, int], Sequence[float]]
 
 
 
@@ -86,6 +89,9 @@ class Dataset:
     log_end_ms: int
     config: DatasetConfig
     features: tuple[str, ...] = FEATURES
+    #: Other per-row values taken from the same states at the same instants (``build_dataset(extra=…)``):
+    #: the baselines' 28-day counts, without a second replay of the log.
+    extra: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -100,7 +106,8 @@ class Dataset:
 
     def subset(self, mask: np.ndarray) -> "Dataset":
         return Dataset(self.X[mask], self.y[mask], self.customer_ids[mask], self.obs_ms[mask],
-                       self.tiers[mask], self.log_start_ms, self.log_end_ms, self.config, self.features)
+                       self.tiers[mask], self.log_start_ms, self.log_end_ms, self.config, self.features,
+                       None if self.extra is None else self.extra[mask])
 
     def rows_at(self, t_ms: int) -> "Dataset":
         return self.subset(self.obs_ms == t_ms)
@@ -137,25 +144,21 @@ def observation_times(log_start_ms: int, log_end_ms: int, cfg: DatasetConfig) ->
 
 
 # ---- replay -------------------------------------------------------------------------------------
-class _Rows:
+class _Matrix:
     """Rows as they are taken: each snapshot's vectors become one float64 block at once, so a large
     dataset costs 8 bytes a value, not the ~32 of a Python float in a list."""
 
     def __init__(self, n_features: int) -> None:
         self.n_features = n_features
         self.blocks: list[np.ndarray] = []
-        self.pending: list[list[float]] = []
+        self.pending: list[Sequence[float]] = []
+
+    def add(self, vector: Sequence[float]) -> None:
+        self.pending.append(vector)
         self.y: list[int] = []
         self.ids: list[str] = []
         self.obs: list[int] = []
         self.tiers: list[str] = []
-
-    def add(self, vector: list[float], label: int, cid: str, t_ms: int, tier: str) -> None:
-        self.pending.append(vector)
-        self.y.append(label)
-        self.ids.append(cid)
-        self.obs.append(t_ms)
-        self.tiers.append(tier)
 
     def seal(self) -> None:
         if self.pending:
@@ -179,8 +182,33 @@ class _Rows:
         return X
 
 
+class _Rows:
+    def __init__(self, n_features: int, n_extra: int | None = None) -> None:
+        self.X = _Matrix(n_features)
+        self.extra = _Matrix(n_extra) if n_extra is not None else None
+        self.y: list[int] = []
+        self.ids: list[str] = []
+        self.obs: list[int] = []
+        self.tiers: list[str] = []
+
+    def add(self, vector: list[float], label: int, cid: str, t_ms: int, tier: str,
+            extra: Sequence[float] | None = None) -> None:
+        self.X.add(vector)
+        if self.extra is not None:
+            self.extra.add(extra)  # type: ignore[arg-type]
+        self.y.append(label)
+        self.ids.append(cid)
+        self.obs.append(t_ms)
+        self.tiers.append(tier)
+
+    def seal(self) -> None:
+        self.X.seal()
+        if self.extra is not None:
+            self.extra.seal()
+
+
 def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: DatasetConfig, out: _Rows,
-              compiled: CompiledSpec) -> None:
+              compiled: CompiledSpec, extra: RowFn | None = None) -> None:
     """Rows for every customer eligible at ``t_ms``. Only the state (events before T) decides who has
     enough history; the labels decide who already left, which is known at T."""
     history_cut = t_ms - cfg.min_history_days * DAY_MS
@@ -189,7 +217,7 @@ def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: 
         if state.first_ms > history_cut or labels.churned_by(cid, t_ms):
             continue
         out.add(compiled.vector(state, t_ms), 1 if labels.churns_within(cid, t_ms, label_end) else 0,
-                cid, t_ms, state.tier)
+                cid, t_ms, state.tier, extra(state, t_ms) if extra is not None else None)
     out.seal()
 
 
@@ -207,29 +235,31 @@ def log_bounds(events: Iterable[Event]) -> tuple[Iterable[Event], int, int]:
 
 
 def build_dataset(events: Iterable[Event], cfg: DatasetConfig = DatasetConfig(), *,
-                  labels: Labels | None = None, on_progress: ProgressFn | None = None) -> Dataset:
+                  labels: Labels | None = None, on_progress: ProgressFn | None = None,
+                  extra: RowFn | None = None, extra_width: int = 0) -> Dataset:
     """Replay time-sorted ``events`` and snapshot eligible customers at every observation time.
 
     ``labels`` defaults to the churn outcomes in ``events``; pass them separately when the features
     should be built from a subset of the log (the leakage test does) or to save a pass over a large
     log (:meth:`training.eventlog.EventLog.labels`). ``on_progress(n)`` is called with the number of
-    events applied since the previous call. Memory is the customers' state and the rows, not the log.
+    events applied since the previous call. ``extra(state, T)`` (``extra_width`` values) is taken from
+    each row's state too, into ``Dataset.extra``. Memory is the customers' state and the rows, not the log.
     """
     events, log_start, log_end = log_bounds(events)
     labels = labels if labels is not None else labels_from_events(events)
     log_end = cfg.log_end_ms if cfg.log_end_ms is not None else log_end
     times = observation_times(log_start, log_end, cfg)
     compiled = compile_spec(cfg.spec)
-    rows = _Rows(len(compiled.names))
+    rows = _Rows(len(compiled.names), extra_width if extra is not None else None)
     for t, states in snapshots(events, times, cfg.features, labels=labels, on_progress=on_progress):
-        _snapshot(states, t, labels, cfg, rows, compiled)
+        _snapshot(states, t, labels, cfg, rows, compiled, extra)
     return _to_dataset(rows, log_start, log_end, cfg, compiled.names)
 
 
 def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig,
                 names: tuple[str, ...] = FEATURES) -> Dataset:
     return Dataset(
-        X=rows.matrix(),
+        X=rows.X.matrix(),
         y=np.asarray(rows.y, dtype=np.int64),
         customer_ids=np.asarray(rows.ids, dtype=object),
         obs_ms=np.asarray(rows.obs, dtype=np.int64),
@@ -238,6 +268,7 @@ def _to_dataset(rows: _Rows, log_start: int, log_end: int, cfg: DatasetConfig,
         log_end_ms=log_end,
         config=cfg,
         features=names,
+        extra=rows.extra.matrix() if rows.extra is not None else None,
     )
 
 

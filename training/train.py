@@ -50,10 +50,13 @@ from training.gate import Verdict, judge_baselines, judge_current
 from training.baselines import (
     BASELINE_LABELS,
     BASELINES_FILE,
+    COUNT_FEATURES,
+    COUNT_WINDOW_DAYS,
     LinearBaseline,
     baseline_inputs,
     baselines_json,
     count_matrix,
+    event_counts,
     fit_linear,
     load_baselines,
 )
@@ -850,6 +853,8 @@ def _gate(registry: Registry, log: EventLog, dataset: Dataset, model: TrainedMod
 
 
 def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
+    if dataset.extra is not None:  # taken in the same replay as the rows (see _build)
+        return dataset.extra
     if bars is None:
         return count_matrix(log.events, dataset, labels=log.labels())
     task = bars.add_task("28-day counts (baseline)", total=1)
@@ -859,10 +864,13 @@ def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
 
 
 def _build(log: EventLog, cfg: DatasetConfig, bars: Any) -> Dataset:
+    """The rows, with the baselines' 28-day counts of the same states at the same instants: one replay
+    of the log for both (:func:`training.baselines.count_matrix` would be a second)."""
+    counts = dict(extra=lambda state, t: event_counts(state, t, COUNT_WINDOW_DAYS), extra_width=len(COUNT_FEATURES))
     if bars is None:
-        return build_dataset(log.events, cfg, labels=log.labels())
+        return build_dataset(log.events, cfg, labels=log.labels(), **counts)
     task = bars.add_task("replaying events", total=len(log.events))
-    dataset = build_dataset(log.events, cfg, labels=log.labels(), on_progress=lambda n: bars.advance(task, n))
+    dataset = build_dataset(log.events, cfg, labels=log.labels(), on_progress=lambda n: bars.advance(task, n), **counts)
     bars.update(task, completed=len(log.events))
     return dataset
 

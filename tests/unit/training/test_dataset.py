@@ -275,3 +275,15 @@ def test_dataset_command_writes_the_rows_train_would_fit_on(tmp_path, capsys) ->
     assert cli.main(["dataset", "--events", str(log), "--out", str(tmp_path / "rows.xlsx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ".parquet, .csv" in err
+
+
+def test_extra_row_values_come_from_the_same_states_as_a_separate_replay(sim_events: list[Event]) -> None:
+    """``train`` takes the baselines' 28-day counts in the rows' replay; a replay of its own must agree."""
+    from training.baselines import COUNT_FEATURES, COUNT_WINDOW_DAYS, count_matrix, event_counts
+
+    ds = build_dataset(sim_events, DatasetConfig(), extra=lambda s, t: event_counts(s, t, COUNT_WINDOW_DAYS),
+                       extra_width=len(COUNT_FEATURES))
+    assert ds.extra is not None and ds.extra.shape == (len(ds), len(COUNT_FEATURES)) and ds.extra.sum() > 0
+    assert np.array_equal(ds.extra, count_matrix(sim_events, ds))
+    half = ds.obs_ms < np.median(ds.obs_ms)
+    assert np.array_equal(ds.subset(half).extra, ds.extra[half])
