@@ -5,7 +5,9 @@ bug there (a window off by a day, an event counted twice, an event from after th
 flatter or hurt model and baselines alike and no comparison would show it. This module shares no code
 with churnwatch: it reads the raw JSONL event log and the version's ``meta.json`` and ``scores.npz`` with
 orjson and numpy, rebuilds the observation rows (customers seen before T and not churned by T, label =
-a churn in (T, T + horizon]) from the outcome events, and counts each event type in the 28 days before T
+a churn in (T, T + horizon]; with the version's ``label_delay_days`` D, a churn at c counts as "churned by
+T" only once c + D <= T, and the label also takes a churn in (T - D, T] that no renewal at or before T
+ended) from the outcome events, and counts each event type in the 28 days before T
 from the events with ts < T. A logistic regression on those counts plus tenure is fitted on the
 version's training period and scored on its test period.
 
@@ -59,9 +61,10 @@ class RawLog:
         ranked = sorted(range(len(self.type_names)), key=lambda i: (-int(volume[i]), self.type_names[i]))
         return [self.type_names[i] for i in ranked[:k]]
 
-    def churned_by(self, c: int, t_ms: int) -> bool:
-        """Gone at ``t_ms``: the latest churn at or before it is not followed by a renewal at or before it."""
-        last = max((x for x in self.churns.get(c, ()) if x <= t_ms), default=None)
+    def churned_by(self, c: int, t_ms: int, delay_ms: int = 0) -> bool:
+        """Known gone at ``t_ms``: the latest churn known by then (dated at or before ``t_ms`` - delay) is
+        not followed by a renewal at or before ``t_ms``."""
+        last = max((x for x in self.churns.get(c, ()) if x + delay_ms <= t_ms), default=None)
         if last is None:
             return False
         back = max((x for x in self.renewals.get(c, ()) if x <= t_ms), default=None)
@@ -69,6 +72,12 @@ class RawLog:
 
     def churns_within(self, c: int, after_ms: int, until_ms: int) -> bool:
         return any(after_ms < x <= until_ms for x in self.churns.get(c, ()))
+
+    def label(self, c: int, t_ms: int, h_ms: int, delay_ms: int = 0) -> int:
+        """1 for a churn in (T - delay, T + h] with no renewal in (churn, T]."""
+        back = [r for r in self.renewals.get(c, ()) if r <= t_ms]
+        return int(any(t_ms - delay_ms < x <= t_ms + h_ms and not any(x < r for r in back)
+                       for x in self.churns.get(c, ())))
 
 
 def read_raw(path: Path | str) -> RawLog:
@@ -119,18 +128,19 @@ class Rows:
         return [(raw.customers[c], int(t)) for c, t in zip(self.cust, self.obs_ms)]
 
 
-def observation_rows(raw: RawLog, dates: list[int], horizon_days: int) -> Rows:
-    """At each T: customers with an event before T who have not churned by T; label = churn in (T, T+h]."""
+def observation_rows(raw: RawLog, dates: list[int], horizon_days: int, delay_days: int = 0) -> Rows:
+    """At each T: customers with an event before T not known to have churned by T; label = churn in
+    (T - delay, T + h] not ended by a renewal at or before T (no delay: a churn in (T, T + h])."""
     cust, obs, y = [], [], []
-    h = horizon_days * DAY_MS
+    h, d = horizon_days * DAY_MS, delay_days * DAY_MS
     for t in dates:
         for c in np.flatnonzero(raw.first_ms < t):
             c = int(c)
-            if raw.churned_by(c, t):
+            if raw.churned_by(c, t, d):
                 continue
             cust.append(c)
             obs.append(t)
-            y.append(1 if raw.churns_within(c, t, t + h) else 0)
+            y.append(raw.label(c, t, h, d) if d else (1 if raw.churns_within(c, t, t + h) else 0))
     return Rows(np.asarray(cust, dtype=np.int64), np.asarray(obs, dtype=np.int64), np.asarray(y, dtype=np.int64))
 
 
@@ -282,7 +292,8 @@ def compare(log_path: Path | str, version_dir: Path | str, top_k: int = 16, draw
         p = z["test.score.model"][counted].astype(np.float64)
     metrics = orjson.loads((vdir / "metrics.json").read_bytes()) if (vdir / "metrics.json").is_file() else {}
     out = compare_scores(log_path, meta["split"], int(meta["horizon_days"]), int(meta["cadence_days"]), ids, obs, y,
-                         p, train_counts=meta.get("rows", {}).get("train"), top_k=top_k, draws=draws, seed=seed)
+                         p, train_counts=meta.get("rows", {}).get("train"), top_k=top_k, draws=draws, seed=seed,
+                         label_delay_days=int(meta.get("label_delay_days") or 0))
     out.spec_types = list((meta.get("feature_spec") or {}).get("types") or [])
     out.builtin = (metrics.get("evaluation") or {}).get("comparison") or meta.get("comparison") or {}
     return out
@@ -291,7 +302,7 @@ def compare(log_path: Path | str, version_dir: Path | str, top_k: int = 16, draw
 def compare_scores(log_path: Path | str, split: dict[str, Any], horizon_days: int, cadence_days: int,
                    customer_ids: list[str], obs_ms: np.ndarray, y: np.ndarray, model_scores: np.ndarray, *,
                    train_counts: dict[str, Any] | None = None, top_k: int = 16, draws: int = 1000,
-                   seed: int = 0) -> Comparison:
+                   seed: int = 0, label_delay_days: int = 0) -> Comparison:
     """The baseline fitted on ``split``'s training period of ``log_path``, against ``model_scores`` on the
     model's test rows (``customer_ids``/``obs_ms``, labels ``y``; ``split`` as in ``meta.json``).
 
@@ -300,8 +311,8 @@ def compare_scores(log_path: Path | str, split: dict[str, Any], horizon_days: in
     be like for like."""
     raw = read_raw(log_path)
     types = raw.top_types(top_k)
-    train = observation_rows(raw, _period_dates(split["train"], cadence_days), horizon_days)
-    test = observation_rows(raw, _period_dates(split["test"], cadence_days), horizon_days)
+    train = observation_rows(raw, _period_dates(split["train"], cadence_days), horizon_days, label_delay_days)
+    test = observation_rows(raw, _period_dates(split["test"], cadence_days), horizon_days, label_delay_days)
     position = {(str(c), int(t)): i for i, (c, t) in enumerate(zip(customer_ids, obs_ms))}
     keys = test.keys(raw)
     if len(position) != len(keys) or set(position) != set(keys):

@@ -14,36 +14,36 @@ the model's saved scores are compared with:
   *1 - P(alive at T)* (``conditional_probability_alive``, the score the issue names: the headline),
   *-(expected purchases in the horizon)*, and *P(drop out within the horizon | alive at T)*, which is
   BG/NBD's probability of an inactivity-churn label for a customer known only to be alive (see
-  ``bench/_bgnbd.py``; it was meant as the label-matched score, and ranks below random here because the
-  rows are conditioned on more than being alive: see "the rows" below). The headline score is also given
+  ``bench/_bgnbd.py``). The headline score is also given
   with the parameters of a single fit at the end of the training period. ``lifetimes`` runs in a venv of
   its own under the bench cache (``bench/_bgnbd.py``): it is not a churnwatch dependency.
 * **RFM logistic regression**: recency (days since the last purchase), frequency (purchases before T),
   monetary (mean dollars per purchase before T) and tenure (days since the first purchase), computed here
   from the raw CDNOW file (no churnwatch feature code), standardised, class-balanced
-  (``bench._independent.fit_logreg``), fitted on the version's training-period rows. A second fit uses
-  only the training rows whose labels were decided before the test period began (T + horizon + N <= the
-  first test date): see "label timing" below.
+  (``bench._independent.fit_logreg``), fitted on the version's training-period rows. Should some training
+  labels need data from the test period (T + horizon + N > the first test date), a second fit uses only
+  the others: see "label timing" below.
 
-The rows: an inactivity churn is dated the day after the last purchase before the silence, so the rows at
-T (customers not churned by T) leave out everyone whose silence *will* last N days, which only T + N days
-of data can tell; a row at T with a silence of more than N - horizon days is certain to buy within the
-horizon. The bench prints how much of the population the rows are, and the ROC-AUC of recency and of
-frequency alone on them.
+The rows: an inactivity churn is dated the day after the last purchase before the silence but is known
+only N days later, so the rows at T are the customers not *known* at T to be gone (the label delay of
+``training.labels``); a customer already silent at T who never comes back is a row with label 1. The
+bench prints how much of the population the rows are, how many are such not-yet-known churns, and the
+ROC-AUC of recency and of frequency alone on them.
 
 The rows and labels are **rebuilt here from the raw file** with the inactivity rule of
 ``docs/foreign-logs.md`` (churn dated the day after a purchase followed by N days without one; a return
 after that is a win-back; the log ends N days before the last purchase; rows at T = customers first seen
-before T and not churned by T; label = a churn in (T, T + horizon]), and the bench refuses to compare
-unless they equal the version's test rows and labels and its training rows' count and positives.
+before T and not in a churn dated on or before T - N that no return by T has ended; label = a churn dated
+in (T - N, T + horizon] not ended by a return at or before T), and the bench refuses to compare unless
+they equal the version's test rows and labels and its training rows' count and positives.
 
 ROC-AUC, PR-AUC (average precision) and lift@10 % with 95 % bootstrap intervals over customers
 (``training.evaluate.customer_weights``/``weighted_metrics``/``interval``; 1000 draws, seed 0, one set of
 draws for every scorer, so the differences model - baseline are paired).
 
 Label timing (printed per N): an inactivity churn at T is known only N days later, so a row's label
-needs data until T + horizon + N and whether a customer is a row at T at all needs data until T + N;
-the time split purges only the horizon between periods.
+needs data until T + horizon + N; the time split purges horizon + N between periods (the version's
+``split.purge_days``), and the bench prints when the last training and validation labels are decided.
 
     .venv/bin/python bench/cdnow_vs_bgnbd.py                 # N = 90 and 180, ~2.5 min on 2 cores
     .venv/bin/python bench/cdnow_vs_bgnbd.py --quick         # N = 180, 200 draws, ~1.3 min
@@ -156,16 +156,17 @@ class Rows:
     y: np.ndarray
 
 
-def rows_at(p: Purchases, s: Spells, t_days: list[int], horizon: int) -> Rows:
-    """At each T: customers first seen before T, not churned at T (inside a churn spell); label = a churn
-    starting in (T, T + horizon]."""
+def rows_at(p: Purchases, s: Spells, t_days: list[int], horizon: int, n: int) -> Rows:
+    """At each T: customers first seen before T and not known at T to be in a churn spell (one that began
+    N days or more before T and has not ended by T); label = a spell starting in (T - N, T + horizon] and
+    not ended by T."""
     first = p.first
     cust, t, y = [], [], []
     for T in t_days:
         gone = np.zeros(len(p.ids), dtype=bool)
-        gone[s.cust[(s.start <= T) & (T < s.end)]] = True
+        gone[s.cust[(s.start + n <= T) & (T < s.end)]] = True
         soon = np.zeros(len(p.ids), dtype=bool)
-        soon[s.cust[(T < s.start) & (s.start <= T + horizon)]] = True
+        soon[s.cust[(T - n < s.start) & (s.start <= T + horizon) & (T < s.end)]] = True
         at = np.flatnonzero((first < T) & ~gone & ~s.excluded)
         cust.append(at)
         t.append(np.full(at.size, T, dtype=np.int64))
@@ -244,8 +245,8 @@ def run(n: int, p: Purchases, usage: Path, tmp: Path, cache: Path, top_k: int, d
     spells = inactivity_spells(p, n)
     days = {name: [t // DAY_MS for t in _period_dates(split[name], cadence)]
             for name in ("train", "validation", "test")}
-    test = rows_at(p, spells, days["test"], horizon)
-    train = rows_at(p, spells, days["train"], horizon)
+    test = rows_at(p, spells, days["test"], horizon, n)
+    train = rows_at(p, spells, days["train"], horizon, n)
     if any(t % DAY_MS for t in v_obs.tolist()):
         raise RuntimeError("the version's observation times are not UTC midnights")
     position = {(p.index[c], int(t) // DAY_MS): i for i, (c, t) in enumerate(zip(v_ids, v_obs))}
@@ -275,6 +276,7 @@ def run(n: int, p: Purchases, usage: Path, tmp: Path, cache: Path, top_k: int, d
         "test_from": iso(test_from), "train_until": iso(days["train"][-1]),
         "validation_until": iso(days["validation"][-1]),
         "purge_days": int(split.get("purge_days", horizon)),
+        "label_delay_days": int(meta.get("label_delay_days") or 0),
         "last_training_label_decided": iso(decided),
         "last_validation_label_decided": iso(days["validation"][-1] + horizon + n),
         "training_dates_decided_after_test_from": len(days["train"]) - len(strict_days),
@@ -282,11 +284,19 @@ def run(n: int, p: Purchases, usage: Path, tmp: Path, cache: Path, top_k: int, d
     }
     seen = sum(int(((p.first < T) & ~spells.excluded).sum()) for T in days["test"])
     timing["test_rows_share_of_customers_seen"] = test.y.size / seen
+    # rows already in a churn spell at T that is not known yet (began in (T - N, T], not ended by T)
+    unknown = 0
+    for T in days["test"]:
+        inside = np.zeros(len(p.ids), dtype=bool)
+        inside[spells.cust[(T - n < spells.start) & (spells.start <= T) & (T < spells.end)]] = True
+        unknown += int(inside[test.cust[test.t == T]].sum())
+    timing["test_rows_gone_not_yet_known"] = unknown / max(1, test.y.size)
 
     # RFM
     X_train, X_test = rfm(p, train), rfm(p, test)
     rfm_p = fit_logreg(X_train, train.y).predict_proba(X_test)[:, 1]
-    strict = rows_at(p, spells, strict_days, horizon) if strict_days else None
+    partial = len(strict_days) < len(days["train"])  # some training labels need test-period data
+    strict = rows_at(p, spells, strict_days, horizon, n) if strict_days and partial else None
     rfm_strict = (fit_logreg(rfm(p, strict), strict.y).predict_proba(X_test)[:, 1]
                   if strict is not None and 0 < strict.y.sum() < strict.y.size else None)
 
@@ -302,7 +312,7 @@ def run(n: int, p: Purchases, usage: Path, tmp: Path, cache: Path, top_k: int, d
               "RFM logistic regression": rfm_p}
     if rfm_strict is not None:
         scores["RFM LR, training labels decided before the test period"] = rfm_strict
-    late = X_test[:, 0] > n - horizon  # silent for so long that being a row means buying within the horizon
+    late = X_test[:, 0] > n - horizon  # silent for more than N - horizon days at T
     context = {"roc_auc_recency_alone": point(test.y, X_test[:, 0])["roc_auc"],
                "roc_auc_fewer_purchases_alone": point(test.y, -X_test[:, 1])["roc_auc"],
                "share_recency_over_n_minus_horizon": float(late.mean()),
@@ -317,7 +327,7 @@ def run(n: int, p: Purchases, usage: Path, tmp: Path, cache: Path, top_k: int, d
         "rows": int(test.y.size), "positives": int(test.y.sum()), "customers": int(np.unique(test.cust).size),
         "test_dates": [iso(days["test"][0]), iso(days["test"][-1]), len(days["test"])],
         "train_rows": int(train.y.size), "train_positives": int(train.y.sum()),
-        "strict_train_rows": int(strict.y.size) if strict is not None else 0,
+        "strict_train_rows": int(strict.y.size) if strict is not None else int(train.y.size) if not partial else 0,
         "churns": c.churned, "winback_share": winback_share(c), "labelled_until": iso(spells.cut),
         "checks": checks, "timing": timing, "context": context, "stats": stats,
         "bgnbd_params": {"per_T_first": bg["params"][0].tolist(), "per_T_last": bg["params"][-1].tolist(),
@@ -354,9 +364,10 @@ def print_result(r: dict[str, Any], draws: int) -> None:
           f"before.")
     cx = r["context"]
     print(f"  the test rows are {tm['test_rows_share_of_customers_seen']:.0%} of the customers seen before each test "
-          f"date: the others are in a silence of {n}+ days that began before T (which only T + {n} days can tell); "
+          f"date: the others are known at T to be gone (a churn dated on or before T - {n}, no return since); "
+          f"{tm['test_rows_gone_not_yet_known']:.1%} are already gone at T but not known to be (label 1); "
           f"{cx['share_recency_over_n_minus_horizon']:.1%} of the rows have been silent for more than {n} - "
-          f"{r['horizon_days']} days, so are sure to buy within the horizon (churn rate "
+          f"{r['horizon_days']} days (churn rate "
           + (f"{cx['churn_rate_recency_over_n_minus_horizon']:.3f}" if cx['churn_rate_recency_over_n_minus_horizon']
              is not None else "n/a") + f" vs {cx['churn_rate']:.3f} overall)")
     print(f"  ROC-AUC of one RFM column alone on these rows: recency {cx['roc_auc_recency_alone']:.3f}, fewer "
@@ -391,8 +402,15 @@ def main() -> int:
         p = read_purchases(args.cache)
         print(f"CDNOW: {n_rows:,} purchases, {len(p.ids):,} customers, {iso(p.day.min())} .. {iso(p.day.max())} "
               f"(dates +28 years); lifetimes venv pins: {' '.join(PINS)}", flush=True)
+        from training.train import TrainingError
+
         for n in inactive:
-            results.append(run(n, p, usage, Path(tmp), args.cache, args.top_k, draws, args.seed))
+            try:
+                results.append(run(n, p, usage, Path(tmp), args.cache, args.top_k, draws, args.seed))
+            except TrainingError as exc:  # e.g. N = 180: the purge gaps (horizon + N) do not fit the log
+                print(f"\nCDNOW, churn = {n} days without a purchase: not trainable: {exc}", flush=True)
+                results.append({"inactive_days": n, "error": str(exc)})
+                continue
             print_result(results[-1], draws)
     total = time.perf_counter() - started
     print(f"\ntotal {total:.0f} s ({load_note()})")

@@ -68,6 +68,7 @@ def _bounded(cast: type, ok: Any, rule: str) -> Any:
 
 
 _positive_int = _bounded(int, lambda v: v > 0, "> 0")
+_non_negative_int = _bounded(int, lambda v: v >= 0, ">= 0")
 _fraction = _bounded(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
 _users = _bounded(float, lambda v: 1.0 <= v <= 50.0, "between 1 and 50")
 
@@ -102,6 +103,7 @@ def _dataset_config(args: argparse.Namespace, **overrides: Any) -> Any:
     from training.dataset import DatasetConfig
 
     values = dict(cadence_days=args.cadence_days, horizon_days=args.horizon_days,
+                  label_delay_days=getattr(args, "label_delay_days", None) or 0,
                   features=_settings(args).feature_config(), **overrides)
     return DatasetConfig(**values)
 
@@ -385,7 +387,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     if len(dataset) and (times["train_until_ms"] is not None or times["test_from_ms"] is not None):
         from training.train import TrainConfig, period_labels, time_split
 
-        split = time_split(dataset.obs_ms, cfg.horizon_days, TrainConfig().fractions,
+        split = time_split(dataset.obs_ms, cfg.purge_days, TrainConfig().fractions,
                            train_until_ms=times["train_until_ms"], test_from_ms=times["test_from_ms"])
         columns["period"] = period_labels(dataset.obs_ms, split)
         split_note = "; period column: " + ", ".join(
@@ -603,6 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("train", help="train a model from an event log (or a foreign usage log) into the registry")
     _input_flags(sp)
     sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
+    sp.add_argument("--label-delay-days", type=_non_negative_int, default=0, metavar="D",
+                    help="a churn is known only D days after its date (inactivity churn of a converted log: its "
+                         "--inactive-days; set for you with --usage --inactive-days); default 0")
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
@@ -631,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output .parquet, .csv or .csv.gz")
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
     sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
+    sp.add_argument("--label-delay-days", type=_non_negative_int, default=0, metavar="D",
+                    help="a churn is known only D days after its date (inactivity churn of a converted log: its "
+                         "--inactive-days; set for you with --usage --inactive-days); default 0")
     sp.add_argument("--min-history-days", type=int, default=None,
                     help="history a customer needs to get a row (default: as train, from the first day)")
     sp.add_argument("--at", help="observe at exactly these times (comma separated), e.g. the times of a "

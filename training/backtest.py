@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline import explain
 from pipeline.alerting import PolicyConfig
-from pipeline.contract import Event, format_ts
+from pipeline.contract import DAY_MS, Event, format_ts
 from pipeline.features import CustomerState, FeatureConfig
 from pipeline.scoring import Model
 from training.labels import Labels, labels_from_events
@@ -63,27 +63,37 @@ def band_of(score: float, threshold: float) -> str:
 
 def score_log(events: Iterable[Event], model: Model, at_ms: Sequence[int], *,
               feature_cfg: FeatureConfig = FeatureConfig(), policy: PolicyConfig = PolicyConfig(),
-              reasons: int = 3, labels: Labels | None = None) -> Scored:
+              reasons: int = 3, labels: Labels | None = None, label_delay_days: int | None = None) -> Scored:
     """Score every customer active at each of ``at_ms`` (sorted here) from the events before it.
 
     ``events`` must be time-sorted (as :func:`training.eventlog.read_events` returns them). A customer
-    is active at T when its first event is before T and it has not churned by T (and not come back
-    since: :meth:`training.labels.Labels.churned_by`, the rule the training rows use, so
-    ``churnwatch dataset --at`` gives exactly these rows)."""
+    is active at T when its first event is before T and it is not known at T to have churned (and not
+    come back since: :meth:`training.labels.Labels.known_churned`, the rule the training rows use, so
+    ``churnwatch dataset --at`` gives exactly these rows). ``label_delay_days`` defaults to the
+    model's own (``label_delay_days`` in its metadata, 0 when absent): with inactivity churn a churn is
+    known only that many days after its date. ``churned_at`` is the churn that the row's label would
+    count: the first one not yet known at T and not ended by a comeback at or before T."""
     times = sorted(set(int(t) for t in at_ms))
     if labels is None:
         events = events if isinstance(events, Sequence) else list(events)
         labels = labels_from_events(events)
-    churn_at = labels.churns
+    if label_delay_days is None:
+        label_delay_days = int((model.meta or {}).get("label_delay_days") or 0)
+    delay_ms = int(label_delay_days) * DAY_MS
     out = Scored()
-    for t, states in snapshots(events, times, feature_cfg, labels=labels):
-        _snapshot(states, t, model, policy, churn_at, reasons, out, labels)
+    for t, states in snapshots(events, times, feature_cfg, labels=labels, delay_ms=delay_ms):
+        _snapshot(states, t, model, policy, delay_ms, reasons, out, labels)
     return out
 
 
+#: No horizon: ``churned_at`` is the next churn the log knows of, however late.
+_EVER = 1 << 62
+
+
 def _snapshot(states: dict[str, CustomerState], t_ms: int, model: Model, policy: PolicyConfig,
-              churn_at: dict[str, list[int]], k: int, out: Scored, labels: Labels) -> None:
-    active = [st for st in states.values() if st.first_ms < t_ms and not labels.churned_by(st.customer_id, t_ms)]
+              delay_ms: int, k: int, out: Scored, labels: Labels) -> None:
+    active = [st for st in states.values()
+              if st.first_ms < t_ms and not labels.known_churned(st.customer_id, t_ms, delay_ms)]
     for start in range(0, len(active), CHUNK):
         chunk = active[start:start + CHUNK]
         rows = np.asarray([model.vector(st, t_ms) for st in chunk], dtype=np.float64)
@@ -103,8 +113,7 @@ def _snapshot(states: dict[str, CustomerState], t_ms: int, model: Model, policy:
                 out.reasons.append("; ".join(r.text for r in top))
             else:
                 out.reasons.append("")
-            later = [c for c in churn_at.get(st.customer_id, ()) if c >= t_ms]
-            out.churned_ms.append(min(later) if later else None)
+            out.churned_ms.append(labels.labelling_churn(st.customer_id, t_ms, _EVER, delay_ms))
 
 
 def write_scores(scored: Scored, path: Path | str, version: str) -> str:

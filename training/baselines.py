@@ -99,7 +99,7 @@ def count_matrix(events: Iterable[Event], dataset: Dataset, cfg: FeatureConfig |
     times = dataset.obs_ms[order]
     bounds = np.flatnonzero(np.diff(times)) + 1
     groups = {int(times[g[0]]): g for g in np.split(order, bounds)}
-    for t_ms, states in snapshots(events, list(groups), cfg, labels=labels):
+    for t_ms, states in snapshots(events, list(groups), cfg, labels=labels, delay_ms=dataset.config.delay_ms):
         for r in groups[t_ms]:
             state = states.get(dataset.customer_ids[r])
             if state is not None:

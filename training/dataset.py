@@ -8,6 +8,12 @@ after T; the leakage test rebuilds the data from a log cut at T and checks the r
 
 Labels look forward: 1 when the customer churns in (T, T + horizon]. Observations whose label window
 runs past the end of the log are dropped (censored), since "no churn seen yet" is not "no churn".
+
+A churn that is only known some days after its date (inactivity churn: ``label_delay_days`` = N) is
+handled by the rules of :mod:`training.labels`: a customer is left out at T only when a churn known at T
+(dated at least the delay before T) has not been followed by a comeback, and the label is 1 for a churn
+dated in (T - delay, T + horizon] that no comeback at or before T has ended — a customer already silent
+at T who never returns is positive, not left out. With no delay (the default) this is the rule above.
 """
 
 from __future__ import annotations
@@ -70,10 +76,26 @@ class DatasetConfig:
     #: ``churnwatch score`` backtest scores). A label whose horizon runs past the log's end is 0 unless
     #: the log already shows the churn: such rows are for scoring, not for judging.
     at_ms: tuple[int, ...] = ()
+    #: How many days after its date a churn becomes known: N for churn defined as N days without
+    #: usage (``--inactive-days N``), 0 for recorded churn dates. Decides who is a row at T and their
+    #: label (see :mod:`training.labels`) and widens the time split's purge gap to horizon + delay.
+    label_delay_days: int = 0
 
     def __post_init__(self) -> None:
         if self.cadence_days < 1 or self.horizon_days < 1 or self.min_history_days < 0 or self.warmup_days < 0:
             raise ValueError("cadence_days and horizon_days must be >= 1, min_history_days and warmup_days >= 0")
+        if not isinstance(self.label_delay_days, int) or self.label_delay_days < 0:
+            raise ValueError(f"label_delay_days must be a whole number of days >= 0, not {self.label_delay_days!r}")
+
+    @property
+    def delay_ms(self) -> int:
+        return self.label_delay_days * DAY_MS
+
+    @property
+    def purge_days(self) -> int:
+        """Days between a row's time and the end of the data that settles its label: the horizon plus
+        the label delay. The time split's purge gap and every period's warm-up context."""
+        return self.horizon_days + self.label_delay_days
 
 
 @dataclass
@@ -210,14 +232,16 @@ class _Rows:
 def _snapshot(states: dict[str, CustomerState], t_ms: int, labels: Labels, cfg: DatasetConfig, out: _Rows,
               compiled: CompiledSpec, extra: RowFn | None = None) -> None:
     """Rows for every customer eligible at ``t_ms``. Only the state (events before T) decides who has
-    enough history; the labels decide who already left, which is known at T."""
+    enough history; the labels decide who is known at T to have left (:meth:`Labels.known_churned`:
+    with a label delay, a churn counts only from its date + delay on) and the label
+    (:meth:`Labels.label`: a churn not yet known at T and dated by T + horizon)."""
     history_cut = t_ms - cfg.min_history_days * DAY_MS
-    label_end = t_ms + cfg.horizon_days * DAY_MS
+    horizon_ms, delay_ms = cfg.horizon_days * DAY_MS, cfg.delay_ms
     for cid, state in states.items():
-        if state.first_ms > history_cut or labels.churned_by(cid, t_ms):
+        if state.first_ms > history_cut or labels.known_churned(cid, t_ms, delay_ms):
             continue
-        out.add(compiled.vector(state, t_ms), 1 if labels.churns_within(cid, t_ms, label_end) else 0,
-                cid, t_ms, state.tier, extra(state, t_ms) if extra is not None else None)
+        out.add(compiled.vector(state, t_ms), labels.label(cid, t_ms, horizon_ms, delay_ms), cid, t_ms, state.tier,
+                extra(state, t_ms) if extra is not None else None)
     out.seal()
 
 
@@ -251,7 +275,8 @@ def build_dataset(events: Iterable[Event], cfg: DatasetConfig = DatasetConfig(),
     times = observation_times(log_start, log_end, cfg)
     compiled = compile_spec(cfg.spec)
     rows = _Rows(len(compiled.names), extra_width if extra is not None else None)
-    for t, states in snapshots(events, times, cfg.features, labels=labels, on_progress=on_progress):
+    for t, states in snapshots(events, times, cfg.features, labels=labels, delay_ms=cfg.delay_ms,
+                               on_progress=on_progress):
         _snapshot(states, t, labels, cfg, rows, compiled, extra)
     return _to_dataset(rows, log_start, log_end, cfg, compiled.names)
 

@@ -49,10 +49,13 @@ Inactivity churn (``inactive_days=N``), and why it is built the way it is:
   outcome. And a label window can only be decided where N days of data follow it, so the written log
   ends at as-of - N days: the rows after that only decide who churned (and are counted as left out).
   Without the cut, the last weeks' churners would be labelled stayers — in the test period.
-* A consequence to know: rows at time T are the accounts not churned by T, and an inactivity churn is
-  dated up to N days before anyone could see it, so an account at the start of its final silence leaves
-  the training rows at once. The rows are the accounts still active, and the label asks whether their
-  current activity is their last.
+* *Known N days late*: a churn dated c is only known at c + N, so training runs with a label delay of
+  N (``DatasetConfig.label_delay_days``, set by :func:`train_foreign`, recorded in the model's
+  ``meta.json``; rules in :mod:`training.labels`). An account is left out of the rows at T only when a
+  churn dated on or before T - N has not been followed by a return by T; an account silent since before
+  T whose churn is not known yet is a row, labelled 1 (churn dated in (T - N, T + horizon], not ended by
+  a return at or before T), like the stream, which scores everyone it has not seen leave. The time
+  split's purge gap is horizon + N, since a label at T needs the data up to T + horizon + N.
 
 Bad rows are counted by reason like the event-log readers do; only whole-file problems (missing
 columns, unreadable files, undecidable date order, a type-map target that exists nowhere) raise
@@ -972,7 +975,8 @@ def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, ma
                   *, log_out: Path | str | None = None, on_converted: Callable[[ConvertStats], None] | None = None,
                   **train_kwargs: Any) -> ForeignTrainResult:
     """Convert ``usage`` + ``churn`` and train on the result (:func:`training.train.train_from_log`);
-    ``churn`` is None when ``mapping.inactive_days`` defines churn.
+    ``churn`` is None when ``mapping.inactive_days`` defines churn; training then runs with a label
+    delay of ``inactive_days`` (:mod:`training.labels`).
 
     ``registry`` is a :class:`pipeline.registry.Registry` or its directory. The converted log goes to a
     temporary file unless ``log_out`` names one to keep — worth keeping: the registry's metadata records
@@ -985,6 +989,8 @@ def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, ma
     from training.train import train_from_log
 
     reg = registry if isinstance(registry, Registry) else Registry(registry)
+    if mapping.inactive_days:  # an inactivity churn is known only N days after its date
+        train_kwargs["label_delay_days"] = int(mapping.inactive_days)
     if log_out is not None:
         stats = convert(usage, churn, log_out, mapping)
         if on_converted is not None:

@@ -56,8 +56,8 @@ PCTS = (5, 10, 20)
 # ---- computing ------------------------------------------------------------------------------------
 @dataclass
 class Frame:
-    """The rows a period is evaluated on: the period's own rows (``counted``) plus the horizon before
-    it, which only warms up the alert policy's memory and holds early flags of the period's churners.
+    """The rows a period is evaluated on: the period's own rows (``counted``) plus the purge gap before
+    it (horizon + label delay), which only warms up the alert policy's memory and holds early flags of the period's churners.
     ``churn_ms``: the period's churners (a positive row in the period) and their churn instant."""
 
     customer_ids: np.ndarray
@@ -505,7 +505,10 @@ def render_html(metrics: Mapping[str, Any], plots: Mapping[str, str], title: str
                          f"({period.get('dates', '?')} observation dates, {period.get('rows', 0):,} snapshots of "
                          f"{period.get('customers', 0):,} customers, {period.get('positives', 0):,} churn labels, "
                          f"{period.get('churners', 0):,} churners)"),
-        ("horizon", f"churn within {metrics.get('horizon_days', '?')} days of a snapshot"),
+        ("horizon", f"churn within {metrics.get('horizon_days', '?')} days of a snapshot"
+                    + (f"; a churn is known {metrics['label_delay_days']} days after its date (inactivity), so a "
+                       f"churn not yet known at the snapshot counts too, and the purge gap is horizon + "
+                       f"{metrics['label_delay_days']} days" if metrics.get("label_delay_days") else "")),
         ("data window", " … ".join(str(v) for v in (metrics.get("data_window") or {}).values()) or "?"),
         ("time split", ", ".join(f"{k} {v.get('start')} … {v.get('end')}" for k, v in split.items()
                                  if isinstance(v, dict)) or "?"),

@@ -5,7 +5,8 @@ The training rows (:mod:`training.dataset`), the baselines' counts (:mod:`traini
 through the stream's :func:`pipeline.features.apply`, paused at each time T, before any event at or
 after T touches a state. That loop lives here once.
 
-Given the labels, a customer who has churned for good by T (churned, and never renewed after T) is
+Given the labels, a customer who has churned for good by T (known churned at T — with the label
+delay ``delay_ms`` of the rows, see :mod:`training.labels` — and never renewed after T) is
 dropped after T's snapshot and their later events are skipped: no later snapshot can include them, and
 on a long log they are most of the customers ever seen, so memory follows the live customers.
 """
@@ -24,11 +25,13 @@ PROGRESS_EVERY = 20_000
 
 
 def snapshots(events: Iterable[Event], times: Sequence[int], cfg: FeatureConfig = FeatureConfig(), *,
-              labels: Labels | None = None, on_progress: ProgressFn | None = None
+              labels: Labels | None = None, delay_ms: int = 0, on_progress: ProgressFn | None = None
               ) -> Iterator[tuple[int, dict[str, CustomerState]]]:
     """Yield ``(T, states)`` for each T of ``times`` (ascending), ``states`` holding every customer seen
     before T as the stream would have it at T. Read the states before asking for the next T: the
-    same dict is updated in place. ``events`` must be time-sorted (``read_events`` sorts them)."""
+    same dict is updated in place. ``events`` must be time-sorted (``read_events`` sorts them).
+    ``delay_ms`` must be the label delay the caller's rows use, so eviction never drops a customer
+    that a later snapshot would still take."""
     times = sorted(times)
     states: dict[str, CustomerState] = {}
     gone: set[str] = set()
@@ -41,7 +44,7 @@ def snapshots(events: Iterable[Event], times: Sequence[int], cfg: FeatureConfig 
         while ti < len(times) and ev.ts_ms >= times[ti]:
             yield times[ti], states
             if labels is not None:
-                _drop_gone(states, gone, labels, times[ti])
+                _drop_gone(states, gone, labels, times[ti], delay_ms)
             ti += 1
         cid = ev.customer_id
         if cid in gone:
@@ -60,7 +63,7 @@ def snapshots(events: Iterable[Event], times: Sequence[int], cfg: FeatureConfig 
         on_progress(pending)
 
 
-def _drop_gone(states: dict[str, CustomerState], gone: set[str], labels: Labels, t_ms: int) -> None:
-    for cid in [c for c in labels.churns if c in states and labels.gone_for_good(c, t_ms)]:
+def _drop_gone(states: dict[str, CustomerState], gone: set[str], labels: Labels, t_ms: int, delay_ms: int) -> None:
+    for cid in [c for c in labels.churns if c in states and labels.gone_for_good(c, t_ms, delay_ms)]:
         del states[cid]
         gone.add(cid)

@@ -11,8 +11,10 @@ saved with the model.
 Why the split looks the way it does: rows are snapshots of the same customers week after week, and a
 label looks ``horizon_days`` ahead. A random split would put a customer's week-5 row in training and
 week-6 row in test — nearly the same row with the same future — and report a fantasy. So observation
-dates are cut into train / validation / test in time order, and ``horizon_days`` of dates are purged
-before validation and before test, so no label window of an earlier period overlaps a later one.
+dates are cut into train / validation / test in time order, and ``horizon_days`` + ``label_delay_days``
+of dates are purged before validation and before test, so no label of an earlier period needs data
+from a later one: a label at T is settled by T + horizon, or, when a churn is only known some days
+after its date (inactivity churn, ``--inactive-days N``: a delay of N), by T + horizon + N.
 Validation drives calibration and thresholds (and the rolling-origin folds that choose the number of
 boosting rounds reach into it); test is touched once, for the report.
 
@@ -167,8 +169,8 @@ def period_rows(obs_ms: np.ndarray, period: Period, context_days: int) -> tuple[
 
     Alert volume and lead time need each customer's recent history: the alert policy remembers who was
     alerted in the weeks before, and a churner early in the period was flaggable before it started.
-    With ``context_days`` = the purge gap (the horizon), that history is the gap between periods, whose
-    rows no model was fitted or calibrated on.
+    With ``context_days`` = the purge gap (horizon + label delay, :attr:`DatasetConfig.purge_days`), that
+    history is the gap between periods, whose rows no model was fitted or calibrated on.
     """
     start = period.start_ms - context_days * DAY_MS
     return (obs_ms > start) & (obs_ms <= period.end_ms), period.mask(obs_ms)
@@ -182,7 +184,7 @@ def scores_for(dataset: Dataset, split: TimeSplit, predict: Callable[[np.ndarray
     X = dataset.X if X is None else X
     need = np.zeros(len(dataset), dtype=bool)
     for period in (split.validation, split.test):
-        need |= period_rows(dataset.obs_ms, period, dataset.config.horizon_days)[0]
+        need |= period_rows(dataset.obs_ms, period, dataset.config.purge_days)[0]
     out = np.full(len(dataset), np.nan)
     if need.any():
         out[need] = predict(X[need])
@@ -214,7 +216,7 @@ def time_split(obs_ms: np.ndarray, purge_days: int,
     if usable < 3 or n_train < 1:
         raise TrainingError(
             f"the log gives only {dates.size} observation dates; a time split with {purge_days}-day purge gaps "
-            f"needs at least {2 * gap + 3} — use a longer event log (or a shorter horizon)")
+            f"needs at least {2 * gap + 3} — use a longer event log (or a shorter horizon or inactivity)")
     train = dates[:n_train]
     valid_from = int(np.searchsorted(dates, train[-1] + purge_ms, side="left"))
     valid = dates[valid_from:valid_from + n_valid]
@@ -339,7 +341,7 @@ def train(dataset: Dataset, seed: int = 42, cfg: TrainConfig = TrainConfig(),
     is then fit on the training period. ``on_iteration(i, rounds)`` follows the final fit,
     ``on_fold(done, total)`` the folds'."""
     started = time.perf_counter()
-    split = time_split(dataset.obs_ms, dataset.config.horizon_days, cfg.fractions,
+    split = time_split(dataset.obs_ms, dataset.config.purge_days, cfg.fractions,
                        train_until_ms=cfg.train_until_ms, test_from_ms=cfg.test_from_ms)
     parts = {name: dataset.subset(getattr(split, name).mask(dataset.obs_ms))
              for name in ("train", "validation", "test")}
@@ -442,8 +444,8 @@ def _calibration(raw: np.ndarray, y: np.ndarray, blend: float) -> dict[str, list
 
 
 def policy_rate(dataset: Dataset, period: Period, scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
-    """:func:`training.evaluate.alert_rate` over one period, with the horizon before it as warm-up."""
-    rows, counted = period_rows(dataset.obs_ms, period, dataset.config.horizon_days)
+    """:func:`training.evaluate.alert_rate` over one period, with the purge gap before it as warm-up."""
+    rows, counted = period_rows(dataset.obs_ms, period, dataset.config.purge_days)
     return alert_rate(dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.tiers[rows], dataset.y[rows],
                       scores[rows], thresholds, counted[rows], dataset.config.cadence_days)
 
@@ -453,7 +455,7 @@ def guide_thresholds(dataset: Dataset, split: TimeSplit, scores: np.ndarray,
     """Per-tier thresholds for a scorer, chosen on validation (plus the purge gap before it as the alert
     policy's warm-up), and the record of how: the budget, the expected weekly volume and precision.
     ``scores`` is aligned with ``dataset`` (see :func:`scores_for`)."""
-    rows, counted = period_rows(dataset.obs_ms, split.validation, dataset.config.horizon_days)
+    rows, counted = period_rows(dataset.obs_ms, split.validation, dataset.config.purge_days)
     ids, obs, tiers, y, p = (dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.tiers[rows],
                              dataset.y[rows], scores[rows])
     counted = counted[rows]
@@ -567,14 +569,20 @@ SCORES_FILE = "scores.npz"
 
 
 def churners_in(customer_ids: np.ndarray, obs_ms: np.ndarray, y: np.ndarray, counted: np.ndarray,
-                labels: Labels) -> dict[str, int]:
+                labels: Labels, horizon_days: int | None = None, delay_days: int = 0) -> dict[str, int]:
     """The churners of a period — customers with a positive row in it — and the churn instant that made
-    the label positive (their first churn after their first positive row)."""
+    their first positive row positive (:meth:`Labels.labelling_churn`; without ``horizon_days``, the
+    first churn after that row)."""
     out: dict[str, int] = {}
     pos = np.flatnonzero(np.asarray(counted, dtype=bool) & (np.asarray(y) == 1))
     for i in pos[np.argsort(obs_ms[pos], kind="stable")]:
         cid = str(customer_ids[i])
         if cid in out:
+            continue
+        if horizon_days is not None:
+            churn = labels.labelling_churn(cid, int(obs_ms[i]), horizon_days * DAY_MS, delay_days * DAY_MS)
+            if churn is not None:
+                out[cid] = churn
             continue
         times = labels.churns.get(cid) or []
         after = [t for t in times if t > int(obs_ms[i])]
@@ -588,8 +596,10 @@ def frame_for(dataset: Dataset, rows: np.ndarray, counted: np.ndarray, labels: L
     the period measured and the rest its warm-up context."""
     ids, obs, y = dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.y[rows]
     c = counted[rows]
-    return Frame(ids, obs, dataset.tiers[rows], y, c, churners_in(ids, obs, y, c, labels),
-                 dataset.config.cadence_days, dataset.config.horizon_days)
+    cfg = dataset.config
+    return Frame(ids, obs, dataset.tiers[rows], y, c,
+                 churners_in(ids, obs, y, c, labels, cfg.horizon_days, cfg.label_delay_days),
+                 cfg.cadence_days, cfg.horizon_days)
 
 
 def _baseline_scores(dataset: Dataset, counts: np.ndarray, baseline: LinearBaseline,
@@ -605,7 +615,7 @@ def evaluation_of_run(dataset: Dataset, counts: np.ndarray, model: TrainedModel,
     split = model.split
     frames: dict[str, tuple[Frame, dict[str, np.ndarray]]] = {}
     for name in ("validation", "test"):
-        rows, counted = period_rows(dataset.obs_ms, getattr(split, name), dataset.config.horizon_days)
+        rows, counted = period_rows(dataset.obs_ms, getattr(split, name), dataset.config.purge_days)
         frame = frame_for(dataset, rows, counted, labels)
         scores = {MODEL: model.scores[rows] if model.scores is not None else model.predict(dataset.X[rows])}
         for bname, baseline in baselines.items():
@@ -740,7 +750,8 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
                    seed: int = 42, promote: bool = True, progress: bool = True,
                    dataset_config: DatasetConfig | None = None, config: TrainConfig = TrainConfig(),
                    spec: FeatureSpec | None = None, top_k: int = DEFAULT_TOP_K, strict: bool = False,
-                   gate: bool = False, force_promote: bool = False, as_of_ms: int | None = None) -> TrainResult:
+                   gate: bool = False, force_promote: bool = False, as_of_ms: int | None = None,
+                   label_delay_days: int | None = None) -> TrainResult:
     """Read ``path``, build the point-in-time dataset (and the baselines' 28-day counts), train the
     model and the baselines, evaluate them on the test period, save model, metadata, baselines
     and the evaluation report to ``registry`` as one new version and (optionally) promote it.
@@ -748,8 +759,9 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
     With ``gate`` (the CLI's default) promotion is decided by :mod:`training.gate` — against the
     baselines and the current model on the same test rows — unless ``force_promote``; ``strict`` also
     holds back a model whose test period has fewer than 30 churners. ``as_of_ms`` reads the log as
-    if exported then (:mod:`training.asof`). Progress bars go to stderr so stdout stays clean for the
-    summary."""
+    if exported then (:mod:`training.asof`). ``label_delay_days``, when given, overrides the dataset
+    config's (:func:`training.foreign.train_foreign` sets it to N for inactivity churn). Progress bars
+    go to stderr so stdout stays clean for the summary."""
     path = Path(path)
     t0 = time.perf_counter()
     log = read_events(path)
@@ -761,6 +773,8 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
     dcfg = dataset_config or DatasetConfig(cadence_days=cadence_days, horizon_days=horizon_days)
     if as_of.end_ms is not None:
         dcfg = replace(dcfg, log_end_ms=as_of.end_ms)
+    if label_delay_days is not None:
+        dcfg = replace(dcfg, label_delay_days=int(label_delay_days))
     if dcfg.spec.legacy:
         # the product's own vocabulary decides the channels, unless the caller brought a spec
         dcfg = replace(dcfg, spec=spec if spec is not None else log.learn_spec(top_k))
@@ -922,6 +936,7 @@ def model_meta(model: TrainedModel, dataset: Dataset, log: EventLog, timings: di
         "calibration": model.calibration,
         "thresholds": model.thresholds,
         "horizon_days": cfg.horizon_days,
+        "label_delay_days": cfg.label_delay_days,
         "cadence_days": cfg.cadence_days,
         "min_history_days": cfg.min_history_days,
         "feature_config": asdict(cfg.features),
@@ -943,7 +958,8 @@ def model_meta(model: TrainedModel, dataset: Dataset, log: EventLog, timings: di
 
 
 #: Keys of the metadata repeated in ``metrics.json`` (the report's context).
-_REPORT_KEYS = ("metrics", "thresholds", "guidance", "rows", "split", "data_window", "horizon_days", "cadence_days",
+_REPORT_KEYS = ("metrics", "thresholds", "guidance", "rows", "split", "data_window", "horizon_days",
+                "label_delay_days", "cadence_days",
                 "best_iteration", "feature_importance", "timings", "created", "cv", "as_of")
 
 
@@ -1155,6 +1171,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     try:
         dcfg = DatasetConfig(cadence_days=int(meta["cadence_days"]), horizon_days=int(meta["horizon_days"]),
                              min_history_days=int(meta.get("min_history_days", 28)),
+                             label_delay_days=int(meta.get("label_delay_days") or 0),
                              features=FeatureConfig(**(meta.get("feature_config") or {})),
                              spec=spec_of_meta(meta), log_end_ms=as_of.end_ms)
     except (KeyError, TypeError, ValueError) as exc:
@@ -1164,7 +1181,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
         raise TrainingError(f"{path}: no observations — the log spans too few days for {dcfg.min_history_days} "
                             f"days of history plus a {dcfg.horizon_days}-day horizon")
     dates = np.unique(dataset.obs_ms)
-    chosen = _chosen_start(dates, dcfg.horizon_days, config, train_until_ms, test_from_ms)
+    chosen = _chosen_start(dates, dcfg.purge_days, config, train_until_ms, test_from_ms)
     if period == "later":
         try:
             first = parse_ts(meta["split"]["test"]["start"])
@@ -1183,7 +1200,7 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
         if dates.size == 0:
             raise TrainingError(f"{path}: no observations from {format_ts(chosen)[:10]} on")
     evaluated = Period(int(dates[0]), int(dates[-1]), int(dates.size))
-    context = dcfg.horizon_days if period == "later" or chosen is not None else 0
+    context = dcfg.purge_days if period == "later" or chosen is not None else 0
     rows, counted = period_rows(dataset.obs_ms, evaluated, context)
     labels = log.labels()
     frame = frame_for(dataset, rows, counted, labels)
@@ -1225,19 +1242,19 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
     return json_safe(metrics), model_g, guidance
 
 
-def _chosen_start(dates: np.ndarray, horizon_days: int, config: TrainConfig, train_until_ms: int | None,
+def _chosen_start(dates: np.ndarray, purge_days: int, config: TrainConfig, train_until_ms: int | None,
                   test_from_ms: int | None) -> int | None:
     """Where ``evaluate --train-until/--test-from`` start the evaluated period (None: not chosen):
     ``--test-from`` itself (checked against ``--train-until`` as ``train`` checks them), or the test
     period :func:`time_split` places after ``--train-until``."""
     if test_from_ms is not None:
-        if train_until_ms is not None and test_from_ms <= train_until_ms + 2 * horizon_days * DAY_MS:
-            raise TrainingError(f"--test-from must be more than two {horizon_days}-day purge gaps after --train-until "
+        if train_until_ms is not None and test_from_ms <= train_until_ms + 2 * purge_days * DAY_MS:
+            raise TrainingError(f"--test-from must be more than two {purge_days}-day purge gaps after --train-until "
                                 f"(validation lies between them)")
         return int(test_from_ms)
     if train_until_ms is None:
         return None
-    return time_split(dates, horizon_days, config.fractions, train_until_ms=train_until_ms).test.start_ms
+    return time_split(dates, purge_days, config.fractions, train_until_ms=train_until_ms).test.start_ms
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -218,6 +218,26 @@ def test_simulated_dataset_has_positives_and_a_sane_rate(sim_events: list[Event]
     assert summary["rows"] == len(ds) and summary["observation_times"] == np.unique(ds.obs_ms).size
 
 
+def test_no_label_delay_leaves_the_simulated_dataset_as_before(sim_events: list[Event]) -> None:
+    """The label delay (training.labels) changes nothing without a delay: checksums of the rows and of the
+    counts baseline computed with the code from before the delay existed."""
+    import hashlib
+
+    from training.baselines import count_matrix
+
+    ds = build_dataset(sim_events, DatasetConfig())
+    assert ds.config.label_delay_days == 0 and (len(ds), int(ds.y.sum())) == (1173, 85)
+    h = hashlib.sha256()
+    for a in (ds.X, ds.y, ds.obs_ms):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update("\n".join(map(str, ds.customer_ids)).encode())
+    h.update("\n".join(map(str, ds.tiers)).encode())
+    assert h.hexdigest() == "d313c2f8a76584d6c0ed18a91492739458460055966785beb35d1734b3ebdb08"
+    counts = count_matrix(sim_events, ds, labels=labels_from_events(sim_events))
+    assert hashlib.sha256(np.ascontiguousarray(counts).tobytes()).hexdigest() == (
+        "a48972258a291f0eb2a461e1196ba782e078509cb2e20b279bdb6368782fb072")
+
+
 def test_progress_callback_sees_every_event(sim_events: list[Event]) -> None:
     seen: list[int] = []
     build_dataset(sim_events, DatasetConfig(), on_progress=seen.append)

@@ -660,6 +660,9 @@ def test_inactivity_trains_a_loadable_model(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "models")
     assert load_version(registry, result.train.version).version == result.train.version
     assert registry.meta(result.train.version)["metrics"]["test"]["roc_auc"] > 0.6
+    # a churn is known 21 days after its date: rows, labels and the purge gap use that delay
+    meta = registry.meta(result.train.version)
+    assert meta["label_delay_days"] == 21 and meta["split"]["purge_days"] == 30 + 21
     # the printed total includes the conversion, the user's whole wait
     t = result.train.timings
     assert t["convert_s"] > 0 and "of which conversion" in result.train.summary()
