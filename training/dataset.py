@@ -127,9 +127,17 @@ class Dataset:
         return float(self.y.mean()) if len(self) else float("nan")
 
     def subset(self, mask: np.ndarray) -> "Dataset":
-        return Dataset(self.X[mask], self.y[mask], self.customer_ids[mask], self.obs_ms[mask],
-                       self.tiers[mask], self.log_start_ms, self.log_end_ms, self.config, self.features,
-                       None if self.extra is None else self.extra[mask])
+        """The rows where ``mask`` holds. Rows are in observation-time order, so a period is one run of
+        rows, and its subset is a view (no copy) of the arrays: on a large log the train, validation,
+        test and cross-validation parts would otherwise each copy the matrix."""
+        idx = np.flatnonzero(mask)
+        if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size:
+            sel: Any = slice(int(idx[0]), int(idx[-1]) + 1)
+        else:
+            sel = mask
+        return Dataset(self.X[sel], self.y[sel], self.customer_ids[sel], self.obs_ms[sel],
+                       self.tiers[sel], self.log_start_ms, self.log_end_ms, self.config, self.features,
+                       None if self.extra is None else self.extra[sel])
 
     def rows_at(self, t_ms: int) -> "Dataset":
         return self.subset(self.obs_ms == t_ms)
