@@ -727,10 +727,31 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+#: Commands that spool an event log to a temporary directory (training.spool): stopped by SIGTERM, they
+#: unwind like Ctrl-C, so the spool is removed instead of left in $TMPDIR.
+_OFFLINE = frozenset({"train", "dataset", "score", "evaluate", "export"})
+
+
+def _interrupt_on_sigterm() -> Callable[[], None]:
+    """SIGTERM raises KeyboardInterrupt until the returned function restores the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    restore = _interrupt_on_sigterm() if args.command in _OFFLINE else (lambda: None)
     try:
         return func(args) or 0
     except KeyboardInterrupt:
@@ -741,6 +762,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"churnwatch {args.command}: error: {exc.strerror or exc}: {getattr(exc, 'filename', '') or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

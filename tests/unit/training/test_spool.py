@@ -146,3 +146,37 @@ def test_a_log_cut_at_a_time_recounts_everything_over_the_kept_events(tmp_path: 
     assert cut.learn_spec(3) == learn(kept, 3) and cut.labels() == labels_from_events(kept)
     assert cut.stats.by_source == {s: sum(1 for e in kept if e.source == s) for s in {e.source for e in kept}}
     assert len(list(log.events)) == log.stats.events > len(kept)  # the whole log is still there
+
+
+def test_a_command_stopped_by_sigterm_leaves_no_spool_behind(tmp_path: Path) -> None:
+    """The spool is in $TMPDIR while a command runs; SIGTERM (by pid) unwinds it like Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipeline import simulator
+
+    log = tmp_path / "log.jsonl"
+    simulator.write_jsonl(simulator.simulate(simulator.SimConfig(customers=300, days=150, start_ms=T0, seed=3)), log)
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    env = {**os.environ, "TMPDIR": str(spool_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "dataset", "--events", str(log),
+                             "--out", str(tmp_path / "ds.parquet")], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(spool_root.glob("churnwatch-log-*")):
+            assert proc.poll() is None, "the command ended before its spool was seen"
+            assert time.monotonic() < deadline, "no spool appeared"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert not any(spool_root.iterdir())
+    assert not (tmp_path / "ds.parquet").exists()
