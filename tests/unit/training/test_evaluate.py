@@ -279,3 +279,18 @@ def test_curves_are_small_and_consistent() -> None:
     assert at10 == pytest.approx(top_k(y, p, 10).recall, abs=0.01)
     assert curves([0, 0], [0.1, 0.2])["roc"] is None  # one class: no ROC, but no exception
     orjson.dumps(c)
+
+
+def test_resamples_taken_a_block_at_a_time_give_the_same_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """weighted_metrics bounds its memory by blocks of resamples; the figures must not depend on it."""
+    import training.evaluate as ev
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(3000) < 0.1).astype(float)
+    p = rng.random(3000) + 0.4 * y
+    weights = ev.customer_weights(rng.integers(0, 500, 3000), draws=200, seed=1)
+    whole = ev.weighted_metrics(y, p, weights)
+    monkeypatch.setattr(ev, "_BLOCK_VALUES", 3000 * 7)  # blocks of 7 resamples, the last one short
+    blocks = ev.weighted_metrics(y, p, weights)
+    for name in whole:
+        assert whole[name].shape == (200,) and np.array_equal(whole[name], blocks[name], equal_nan=True)
