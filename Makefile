@@ -22,7 +22,7 @@ DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver
 
 test: $(STAMP)
 	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10 -n 2 --dist loadgroup
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit

@@ -98,6 +98,14 @@ class DatasetConfig:
         return self.horizon_days + self.label_delay_days
 
 
+def row_selector(mask: np.ndarray) -> Any:
+    """``mask`` as a slice when its rows are one run (indexing with it is then a view, not a copy)."""
+    idx = np.flatnonzero(mask)
+    if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size:
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return mask
+
+
 @dataclass
 class Dataset:
     """One row per (customer, observation time). ``X`` columns are in ``features`` order (the spec's)."""
@@ -130,11 +138,7 @@ class Dataset:
         """The rows where ``mask`` holds. Rows are in observation-time order, so a period is one run of
         rows, and its subset is a view (no copy) of the arrays: on a large log the train, validation,
         test and cross-validation parts would otherwise each copy the matrix."""
-        idx = np.flatnonzero(mask)
-        if idx.size and int(idx[-1]) - int(idx[0]) + 1 == idx.size:
-            sel: Any = slice(int(idx[0]), int(idx[-1]) + 1)
-        else:
-            sel = mask
+        sel = row_selector(mask)
         return Dataset(self.X[sel], self.y[sel], self.customer_ids[sel], self.obs_ms[sel],
                        self.tiers[sel], self.log_start_ms, self.log_end_ms, self.config, self.features,
                        None if self.extra is None else self.extra[sel])

@@ -61,6 +61,21 @@ def snapshots(events: Iterable[Event], times: Sequence[int], cfg: FeatureConfig 
         yield t, states
     if on_progress is not None and pending:
         on_progress(pending)
+    states.clear()
+    gone.clear()
+    release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the replay's freed memory back to the OS. The states are millions of small objects; once
+    freed, glibc keeps their pages for reuse, and the rows' large arrays, allocated afterwards with
+    mmap, cannot reuse them: without this the process carries both. No-op where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _drop_gone(states: dict[str, CustomerState], gone: set[str], labels: Labels, t_ms: int, delay_ms: int) -> None:

@@ -62,7 +62,7 @@ from training.baselines import (
     fit_linear,
     load_baselines,
 )
-from training.dataset import Dataset, DatasetConfig, build_dataset
+from training.dataset import Dataset, DatasetConfig, build_dataset, row_selector
 from training.evaluate import (
     alert_rate,
     evaluate,
@@ -187,7 +187,8 @@ def scores_for(dataset: Dataset, split: TimeSplit, predict: Callable[[np.ndarray
         need |= period_rows(dataset.obs_ms, period, dataset.config.purge_days)[0]
     out = np.full(len(dataset), np.nan)
     if need.any():
-        out[need] = predict(X[need])
+        rows = row_selector(need)  # validation through test is one run of rows: a view, not a copy
+        out[rows] = predict(X[rows])
     return out
 
 
