@@ -311,6 +311,12 @@ class TrainedModel:
 IterationFn = Callable[[int, int], None]
 
 
+#: LightGBM places its feature bins from a sample of the training rows (200,000 by default). The sample
+#: is held as values while the bins are built: +255 MB for 130,000 rows x 154 features, +125 MB with
+#: 50,000, which place a feature's (at most 255) bins about as well. Below 50,000 rows nothing changes.
+DATASET_PARAMS = {"bin_construct_sample_cnt": 50_000}
+
+
 def lgb_params(cfg: TrainConfig, seed: int, scale_pos_weight: float) -> dict[str, Any]:
     return {
         "objective": "binary",
@@ -401,9 +407,9 @@ def _fit(tr: Dataset, va: Dataset, params: dict[str, Any], cfg: TrainConfig,
     """
     names = list(tr.features)
     weight = np.where(va.y == 1, params["scale_pos_weight"], 1.0)
-    d_train = lgb.Dataset(tr.X, label=tr.y, feature_name=names, free_raw_data=True)
+    d_train = lgb.Dataset(tr.X, label=tr.y, feature_name=names, free_raw_data=True, params=DATASET_PARAMS)
     d_valid = lgb.Dataset(va.X, label=va.y, weight=weight, feature_name=names, reference=d_train,
-                          free_raw_data=True)
+                          free_raw_data=True, params=DATASET_PARAMS)
     callbacks: list[Any] = [lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)]
     if on_iteration is not None:
         callbacks.append(lambda env: on_iteration(env.iteration + 1, env.end_iteration))
@@ -413,7 +419,8 @@ def _fit(tr: Dataset, va: Dataset, params: dict[str, Any], cfg: TrainConfig,
 
 def _fit_rounds(tr: Dataset, params: dict[str, Any], rounds: int, on_iteration: IterationFn | None) -> lgb.Booster:
     """The final fit for a number of rounds the folds chose: no validation set, no early stopping."""
-    d_train = lgb.Dataset(tr.X, label=tr.y, feature_name=list(tr.features), free_raw_data=True)
+    d_train = lgb.Dataset(tr.X, label=tr.y, feature_name=list(tr.features), free_raw_data=True,
+                          params=DATASET_PARAMS)
     callbacks: list[Any] = []
     if on_iteration is not None:
         callbacks.append(lambda env: on_iteration(env.iteration + 1, env.end_iteration))
