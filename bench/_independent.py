@@ -278,18 +278,22 @@ class Comparison:
         return self.stats["model - baseline"]
 
 
+def saved_test_rows(vdir: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A version's counted test rows from its ``scores.npz``: customer ids, observation times, labels
+    and the model's scores."""
+    with np.load(vdir / "scores.npz", allow_pickle=False) as z:
+        counted = z["test.counted"].astype(bool)
+        return (z["test.customer_ids"][counted].tolist(), z["test.obs_ms"][counted].astype(np.int64),
+                z["test.y"][counted].astype(np.int64), z["test.score.model"][counted].astype(np.float64))
+
+
 def compare(log_path: Path | str, version_dir: Path | str, top_k: int = 16, draws: int = 1000,
             seed: int = 0) -> Comparison:
     """Refit the baseline on ``version_dir``'s training period of ``log_path`` and compare it with the
     version's saved test-period scores on the same rows (see :func:`compare_scores`)."""
     vdir = Path(version_dir)
     meta = orjson.loads((vdir / "meta.json").read_bytes())
-    with np.load(vdir / "scores.npz", allow_pickle=False) as z:
-        counted = z["test.counted"].astype(bool)
-        ids = z["test.customer_ids"][counted].tolist()
-        obs = z["test.obs_ms"][counted].astype(np.int64)
-        y = z["test.y"][counted].astype(np.int64)
-        p = z["test.score.model"][counted].astype(np.float64)
+    ids, obs, y, p = saved_test_rows(vdir)
     metrics = orjson.loads((vdir / "metrics.json").read_bytes()) if (vdir / "metrics.json").is_file() else {}
     out = compare_scores(log_path, meta["split"], int(meta["horizon_days"]), int(meta["cadence_days"]), ids, obs, y,
                          p, train_counts=meta.get("rows", {}).get("train"), top_k=top_k, draws=draws, seed=seed,

@@ -72,7 +72,7 @@ import orjson  # noqa: E402
 
 from bench._bgnbd import PINS, bgnbd_scores  # noqa: E402
 from bench._common import DEFAULT_CACHE, cdnow_rows, cdnow_usage, load_note, train_cdnow, winback_share  # noqa: E402
-from bench._independent import DAY_MS, _period_dates, fit_logreg  # noqa: E402
+from bench._independent import DAY_MS, _period_dates, fit_logreg, saved_test_rows  # noqa: E402
 
 EPOCH = date(1970, 1, 1).toordinal()
 METRICS = ("roc_auc", "pr_auc", "lift_at_10")
@@ -233,12 +233,7 @@ def run(n: int, p: Purchases, usage: Path, tmp: Path, cache: Path, top_k: int, d
     vdir = Path(trained.train.path)
     meta = orjson.loads((vdir / "meta.json").read_bytes())
     horizon, cadence, split = int(meta["horizon_days"]), int(meta["cadence_days"]), meta["split"]
-    with np.load(vdir / "scores.npz", allow_pickle=False) as z:
-        counted = z["test.counted"].astype(bool)
-        v_ids = z["test.customer_ids"][counted].tolist()
-        v_obs = z["test.obs_ms"][counted].astype(np.int64)
-        v_y = z["test.y"][counted].astype(np.int64)
-        v_p = z["test.score.model"][counted].astype(np.float64)
+    v_ids, v_obs, v_y, v_p = saved_test_rows(vdir)
 
     # the rows: rebuilt from the raw file, and checked against the version's
     t0 = time.perf_counter()
