@@ -181,21 +181,27 @@ class LinearBaseline:
 
 
 def fit_linear(name: str, X: np.ndarray, y: np.ndarray, features: Sequence[str], seed: int = 0,
-               C: float = 1.0, max_iter: int = 2000) -> LinearBaseline:
+               C: float = 1.0, max_iter: int = 2000, rows: np.ndarray | None = None) -> LinearBaseline:
     """Fit the sklearn pipeline (median imputation, standardisation, balanced logistic regression) and
-    keep its parameters as numbers.
+    keep its parameters as numbers. ``rows``: fit on these rows of ``X`` and ``y`` only.
 
     ``keep_empty_features=True`` keeps a column that is all-NaN in training (imputed 0, zero weight), so
-    the stored vectors line up with the input columns whatever the data.
+    the stored vectors line up with the input columns whatever the data. The pipeline imputes and
+    scales one private copy of the rows in place (``copy=False``): at 100,000 rows x 154 features each
+    of its default copies was another 123 MB, the largest spike of a ``train`` on a 10M-event log.
     """
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if rows is not None:
+        X, y = X[rows], y[rows]  # fancy indexing: already a private copy
+    else:
+        X = np.array(X, dtype=np.float64)  # never impute the caller's matrix in place
     pipe = make_pipeline(
-        SimpleImputer(strategy="median", keep_empty_features=True),
-        StandardScaler(),
+        SimpleImputer(strategy="median", keep_empty_features=True, copy=False),
+        StandardScaler(copy=False),
         LogisticRegression(class_weight="balanced", C=C, max_iter=max_iter, random_state=seed),
     )
     pipe.fit(np.asarray(X, dtype=np.float64), np.asarray(y))

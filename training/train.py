@@ -518,8 +518,9 @@ def train_baselines(dataset: Dataset, counts: np.ndarray, split: TimeSplit, cfg:
         X, features = baseline_inputs(name, dataset.X, counts, dataset.features)
         if not features:
             continue  # e.g. per-type counts for a spec without types of its own
-        baseline = fit_linear(name, X[fit_rows], dataset.y[fit_rows], features, seed)
-        baseline.calibration = _calibration(baseline.raw(X[va]), dataset.y[va], cfg.calibration_blend)
+        baseline = fit_linear(name, X, dataset.y, features, seed, rows=fit_rows)
+        va_rows = row_selector(va)  # one run of rows: a view, not a copy of the matrix
+        baseline.calibration = _calibration(baseline.raw(X[va_rows]), dataset.y[va_rows], cfg.calibration_blend)
         scores = scores_for(dataset, split, baseline.predict, X)
         baseline.thresholds, baseline.guidance = guide_thresholds(dataset, split, scores, cfg)
         baseline.fit_seconds = round(time.perf_counter() - started, 3)

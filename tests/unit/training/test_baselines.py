@@ -100,7 +100,13 @@ def test_linear_baseline_reproduces_sklearn_and_survives_json() -> None:
     X = rng.normal(size=(400, 3)) * [1.0, 5.0, 0.1] + [0.0, 10.0, 0.0]
     X[rng.random(400) < 0.1, 1] = np.nan
     y = (X[:, 0] + rng.normal(size=400) > 1.0).astype(int)
+    before = X.copy()
     b = fit_linear("logreg", X, y, ("a", "b", "c"), seed=1)
+    np.testing.assert_array_equal(X, before)  # imputed and scaled in place, but in a copy
+    rows = np.arange(0, 400, 2)
+    half = fit_linear("logreg", X, y, ("a", "b", "c"), seed=1, rows=rows)
+    np.testing.assert_allclose(half.coef, fit_linear("logreg", X[rows], y[rows], ("a", "b", "c"), seed=1).coef)
+    np.testing.assert_array_equal(X, before)
     ref = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                         LogisticRegression(class_weight="balanced", max_iter=2000, random_state=1)).fit(X, y)
     np.testing.assert_allclose(b.raw(X), ref.predict_proba(X)[:, 1], rtol=1e-10, atol=1e-12)
