@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -189,7 +189,7 @@ def describe_model(models: Path) -> str:
 
 def bench_settings(broker: EmbeddedBroker, root: Path, models: Path, name: str) -> Settings:
     ports = {"metrics_port": free_port()}
-    if any(f.name == "web_port" for f in fields(Settings)):
+    if "web_port" in Settings.model_fields:
         ports["web_port"] = free_port()
     s = Settings.from_env(env={}).with_(
         broker=broker.url, topic_prefix=f"{name}.", app_id=f"churnwatch-{name}", partitions=PARTITIONS,

@@ -21,6 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 import faust
 import orjson
@@ -35,6 +36,7 @@ from pipeline.health import Health
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
+from pipeline.security import faust_credentials
 from pipeline.settings import Settings
 from pipeline.store import FENCE_KEY, Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.sweep import SweepClock
@@ -144,9 +146,9 @@ class Worker:
         self._probe: Any = None
         # Optional chat copy of every alert; it must never hold up scoring (see pipeline.webhook).
         self.webhook: WebhookSink | None = None
-        if settings.webhook_url:
+        if settings.webhook_url.get_secret_value():
             self.webhook = WebhookSink(
-                settings.webhook_url, timeout_s=settings.webhook_timeout_s,
+                settings.webhook_url.get_secret_value(), timeout_s=settings.webhook_timeout_s,
                 max_attempts=settings.webhook_max_attempts, backoff_s=settings.webhook_backoff_s,
                 queue_size=settings.webhook_queue_size, on_failure=self._webhook_failed,
             )
@@ -160,13 +162,16 @@ class Worker:
             broker=s.broker,
             store="memory://",
             topic_partitions=s.partitions,
-            topic_replication_factor=1,
+            # the topics are created (with this factor) by pipeline.topics before the worker starts;
+            # Faust's own leader topic among them. The CLI resolves an unset factor from the cluster.
+            topic_replication_factor=s.replication_factor or 1,
             datadir=str(s.data_dir / "faust"),
             web_enabled=True,
             web_port=s.web_port,
             web_bind=s.web_host,
-            web_host=s.web_host,
-            canonical_url=f"http://{s.web_host}:{s.web_port}",
+            # what other workers connect to when they route a customer request to this one
+            web_host=urlsplit(s.web_advertised_url).hostname,
+            canonical_url=s.web_advertised_url,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=s.session_timeout_s,
             broker_heartbeat_interval=s.heartbeat_s,
@@ -179,7 +184,7 @@ class Worker:
             broker_max_poll_records=10_000,
             consumer_max_fetch_size=4 * 1024 * 1024,
             stream_buffer_maxsize=32_768,
-            broker_credentials=self._credentials(),
+            broker_credentials=faust_credentials(s),
             logging_config=None,
         )
         app.after_seek = self._seek_to_state
@@ -297,21 +302,6 @@ class Worker:
                         model_version=model.version,
                         reasons=[r.to_json() for r in explain.top_reasons(row, contrib, names=names)])
         return body
-
-    def _credentials(self) -> Any:
-        s = self.settings
-        if s.sasl_mechanism:
-            return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
-                                         mechanism=s.sasl_mechanism,
-                                         ssl_context=self._ssl_context() if "SSL" in s.security_protocol else None)
-        if s.security_protocol.upper() == "SSL":
-            return faust.SSLCredentials(self._ssl_context())
-        return None
-
-    def _ssl_context(self) -> Any:
-        import ssl
-
-        return ssl.create_default_context(cafile=self.settings.ssl_cafile or None)
 
     # ---- rebalances: restore, then seek to the restored position ----------------------------------
     def _input_partitions(self, tps: Any) -> set[int]:

@@ -25,17 +25,10 @@ Send = Callable[[str, bytes, bytes, int], Awaitable[Any]]
 
 
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
-    """Connection and security keyword arguments for aiokafka clients."""
-    kwargs: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
-                              "security_protocol": settings.security_protocol}
-    if settings.sasl_mechanism:
-        kwargs.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
-                      sasl_plain_password=settings.sasl_password)
-    if "SSL" in settings.security_protocol.upper():
-        import ssl
+    """Connection and security keyword arguments for aiokafka clients (see :mod:`pipeline.security`)."""
+    from pipeline.security import aiokafka_kwargs as kwargs
 
-        kwargs["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    return kwargs
+    return kwargs(settings)
 
 
 @dataclass

@@ -487,12 +487,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    secret = {f.name for f in dataclasses.fields(Settings) if not f.repr}
     for env, default in Settings.documented():
         name = env[len("CHURNWATCH_"):].lower()
-        value = getattr(settings, name)
-        shown = "********" if name in secret and value else value
-        print(f"{env:36} = {shown!s:30} (default {default})")
+        print(f"{env:36} = {settings.shown(name) or '-':30} (default {default or '-'})")
     return 0
 
 
@@ -598,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--metrics-port", type=int)
     sp.add_argument("--partitions", type=_positive_int)
     sp.add_argument("--emit-scores", action="store_true", help="publish every scoring to the scores topic")
-    sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     common(sp)
     sp.set_defaults(func=cmd_worker)
 
@@ -753,6 +750,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     restore = _interrupt_on_sigterm() if args.command in _OFFLINE else (lambda: None)
     try:
+        # every command reads the same settings: a bad or misspelt CHURNWATCH_* variable stops any of
+        # them at once (exit 2, one line), not after a long run or only in the commands that use it
+        _settings(args)
         return func(args) or 0
     except KeyboardInterrupt:
         return 130

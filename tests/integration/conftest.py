@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -123,10 +123,8 @@ class WorkerProcess:
 
 def _env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The worker's environment: every setting of ``settings`` as its CHURNWATCH_* variable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURNWATCH_")}
-    for f in fields(Settings):
-        value = getattr(settings, f.name)
-        env[ENV_PREFIX + f.name.upper()] = ("1" if value else "0") if isinstance(value, bool) else str(value)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update(settings.to_env())
     env.update(extra or {})
     return env
 

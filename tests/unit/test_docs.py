@@ -63,3 +63,15 @@ def test_readme_documents_every_setting() -> None:
     for env, _ in Settings.documented():
         short = "_" + env.split("_", 1)[1]
         assert env in readme or f"`{short}`" in readme or short in readme, env
+
+
+def test_readme_settings_table_is_the_generated_one() -> None:
+    """The table is written by ``python -m pipeline.settings --readme`` from the field descriptions."""
+    from pipeline.settings import README_BEGIN, README_END
+
+    readme = (ROOT / "README.md").read_text()
+    assert readme.count(README_BEGIN) == 1 and readme.count(README_END) == 1
+    table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"
+    assert table == Settings.markdown_table(), "README settings table is stale: run python -m pipeline.settings --readme"
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"CHURNWATCH_{name.upper()} has no description"

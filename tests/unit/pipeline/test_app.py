@@ -139,3 +139,26 @@ def test_too_large_dead_letters_keep_the_first_64_kib_as_base64(worker):
     (d,) = dead(written)
     assert d["reason"] == "too_large" and d["original"] is None and d["original_bytes"] == len(big)
     assert base64.b64decode(d["original_b64"]) == big[:65_536]
+
+
+# ---- the Faust app's cluster settings ---------------------------------------------------------------
+def test_the_faust_app_takes_replication_address_and_credentials_from_the_settings(tmp_path):
+    settings = Settings.from_env({
+        "CHURNWATCH_BROKER": "kafka://127.0.0.1:1", "CHURNWATCH_MODELS_DIR": str(tmp_path / "m"),
+        "CHURNWATCH_DATA_DIR": str(tmp_path / "d"), "CHURNWATCH_REPLICATION_FACTOR": "3",
+        "CHURNWATCH_WEB_HOST": "0.0.0.0", "CHURNWATCH_WEB_ADVERTISED_HOST": "worker-7.churn", "CHURNWATCH_WEB_PORT": "6100",
+        "CHURNWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "CHURNWATCH_SASL_MECHANISM": "SCRAM-SHA-256",
+        "CHURNWATCH_SASL_USERNAME": "svc", "CHURNWATCH_SASL_PASSWORD": "pw"})
+    conf = Worker(settings).app.conf
+    # Faust creates its own topics (the leader-assignor topic, any table's changelog) with this factor
+    assert conf.topic_replication_factor == 3
+    assert str(conf.canonical_url) == "http://worker-7.churn:6100" and conf.web_bind == "0.0.0.0"
+    creds = conf.broker_credentials
+    assert (creds.mechanism.value, creds.username, creds.password, creds.protocol.value) == \
+        ("SCRAM-SHA-256", "svc", "pw", "SASL_PLAINTEXT")
+
+
+def test_an_unresolved_replication_factor_falls_back_to_one(worker):
+    w, _ = worker
+    assert w.settings.replication_factor is None and w.app.conf.topic_replication_factor == 1
+    assert w.app.conf.broker_credentials is None

@@ -167,7 +167,7 @@ def test_os_error_is_one_line(monkeypatch, capsys):
 def test_bad_broker_flag(argv, no_network, capsys):
     code, out, err = run(argv, capsys)
     assert_one_line_error(code, out, err)
-    assert "broker must look like kafka://host:port" in err
+    assert "CHURNWATCH_BROKER (--broker): must look like kafka://host:port" in err
 
 
 def test_bad_metrics_port_stops_the_worker_before_it_starts(monkeypatch, no_network, capsys):
@@ -176,7 +176,7 @@ def test_bad_metrics_port_stops_the_worker_before_it_starts(monkeypatch, no_netw
     monkeypatch.setattr(pipeline.app, "run_worker", lambda s: pytest.fail("worker started"))
     code, out, err = run(["worker", "--metrics-port", "70000"], capsys)
     assert_one_line_error(code, out, err)
-    assert "metrics_port" in err
+    assert "CHURNWATCH_METRICS_PORT (--metrics-port): must be 0..65535" in err and "got 70000" in err
 
 
 def test_bad_environment_variable(monkeypatch, capsys):
@@ -289,11 +289,53 @@ def test_config_prints_every_variable_with_effective_value(monkeypatch, capsys):
 
 
 def test_config_does_not_print_secrets(monkeypatch, capsys):
-    monkeypatch.setenv("CHURNWATCH_SASL_PASSWORD", "s3cret-pw")
+    for name, value in {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "PLAIN", "SASL_USERNAME": "svc",
+                        "SASL_PASSWORD": "s3cret-pw", "SSL_CERTFILE": "/c.pem", "SSL_KEY_PASSWORD": "s3cret-key",
+                        "WEBHOOK_URL": "https://hooks.example/s3cret-hook", "INBOX_TOKEN": "s3cret-token"}.items():
+        monkeypatch.setenv(f"CHURNWATCH_{name}", value)
     code, out, _ = run(["config"], capsys)
     assert code == 0
-    assert "CHURNWATCH_SASL_PASSWORD" in out
-    assert "s3cret-pw" not in out
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    for name in ("SASL_PASSWORD", "SSL_KEY_PASSWORD", "WEBHOOK_URL", "INBOX_TOKEN"):
+        assert lines[f"CHURNWATCH_{name}"].split()[2] == "********"
+    assert "s3cret" not in out
+    assert lines["CHURNWATCH_SASL_USERNAME"].split()[2] == "svc"
+    assert lines["CHURNWATCH_SECURITY_PROTOCOL"].split()[2] == "SASL_SSL"
+
+
+# ---- every command: settings first, broker commands check the connection first --------------------------
+EVERY_COMMAND = {
+    "broker": ["broker"], "topics": ["topics", "create"], "simulate": ["simulate", "--out", "x.jsonl"],
+    "worker": ["worker"], "train": ["train", "--events", "x.jsonl"],
+    "dataset": ["dataset", "--events", "x.jsonl", "--out", "x.parquet"], "export": ["export", "--out", "x.jsonl"],
+    "inbox": ["inbox"], "evaluate": ["evaluate"],
+    "score": ["score", "--events", "x.jsonl", "--at", "2024-01-01", "--out", "x.csv"], "models": ["models", "list"],
+    "alerts": ["alerts"], "demo": ["demo"], "config": ["config"],
+}
+
+
+def test_every_command_is_listed_here():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if getattr(a, "choices", None) and "worker" in a.choices)
+    assert set(sub.choices) == set(EVERY_COMMAND)
+
+
+@pytest.mark.parametrize("command", sorted(EVERY_COMMAND))
+@pytest.mark.parametrize(("variable", "value", "fragment"), [
+    ("CHURNWATCH_LOG_LEVEL", "LOUD", "CHURNWATCH_LOG_LEVEL: must be one of DEBUG, INFO"),
+    ("CHURNWATCH_SECURITY_PROTOCOL", "TLS-PLEASE", "CHURNWATCH_SECURITY_PROTOCOL: must be one of PLAINTEXT, SSL"),
+    ("CHURNWATCH_PARTITON", "3", "CHURNWATCH_PARTITON: not a churnwatch setting: did you mean CHURNWATCH_PARTITIONS?"),
+])
+def test_a_bad_setting_stops_every_command_before_it_runs(command, variable, value, fragment, monkeypatch, capsys):
+    reached = []
+    for name in dir(cli):
+        if name.startswith("cmd_"):
+            monkeypatch.setattr(cli, name, lambda args, name=name: reached.append(name) or 0)
+    monkeypatch.setenv(variable, value)
+    code, out, err = run(EVERY_COMMAND[command], capsys)
+    assert_one_line_error(code, out, err)
+    assert err == f"churnwatch {command}: error: {fragment}" + err.split(fragment, 1)[1]
+    assert reached == []
 
 
 # ---- a real offline command --------------------------------------------------------------------------
