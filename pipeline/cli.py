@@ -39,6 +39,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
+def _connected(args: argparse.Namespace) -> tuple[Settings, Any]:
+    """The settings and the cluster they reach: a command that talks to the broker checks first that it
+    can (CHURNWATCH_CONNECT_TIMEOUT_S), so a wrong address, protocol or password fails in one line."""
+    from pipeline.connection import check_connection
+
+    settings = _settings(args)
+    return settings, check_connection(settings)
+
+
 def _ts(text: str) -> int:
     from pipeline.contract import InvalidEvent, Limits, parse_ts
 
@@ -138,7 +147,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_topics(args: argparse.Namespace) -> int:
     from pipeline.topics import ensure_topics
 
-    settings = _settings(args)
+    settings, _ = _connected(args)
     report = ensure_topics(settings)
     for name in report.created:
         print(f"created {name} ({settings.partitions} partitions)")
@@ -177,7 +186,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
     from pipeline.topics import ensure_topics
 
-    settings = _settings(args)
+    settings, _ = _connected(args)
     ensure_topics(settings)
     sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
     run_worker(settings)
@@ -406,7 +415,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from training.export import export_topics
 
-    stats = export_topics(_settings(args), args.out, args.format)
+    settings, _ = _connected(args)
+    stats = export_topics(settings, args.out, args.format)
     print(stats.summary())
     return 0
 
@@ -414,7 +424,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_inbox(args: argparse.Namespace) -> int:
     from pipeline.inbox import run_inbox
 
-    run_inbox(_settings(args), host=args.host, port=args.port)
+    settings, _ = _connected(args)
+    run_inbox(settings, host=args.host, port=args.port)
     return 0
 
 
@@ -469,7 +480,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from pipeline.console import print_alert
     from pipeline.feed import follow
 
-    settings = _settings(args)
+    settings, _ = _connected(args)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console = Console()
@@ -704,13 +715,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.broker import BrokerError
+    from pipeline.connection import ConnectError
     from pipeline.policy import PolicyError
     from pipeline.registry import RegistryError
     from pipeline.scoring import ModelError
     from pipeline.topics import TopicError
 
     errors: list[type[BaseException]] = [UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError,
-                                           PolicyError]
+                                           PolicyError, ConnectError]
     try:  # the streaming side must still report its own errors when training cannot be imported
         from training.asof import AsOfError
         from training.export import ExportError

@@ -186,3 +186,41 @@ def sender(settings: Settings) -> Iterator[EventSender]:
 
 def read_topic(settings: Settings, topic: str, idle_s: float = 0.5) -> list[dict[str, Any]]:
     return read_all(settings, topic, idle_s=idle_s)
+
+
+# ---- the command line, in this process and as a real process ----------------------------------------
+@pytest.fixture
+def cli_env(broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private topic prefix and app id on the session broker as CHURNWATCH_* variables (set in this
+    process, every other CHURNWATCH_* variable removed); no topic is created."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    n = next(_ids)
+    values = {"CHURNWATCH_BROKER": broker.url, "CHURNWATCH_TOPIC_PREFIX": f"c{n}.",
+              "CHURNWATCH_APP_ID": f"churnwatch-c{n}", "CHURNWATCH_PARTITIONS": "2"}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+def churnwatch(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``churnwatch ARGV`` in this process: (exit code, stdout, stderr)."""
+    import pipeline.cli
+
+    try:
+        code = pipeline.cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple[int, str, str, float]:
+    """``churnwatch ARGV`` as a process with these CHURNWATCH_* variables: (code, stdout, stderr, seconds)."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    full.update(env)
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], cwd=REPO, env=full, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0

@@ -46,12 +46,14 @@ def calls(monkeypatch) -> list:
 @pytest.fixture
 def no_network(monkeypatch):
     """For commands run for real: fail loudly instead of reaching for a broker."""
+    import pipeline.connection
     import pipeline.topics
 
     def boom(*a, **k):
         raise AssertionError("the command tried to reach a broker")
 
     monkeypatch.setattr(pipeline.topics, "ensure_topics", boom)
+    monkeypatch.setattr(pipeline.connection, "check_connection", boom)
 
 
 def run(argv, capsys) -> tuple[int, str, str]:
@@ -336,6 +338,33 @@ def test_a_bad_setting_stops_every_command_before_it_runs(command, variable, val
     assert_one_line_error(code, out, err)
     assert err == f"churnwatch {command}: error: {fragment}" + err.split(fragment, 1)[1]
     assert reached == []
+
+
+def _stub_broker(monkeypatch, fail=None):
+    """The connection check, without a broker."""
+    import pipeline.connection
+    from pipeline.connection import Cluster
+
+    def check(settings, timeout=None):
+        if fail:
+            raise pipeline.connection.ConnectError(fail)
+        return Cluster(broker_ids=(1,), server="127.0.0.1:9092")
+
+    monkeypatch.setattr(pipeline.connection, "check_connection", check)
+
+
+@pytest.mark.parametrize("argv", [["topics", "create"], ["worker"], ["alerts"], ["inbox"],
+                                  ["export", "--out", "x.jsonl"]])
+def test_a_failed_connection_check_is_one_line_and_nothing_else_runs(argv, monkeypatch, capsys):
+    import pipeline.app
+    import pipeline.topics
+
+    _stub_broker(monkeypatch, fail="cannot use broker kafka://127.0.0.1:9092: 127.0.0.1:9092: connection refused")
+    monkeypatch.setattr(pipeline.topics, "ensure_topics", lambda s: pytest.fail("topics created"))
+    monkeypatch.setattr(pipeline.app, "run_worker", lambda s: pytest.fail("worker started"))
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, out, err)
+    assert err.endswith(": error: cannot use broker kafka://127.0.0.1:9092: 127.0.0.1:9092: connection refused\n")
 
 
 # ---- a real offline command --------------------------------------------------------------------------
