@@ -145,15 +145,25 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from pipeline.topics import ensure_topics
+    from pipeline import topics
 
-    settings, _ = _connected(args)
-    report = ensure_topics(settings)
-    for name in report.created:
-        print(f"created {name} ({settings.partitions} partitions)")
-    for name, parts in sorted(report.existing.items()):
-        print(f"exists  {name} ({parts} partitions)")
+    settings, cluster = _connected(args)
+    if args.action == "check":
+        report = topics.check(settings, cluster)
+        print("\n".join(topics.format_report(report)))
+        return 0 if report.ok else 1
+    created = topics.ensure_topics(settings, cluster)
+    for name in created.created:
+        spec = created.plan[name]
+        print(f"created {name} ({_partitions(spec.partitions)}, replication factor {spec.replication_factor}, "
+              f"{topics.MIN_ISR} {spec.configs[topics.MIN_ISR]})")
+    for name, parts in sorted(created.existing.items()):
+        print(f"exists  {name} ({_partitions(parts)})")
     return 0
+
+
+def _partitions(n: int) -> str:
+    return f"{n} partition{'s' if n != 1 else ''}"
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -186,10 +196,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
     from pipeline.topics import ensure_topics
 
-    settings, _ = _connected(args)
-    ensure_topics(settings)
+    settings, cluster = _connected(args)
+    plan = ensure_topics(settings, cluster).plan
     sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
-    run_worker(settings)
+    run_worker(settings.with_(replication_factor=plan.replication_factor,
+                              min_insync_replicas=plan.min_insync_replicas))
     return 0
 
 
@@ -577,8 +588,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=_positive_int, help="port (default: a free one)")
     sp.set_defaults(func=cmd_broker)
 
-    sp = sub.add_parser("topics", help="create churnwatch's topics (co-partitioned)")
-    sp.add_argument("action", choices=["create"])
+    sp = sub.add_parser("topics", help="create churnwatch's topics (co-partitioned, replicated), or check them")
+    sp.add_argument("action", choices=["create", "check"],
+                    help="create: create the missing topics; check: report partitions, replication factor, "
+                         "min.insync.replicas and co-partitioning, exit 1 when something is wrong")
     sp.add_argument("--partitions", type=_positive_int)
     common(sp)
     sp.set_defaults(func=cmd_topics)

@@ -44,7 +44,7 @@ def test_the_check_of_ssl_against_the_plaintext_broker_gives_up_at_the_deadline(
                                "CHURNWATCH_SECURITY_PROTOCOL is SSL)")
 
 
-@pytest.mark.parametrize("argv", [["topics", "create"], ["worker"], ["alerts"]])
+@pytest.mark.parametrize("argv", [["topics", "check"], ["worker"], ["alerts"]])
 def test_ssl_against_the_plaintext_broker_stops_the_command_with_exit_2_and_one_line(argv, cli_env, broker, tmp_path):
     extra = {**cli_env, "CHURNWATCH_SECURITY_PROTOCOL": "SSL", "CHURNWATCH_CONNECT_TIMEOUT_S": f"{CONNECT_TIMEOUT_S:g}",
              "CHURNWATCH_DATA_DIR": str(tmp_path / "data"), "CHURNWATCH_METRICS_PORT": str(free_port()),

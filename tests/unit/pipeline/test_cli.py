@@ -340,9 +340,10 @@ def test_a_bad_setting_stops_every_command_before_it_runs(command, variable, val
     assert reached == []
 
 
-def _stub_broker(monkeypatch, fail=None):
-    """The connection check, without a broker."""
+def _stub_broker(monkeypatch, observed=None, fail=None):
+    """The connection check and the topic description, without a broker."""
     import pipeline.connection
+    import pipeline.topics
     from pipeline.connection import Cluster
 
     def check(settings, timeout=None):
@@ -351,20 +352,52 @@ def _stub_broker(monkeypatch, fail=None):
         return Cluster(broker_ids=(1,), server="127.0.0.1:9092")
 
     monkeypatch.setattr(pipeline.connection, "check_connection", check)
+    monkeypatch.setattr(pipeline.topics, "describe", lambda settings, names: observed(settings) if observed else {})
 
 
-@pytest.mark.parametrize("argv", [["topics", "create"], ["worker"], ["alerts"], ["inbox"],
-                                  ["export", "--out", "x.jsonl"]])
+def test_topics_check_exits_1_and_says_what_is_wrong(monkeypatch, capsys):
+    _stub_broker(monkeypatch)
+    code, out, err = run(["topics", "check"], capsys)
+    assert code == 1 and err == ""
+    assert "churn.interactions: missing (run 'churnwatch topics create')" in out
+    assert out.splitlines()[0] == "cluster: 1 broker; want replication factor 1, min.insync.replicas 1, 4 partitions"
+
+
+def test_topics_check_exits_0_when_all_is_well(monkeypatch, capsys):
+    from pipeline.topics import ObservedTopic, plan_topics
+
+    def healthy(settings):
+        return {t.name: ObservedTopic(t.name, t.partitions, 1, 0, dict(t.configs)) for t in plan_topics(settings, 1).topics}
+
+    _stub_broker(monkeypatch, observed=healthy)
+    code, out, err = run(["topics", "check"], capsys)
+    assert code == 0 and err == "" and out.splitlines()[-1] == "all topics ok"
+
+
+@pytest.mark.parametrize("argv", [["topics", "create"], ["topics", "check"], ["worker"], ["alerts"], ["inbox"],
+                                  ["export", "--out", "x.jsonl"], ["simulate"]])
 def test_a_failed_connection_check_is_one_line_and_nothing_else_runs(argv, monkeypatch, capsys):
     import pipeline.app
-    import pipeline.topics
 
     _stub_broker(monkeypatch, fail="cannot use broker kafka://127.0.0.1:9092: 127.0.0.1:9092: connection refused")
-    monkeypatch.setattr(pipeline.topics, "ensure_topics", lambda s: pytest.fail("topics created"))
     monkeypatch.setattr(pipeline.app, "run_worker", lambda s: pytest.fail("worker started"))
     code, out, err = run(argv, capsys)
     assert_one_line_error(code, out, err)
     assert err.endswith(": error: cannot use broker kafka://127.0.0.1:9092: 127.0.0.1:9092: connection refused\n")
+
+
+def test_worker_runs_with_the_replication_resolved_from_the_cluster(monkeypatch, capsys):
+    import pipeline.app
+    import pipeline.topics
+    from pipeline.topics import TopicReport, plan_topics
+
+    _stub_broker(monkeypatch)
+    started = []
+    monkeypatch.setattr(pipeline.topics, "ensure_topics",
+                        lambda settings, cluster=None: TopicReport([], {}, plan_topics(settings, 5)))
+    monkeypatch.setattr(pipeline.app, "run_worker", started.append)
+    assert run(["worker"], capsys)[0] == 0
+    assert (started[0].replication_factor, started[0].min_insync_replicas) == (3, 2)
 
 
 # ---- a real offline command --------------------------------------------------------------------------
