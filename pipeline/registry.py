@@ -11,6 +11,13 @@ Layout::
 It lives in ``pipeline`` (not ``training``) because running workers read it; training writes to it
 through the same class. A version directory is written under a temporary name and renamed into place,
 and promotion validates the model first, so a half-written or corrupt model never becomes current.
+
+A registry is often written by one user and read by another: trained on the host by an operator, read
+by a worker container running as its own unprivileged user (uid 10001) through a read-only mount. The
+reader cannot fix a mode, so the writer does: a new version's directories are ``0755`` and its files
+``0644`` whatever the writer's umask (``mkdtemp`` alone would leave the version ``0700``), ``CURRENT``
+(and a new ``HISTORY``) are ``0644``, and promotion or rollback adds the read bits an older version may
+lack. Nothing in a version is secret: a model, its metadata and its evaluation report.
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import orjson
 
@@ -41,6 +49,10 @@ class CorruptVersion(RegistryError):
     """A version whose files were read but are wrong: checksum mismatch, missing model, broken meta."""
 
 
+#: Modes of what the registry writes (see the module docstring: the worker reading it may be another user).
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+
 #: Longest ``CURRENT`` accepted (a version name and a newline; anything longer is not a pointer).
 _POINTER_MAX = 256
 
@@ -51,6 +63,55 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _walk(top: Path) -> Iterator[tuple[Path, os.stat_result]]:
+    """``top`` and everything below it, parents before children (so a caller that changes a
+    directory's mode does so before its contents are listed), never following a symbolic link: a link's
+    target is not the registry's to change."""
+
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    yield top, os.lstat(top)
+    for dirpath, dirnames, filenames in os.walk(top, onerror=fail):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            yield path, os.lstat(path)
+
+
+def set_modes(top: Path) -> None:
+    """Give a tree this writer just created exactly :data:`DIR_MODE` / :data:`FILE_MODE`: a temporary
+    directory is ``0700`` and ``copy2`` keeps each source file's mode, whatever the umask says."""
+    for path, st in _walk(top):
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        want = DIR_MODE if stat.S_ISDIR(st.st_mode) else FILE_MODE
+        if stat.S_IMODE(st.st_mode) != want:
+            os.chmod(path, want)
+
+
+def ensure_readable(top: Path, label: str) -> None:
+    """Add the read bits for everyone (and the search bits on directories) where they are missing,
+    keeping every other bit: for a version about to become current that an older churnwatch or a strict
+    umask left private. A path of another user's that is already readable is left alone; one that is not
+    and cannot be changed is a :class:`RegistryError`, since no worker of another user could load it."""
+    try:
+        for path, st in _walk(top):
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            need = 0o555 if stat.S_ISDIR(st.st_mode) else 0o444
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & need != need:
+                try:
+                    os.chmod(path, mode | need)
+                except OSError as exc:
+                    raise RegistryError(f"{label}: {path} is not readable by other users (mode {mode:04o}, owner "
+                                        f"uid {st.st_uid}) and cannot be made so: {exc.strerror or exc}") from None
+    except RegistryError:
+        raise
+    except OSError as exc:
+        raise RegistryError(f"{label}: cannot read {exc.filename or top}: {exc.strerror or exc}") from None
 
 
 class Registry:
@@ -162,8 +223,15 @@ class Registry:
         return f"v{max(nums, default=0) + 1}"
 
     def save(self, model_text: str, meta: Mapping[str, Any], files: Mapping[str, Path] | None = None) -> str:
-        """Write a new version atomically and return its name (it is not promoted)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write a new version atomically and return its name (it is not promoted). The version appears
+        with :data:`DIR_MODE` / :data:`FILE_MODE`, readable by a worker running as another user."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(self.root)
+        except FileExistsError:
+            pass  # an existing root keeps the mode its owner gave it
+        else:
+            os.chmod(self.root, DIR_MODE)  # a root this writer creates is searchable whatever the umask
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
         try:
             (tmp / MODEL_FILE).write_text(model_text)
@@ -179,6 +247,7 @@ class Registry:
                 version = self.next_version()
                 full = dict(meta, version=version, sha256=sha256_file(tmp / MODEL_FILE))
                 (tmp / META_FILE).write_bytes(orjson.dumps(full, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+                set_modes(tmp)
                 try:
                     os.rename(tmp, self.root / version)  # fails if another writer took the name
                     return version
@@ -194,9 +263,14 @@ class Registry:
         self.verify(version)
         if validate is not None:
             validate(self.path(version))
+        ensure_readable(self.path(version), f"model {version}")
         self._write_pointer(version)
-        with open(self.root / "HISTORY", "a") as fh:
+        history = self.root / "HISTORY"
+        created = not history.exists()
+        with open(history, "a") as fh:
             fh.write(version + "\n")
+        if created:  # an existing HISTORY keeps the mode its creator gave it (no reader depends on it)
+            os.chmod(history, FILE_MODE)
 
     def rollback(self) -> str:
         """Re-promote the version that was current before the present one."""
@@ -208,6 +282,7 @@ class Registry:
             raise RegistryError("nothing to roll back to: no earlier promoted version")
         previous = hist[-1]
         self.verify(previous)
+        ensure_readable(self.path(previous), f"model {previous}")
         self._write_pointer(previous)
         (self.root / "HISTORY").write_text("".join(v + "\n" for v in hist))
         return previous
@@ -217,6 +292,7 @@ class Registry:
         target = self.root / "CURRENT"
         try:
             tmp.write_text(version + "\n")
+            os.chmod(tmp, FILE_MODE)  # every worker reads it, whoever promoted
             os.replace(tmp, target)
         except OSError as exc:
             try:

@@ -14,6 +14,7 @@ import pytest
 import pipeline.cli as cli
 from pipeline.contract import parse_ts
 from pipeline.settings import Settings
+from tests.other_user import run_python, shared_dir  # noqa: F401 (shared_dir is a fixture)
 
 NETWORK_COMMANDS = ("cmd_broker", "cmd_topics", "cmd_simulate", "cmd_worker", "cmd_alerts", "cmd_demo")
 
@@ -398,6 +399,45 @@ def test_worker_runs_with_the_replication_resolved_from_the_cluster(monkeypatch,
     monkeypatch.setattr(pipeline.app, "run_worker", started.append)
     assert run(["worker"], capsys)[0] == 0
     assert (started[0].replication_factor, started[0].min_insync_replicas) == (3, 2)
+
+
+_CURRENT_AS_OTHER_USER = """
+import sys
+from pipeline.registry import Registry
+from pipeline.scoring import ModelHolder
+holder = ModelHolder(Registry(sys.argv[1]))
+status, detail = holder.refresh()
+print(status, holder.model.version if holder.model else detail)
+"""
+
+
+def test_models_promote_and_rollback_leave_the_current_model_readable_by_another_user(shared_dir, capsys):
+    """`churnwatch models promote` / `rollback` of versions an older churnwatch left private (0700/0600),
+    run under umask 077: afterwards a worker running as another user loads the current model."""
+    from pipeline.registry import Registry
+    from tests.other_user import umask
+    from tests.unit.pipeline.test_registry import make_private, modes
+    from tests.unit.pipeline.test_scoring import make_model_text, meta
+
+    root = shared_dir / "models"
+    reg = Registry(root)
+    for seed in (1, 2):
+        reg.save(make_model_text(seed=seed), meta())
+        make_private(reg.path(f"v{seed}"))
+    with umask(0o077):
+        assert run(["models", "promote", "v1", "--models-dir", str(root)], capsys)[:2] == (0, "promoted v1\n")
+    assert modes(root)["v1"] == 0o755 and modes(root)["v1/model.txt"] == 0o644 and modes(root)["CURRENT"] == 0o644
+    proc = run_python(_CURRENT_AS_OTHER_USER, str(root))
+    assert (proc.returncode, proc.stdout) == (0, "loaded v1\n"), proc.stderr[-2000:]
+
+    with umask(0o077):
+        assert run(["models", "promote", "v2", "--models-dir", str(root)], capsys)[0] == 0
+    make_private(reg.path("v1"))
+    with umask(0o077):
+        assert run(["models", "rollback", "--models-dir", str(root)], capsys)[:2] == (0, "rolled back to v1\n")
+    assert modes(root)["v1/meta.json"] == 0o644 and modes(root)["CURRENT"] == 0o644
+    proc = run_python(_CURRENT_AS_OTHER_USER, str(root))
+    assert (proc.returncode, proc.stdout) == (0, "loaded v1\n"), proc.stderr[-2000:]
 
 
 # ---- a real offline command --------------------------------------------------------------------------

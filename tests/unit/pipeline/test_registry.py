@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
+from pipeline import registry as registry_module
 from pipeline.registry import META_FILE, MODEL_FILE, CorruptVersion, Registry, RegistryError, sha256_file
+from tests.other_user import NOBODY, run_python, shared_dir, umask  # noqa: F401 (shared_dir is a fixture)
 
 META = {"features": ["a", "b"], "horizon_days": 30}
 
@@ -236,3 +240,131 @@ def test_promoting_over_a_directory_named_current_is_one_clean_error(tmp_path: P
     with pytest.raises(RegistryError, match="cannot replace .*CURRENT"):
         reg.promote("v1")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".CURRENT")] == []
+
+
+# ---- modes: a registry written by one user, read by another -----------------------------------------
+def modes(root: Path) -> dict[str, int]:
+    """``{relative path: permission bits}`` of everything under ``root`` (``.`` is the root itself)."""
+    found = {".": stat.S_IMODE(root.stat().st_mode)}
+    for path in root.rglob("*"):
+        found[path.relative_to(root).as_posix()] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+def make_private(path: Path) -> None:
+    """What a version written by an older churnwatch (or by hand under umask 077) looks like."""
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o700 if p.is_dir() else 0o600)
+
+
+def test_a_saved_version_is_readable_by_everyone_whatever_the_umask(tmp_path: Path) -> None:
+    report = tmp_path / "src" / "report"
+    report.mkdir(parents=True)
+    (report / "roc.png").write_bytes(b"png")
+    (report / "roc.png").chmod(0o600)
+    report.chmod(0o700)
+    (tmp_path / "src" / "tool.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "src" / "tool.sh").chmod(0o750)
+    root = tmp_path / "new" / "models"
+    with umask(0o077):
+        reg = Registry(root)
+        v = reg.save("m", META, files={"report": report, "tool.sh": tmp_path / "src" / "tool.sh"})
+        reg.promote(v)
+    found = modes(root)
+    assert found == {
+        ".": 0o755, "CURRENT": 0o644, "HISTORY": 0o644,
+        v: 0o755, f"{v}/{MODEL_FILE}": 0o644, f"{v}/{META_FILE}": 0o644,
+        f"{v}/report": 0o755, f"{v}/report/roc.png": 0o644, f"{v}/tool.sh": 0o644,
+    }, {k: oct(m) for k, m in found.items()}
+
+
+def test_an_existing_root_keeps_its_mode(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir(mode=0o750)
+    root.chmod(0o750)
+    Registry(root).save("m", META)
+    assert stat.S_IMODE(root.stat().st_mode) == 0o750
+
+
+def test_promote_and_rollback_make_a_private_version_readable_and_keep_other_bits(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    reg.save("one", META)
+    reg.save("two", META)
+    make_private(reg.path("v1"))
+    (reg.path("v1") / MODEL_FILE).chmod(0o660)  # a group-writable file stays group-writable
+    with umask(0o077):
+        reg.promote("v1")
+    found = modes(tmp_path)
+    assert found["v1"] == 0o755 and found[f"v1/{META_FILE}"] == 0o644 and found[f"v1/{MODEL_FILE}"] == 0o664
+    assert found["CURRENT"] == 0o644
+    reg.promote("v2")
+    make_private(reg.path("v1"))
+    with umask(0o077):
+        assert reg.rollback() == "v1"
+    found = modes(tmp_path)
+    assert found["v1"] == 0o755 and found[f"v1/{MODEL_FILE}"] == 0o644 and found["CURRENT"] == 0o644
+
+
+def test_a_private_version_that_cannot_be_made_readable_is_not_promoted(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's private file (chmod refused): a clear error, and the pointer does not move."""
+    reg = Registry(tmp_path)
+    reg.save("one", META)
+    reg.save("two", META)
+    reg.promote("v1")
+    (reg.path("v2") / MODEL_FILE).chmod(0o600)
+
+    def refuse(path: Any, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(registry_module.os, "chmod", refuse)
+    with pytest.raises(RegistryError, match=r"model v2: .*model\.txt is not readable by other users \(mode 0600"):
+        reg.promote("v2")
+    assert reg.current() == "v1" and reg.history() == ["v1"]
+
+
+_LOAD_AS_OTHER_USER = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from pipeline.registry import Registry
+from pipeline.scoring import ModelHolder
+
+private = Path(sys.argv[2]) / "secret.txt"
+try:
+    private.read_bytes()
+    print("could read a 0600 file of root's", file=sys.stderr)
+    sys.exit(3)
+except PermissionError:
+    pass
+holder = ModelHolder(Registry(sys.argv[1]))  # what a worker does on every poll
+status, detail = holder.refresh()
+if status != "loaded":
+    print(status, detail, file=sys.stderr)
+    sys.exit(1)
+score = holder.model.predict(np.zeros((1, len(holder.model.features))))
+print(os.geteuid(), holder.model.version, float(score[0]))
+"""
+
+
+def test_a_worker_running_as_another_user_loads_a_model_saved_under_a_strict_umask(shared_dir: Path,
+                                                                                    tmp_path: Path) -> None:
+    """The compose worker (uid 10001) reading a host-trained registry: written here by root with umask
+    077 through churnwatch's own save and promote, loaded by ``ModelHolder`` in a child running as
+    nobody (65534), as a worker loads it."""
+    from tests.unit.pipeline.test_scoring import make_model_text
+    from tests.unit.pipeline.test_scoring import meta as model_meta
+
+    control = tmp_path / "control"  # under root's 0700 tmp: proves the child really is another user
+    control.mkdir()
+    (control / "secret.txt").write_text("root only")
+    (control / "secret.txt").chmod(0o600)
+    root = shared_dir / "models"
+    with umask(0o077):
+        reg = Registry(root)
+        v = reg.save(make_model_text(), model_meta())
+        reg.promote(v)
+    proc = run_python(_LOAD_AS_OTHER_USER, str(root), str(control))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uid, version, score = proc.stdout.split()
+    assert (int(uid), version) == (NOBODY, v) and 0.0 <= float(score) <= 1.0

@@ -281,6 +281,20 @@ def test_the_version_holds_baselines_metrics_and_the_report(trained: tuple[Any, 
     assert set(meta["comparison"]) == {MODEL, *BASELINE_LABELS}
 
 
+def test_a_trained_version_is_readable_by_every_user(trained: tuple[Any, Registry]) -> None:
+    """The compose worker reads a host-trained registry as another user (uid 10001): every directory of
+    the version train wrote (its temporary staging directory was 0700) is 0755, every file 0644."""
+    import stat
+
+    result, registry = trained
+    vdir = registry.path(result.version)
+    found = {p.relative_to(registry.root).as_posix(): stat.S_IMODE(p.lstat().st_mode) for p in [vdir, *vdir.rglob("*")]}
+    assert "report" in {Path(p).name for p in found} and len(found) > 6
+    wrong = {p: oct(m) for p, m in found.items() if m != (0o755 if (registry.root / p).is_dir() else 0o644)}
+    assert not wrong
+    assert stat.S_IMODE((registry.root / "CURRENT").stat().st_mode) == 0o644
+
+
 def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], sim_log: Path, tmp_path: Path) -> None:
     """``evaluate --events`` on the training log re-scores the test period with the saved model and the
     saved baselines (``--period later``): every figure must come out as at training time."""
