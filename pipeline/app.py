@@ -169,7 +169,8 @@ class Worker:
             web_enabled=True,
             web_port=s.web_port,
             web_bind=s.web_host,
-            # what other workers connect to when they route a customer request to this one
+            # what the other workers are told to forward this worker's customers to: its own name, not
+            # the bind address (every replica bound to 0.0.0.0 would advertise the same URL)
             web_host=urlsplit(s.web_advertised_url).hostname,
             canonical_url=s.web_advertised_url,
             consumer_auto_offset_reset="earliest",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import difflib
+import ipaddress
 import os
 import re
 import socket
@@ -334,7 +335,14 @@ class Settings(BaseSettings):
     @field_validator("web_advertised_host")
     @classmethod
     def _check_advertised(cls, value: str) -> str:
-        if value and (value in _ANY_ADDRESS or not _HOSTNAME.match(value)):
+        if not value:
+            return value
+        try:
+            address = ipaddress.ip_address(value.strip("[]"))
+        except ValueError:
+            address = None
+        if value in _ANY_ADDRESS or (address is not None and address.is_unspecified) \
+                or (address is None and not _HOSTNAME.match(value)):
             raise ValueError(f"must be a host name or address other workers can connect to, got {value!r}")
         return value
 
@@ -442,6 +450,8 @@ class Settings(BaseSettings):
         host = self.web_advertised_host
         if not host:
             host = socket.gethostname() if self.web_host in _ANY_ADDRESS else self.web_host
+        if ":" in host and not host.startswith("["):  # an IPv6 address
+            host = f"[{host}]"
         return f"http://{host}:{self.web_port}"
 
     @property

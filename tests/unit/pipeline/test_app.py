@@ -162,3 +162,33 @@ def test_an_unresolved_replication_factor_falls_back_to_one(worker):
     w, _ = worker
     assert w.settings.replication_factor is None and w.app.conf.topic_replication_factor == 1
     assert w.app.conf.broker_credentials is None
+
+
+# ---- the web server's bind and advertised addresses ---------------------------------------------------
+def _app_conf(tmp_path: Path, **changes: Any) -> Any:
+    settings = Settings.from_env(env={}).with_(broker="kafka://127.0.0.1:1", models_dir=tmp_path / "models",
+                                               data_dir=tmp_path / "data", **changes)
+    return Worker(settings).app.conf
+
+
+def test_a_worker_bound_to_all_interfaces_advertises_its_own_hostname(tmp_path, monkeypatch):
+    """Scaled compose replicas all bind 0.0.0.0:6066; each must advertise its container hostname, or
+    every replica claims every customer (and requests are never forwarded to the owner)."""
+    urls = []
+    for name in ("3f2a9c1d0b7e", "8e41d2c6a905"):  # two containers' hostnames
+        monkeypatch.setattr("socket.gethostname", lambda name=name: name)
+        conf = _app_conf(tmp_path, web_host="0.0.0.0", web_port=6066)
+        assert conf.web_bind == "0.0.0.0" and conf.web_port == 6066
+        assert conf.web_host == name
+        assert str(conf.canonical_url) == f"http://{name}:6066"
+        urls.append(str(conf.canonical_url))
+    assert len(set(urls)) == 2
+
+
+def test_a_worker_on_one_address_advertises_it_unless_told_another(tmp_path, monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "not-this-one")
+    conf = _app_conf(tmp_path, web_host="127.0.0.2", web_port=7010)
+    assert (conf.web_bind, conf.web_host, str(conf.canonical_url)) == ("127.0.0.2", "127.0.0.2", "http://127.0.0.2:7010")
+    conf = _app_conf(tmp_path, web_host="0.0.0.0", web_port=7010, web_advertised_host="worker-2.churn.svc")
+    assert (conf.web_bind, conf.web_host) == ("0.0.0.0", "worker-2.churn.svc")
+    assert str(conf.canonical_url) == "http://worker-2.churn.svc:7010"

@@ -433,3 +433,24 @@ def test_readme_table_is_rewritten_between_its_markers():
     assert readme_with_table(out) == out
     with pytest.raises(SettingsError):
         readme_with_table("no markers")
+
+
+@pytest.mark.parametrize(("env", "url"), [
+    ({}, "http://127.0.0.1:6066"),
+    ({"CHURNWATCH_WEB_HOST": "127.0.0.3", "CHURNWATCH_WEB_PORT": "7001"}, "http://127.0.0.3:7001"),
+    ({"CHURNWATCH_WEB_HOST": "0.0.0.0"}, "http://replica-7f3a:6066"),
+    ({"CHURNWATCH_WEB_HOST": "::"}, "http://replica-7f3a:6066"),
+    ({"CHURNWATCH_WEB_HOST": "0.0.0.0", "CHURNWATCH_WEB_ADVERTISED_HOST": "w1.internal"}, "http://w1.internal:6066"),
+    ({"CHURNWATCH_WEB_ADVERTISED_HOST": "fd00::7"}, "http://[fd00::7]:6066"),
+])
+def test_the_advertised_web_url_is_the_bind_address_unless_that_is_a_wildcard(env, url, monkeypatch):
+    """A wildcard bind advertises the machine's hostname (a container's own), so scaled replicas differ."""
+    monkeypatch.setattr("socket.gethostname", lambda: "replica-7f3a")
+    assert Settings.from_env(env).web_advertised_url == url
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "[::]", "worker:6066", "http://worker", "a b", "w/1"])
+def test_an_advertised_host_others_cannot_reach_is_rejected(host):
+    with pytest.raises(SettingsError, match="WEB_ADVERTISED_HOST") as info:
+        Settings.from_env({"CHURNWATCH_WEB_ADVERTISED_HOST": host})
+    assert "\n" not in str(info.value)
