@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv unit integration faults bench clean
+.PHONY: demo test venv unit integration faults bench lock clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,16 @@ faults: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# deploy/requirements.lock: every package the image installs, pinned and hashed, resolved for the
+# image's Python (3.11, Linux). Run after changing the dependencies in pyproject.toml (pins that still
+# fit are kept; `make lock LOCK_FLAGS=--upgrade` moves every pin to the newest release allowed).
+LOCK_FLAGS ?=
+lock: $(STAMP)
+	$(BIN)/pip install --quiet 'uv>=0.5'
+	$(BIN)/uv pip compile pyproject.toml deploy/requirements.in --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_36 --generate-hashes \
+		--custom-compile-command 'make lock' $(LOCK_FLAGS) -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info
