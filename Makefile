@@ -16,9 +16,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/churnwatch demo
 
-# Debian packages the integration tests use for real: Prometheus (scraping, promtool), and Chromium with
-# its WebDriver for the inbox page.
-DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver
+# Debian packages the integration tests use for real: Prometheus (scraping, promtool), Chromium with
+# its WebDriver for the inbox page, and Alertmanager and wget for the compose file's healthchecks.
+DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver prometheus-alertmanager wget
 
 test: $(STAMP)
 	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)
@@ -43,7 +43,7 @@ bench: $(STAMP)
 LOCK_FLAGS ?=
 lock: $(STAMP)
 	$(BIN)/pip install --quiet 'uv>=0.5'
-	$(BIN)/uv pip compile pyproject.toml deploy/requirements.in --python-version 3.11 \
+	$(BIN)/uv pip compile --quiet pyproject.toml deploy/requirements.in --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_36 --generate-hashes \
 		--custom-compile-command 'make lock' $(LOCK_FLAGS) -o deploy/requirements.lock
 

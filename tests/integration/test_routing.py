@@ -5,7 +5,8 @@ so a worker must advertise its own host, not one address every replica shares; a
 is forwarded to the owner by the URL the owner advertised. Two workers on one machine stand in for two
 containers: one port, two loopback addresses (127.0.0.2 and 127.0.0.3), one of them advertising its
 host by ``CHURNWATCH_WEB_ADVERTISED_HOST`` and the other by default (its bind address). The choice of
-the container hostname for a wildcard bind is covered by tests/unit/pipeline/test_app.py.
+the container hostname for a wildcard bind is covered by tests/unit/pipeline/test_app.py. The compose
+file's worker healthcheck is run against both workers here too.
 (tests/faults/test_group.py covers routing between workers on different ports through takeovers.)
 """
 
@@ -26,6 +27,7 @@ from pipeline.contract import format_ts
 from pipeline.replay import partitioner
 from pipeline.settings import Settings
 from tests.integration.conftest import wait_for
+from tests.integration.test_compose_files import healthcheck_argv, load_compose, run_check
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +72,10 @@ def test_two_workers_on_one_port_forward_each_customer_to_its_owner(settings: Se
         return all(code == 200 and body["checks"]["partitions"]["detail"] == "1 assigned" for code, body in answers)
 
     wait_for(split, 120, what="both workers ready with one partition each")
+    # the compose file's worker healthcheck passes against each of them (its /ready, on its own host)
+    worker_service = load_compose()["services"]["worker"]
+    for base in bases:
+        assert run_check(healthcheck_argv(worker_service, f"{base}/ready")) == 0, base
 
     now = int(time.time() * 1000)
     customers = [f"route-{i}" for i in range(CUSTOMERS)]
