@@ -33,6 +33,7 @@ from pipeline.decisions import Touched, score_and_decide, vectorizer
 from pipeline.features import Applied, CustomerState
 from pipeline.fold import fold
 from pipeline.health import Health
+from pipeline.logs import configure_logging, logging_config
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
 from pipeline.scoring import ModelHolder
@@ -815,17 +816,26 @@ class _OncePerMinute(logging.Filter):
 
 def run_worker(settings: Settings) -> None:
     """Run a worker in this process until SIGINT/SIGTERM."""
+    configure_logging(settings.log_format, settings.log_level)  # before anything logs (Faust applies it again)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(settings)
     worker.refresh_model()
     metrics.serve(settings.metrics_port, settings.metrics_host)
     level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level.upper(), settings.log_level.lower())
-    faust_worker = _QuietWorker(worker.app, loglevel=level, quiet=True)
+    faust_worker = _QuietWorker(worker.app, loglevel=level, quiet=True,
+                                logging_config=logging_config(settings.log_format, settings.log_level))
     faust_worker.execute_from_commandline()
 
 
 class _QuietWorker(faust.Worker):
-    """Faust's worker with :class:`_OncePerMinute` on the root handlers it sets up."""
+    """Faust's worker with churnwatch's log format (:mod:`pipeline.logs`, passed as ``logging_config``),
+    no terminal spinner, and :class:`_OncePerMinute` on the root handlers it sets up."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The spinner writes cursor escape codes even when stdout is no terminal; without it Faust
+        # logs "Ready" instead.
+        self.spinner = None
 
     def _setup_logging(self) -> None:
         super()._setup_logging()

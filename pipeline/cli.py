@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -35,6 +36,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "models_dir": Path(args.models_dir) if getattr(args, "models_dir", None) else None,
         "emit_scores": True if getattr(args, "emit_scores", False) else None,
         "log_level": getattr(args, "log_level", None),
+        "log_format": getattr(args, "log_format", None),
     }
     return Settings.from_env(**overrides)
 
@@ -194,13 +196,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
+    from pipeline.logs import configure_logging
     from pipeline.topics import ensure_topics
 
-    settings, cluster = _connected(args)
-    plan = ensure_topics(settings, cluster).plan
-    sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
-    run_worker(settings.with_(replication_factor=plan.replication_factor,
-                              min_insync_replicas=plan.min_insync_replicas))
+    settings = _settings(args)
+    configure_logging(settings.log_format, settings.log_level)  # the connection and topic checks log too
+    try:
+        settings, cluster = _connected(args)
+        plan = ensure_topics(settings, cluster).plan
+        sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
+        run_worker(settings.with_(replication_factor=plan.replication_factor,
+                                  min_insync_replicas=plan.min_insync_replicas))
+    except _known_errors() as exc:
+        if settings.log_format != "json":
+            raise
+        # with JSON logs the one-line error is a JSON line too (main() would print plain text)
+        logging.getLogger("churnwatch.worker").error("churnwatch worker: error: %s", exc)
+        return 2
     return 0
 
 
@@ -620,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--partitions", type=_positive_int)
     sp.add_argument("--emit-scores", action="store_true", help="publish every scoring to the scores topic")
     sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    sp.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
     common(sp)
     sp.set_defaults(func=cmd_worker)
 

@@ -163,7 +163,10 @@ class Settings(BaseSettings):
     log_level: LogLevel = Field(LogLevel.WARNING, description=(
         "worker log level: DEBUG, INFO, WARNING, ERROR, CRITICAL (Faust at DEBUG costs ~20% throughput)"))
     log_format: LogFormat = Field(LogFormat.TEXT, description=(
-        "log lines as `text` or `json` (one object a line); checked now, not yet applied by the worker's logging"))
+        "worker log lines on stderr: `text` (`[time] [pid] [LEVEL] logger: message`; the level is coloured only "
+        "when stderr is a terminal) or `json` (one object a line: `ts`, `level`, `logger`, `message`, `exception` "
+        "when there is a traceback), for every logger: churnwatch's, Faust's, aiokafka's, Python warnings. "
+        "Neither writes terminal escape codes (Faust's own colours and start-up spinner are off)"))
 
     # ---- event contract ---------------------------------------------------------------------------
     max_future_s: float = _seconds(86_400.0, "events further ahead of the wall clock are dead-lettered (`ts_in_future`)")
