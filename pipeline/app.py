@@ -36,6 +36,7 @@ from pipeline.health import Health
 from pipeline.logs import configure_logging, logging_config
 from pipeline.policy import load_policy
 from pipeline.registry import Registry
+from pipeline.rules import RulesConfig
 from pipeline.scoring import ModelHolder
 from pipeline.security import faust_credentials
 from pipeline.settings import Settings
@@ -123,6 +124,10 @@ class Worker:
         self.models = ModelHolder(self.registry, check_timeout_s=settings.model_check_timeout_s,
                                   feature_cfg=self.feature_cfg)
         self.policy = load_policy(settings.policy_file)
+        alerts, rules = self.policy.alerts, self.policy.rules
+        metrics.init_labels(settings.input_topics.values(),
+                            tiers={"standard", *alerts.thresholds, *alerts.file_thresholds, *rules.vip_tiers},
+                            rules=RulesConfig().enabled | rules.enabled)
         self.alerted_outcomes: dict[str, int] = {}
         self.limits = Limits(
             max_future_ms=int(settings.max_future_s * 1000),

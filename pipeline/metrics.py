@@ -3,9 +3,24 @@ alert rules under ``deploy/`` use them, so rename only together with those files
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
+from pipeline.contract import OUTCOME_TYPES, REASONS
+
 disable_created_metrics()  # the *_created samples double the page for no dashboard use
+
+# ---- label values known at start (see init_labels) ----
+#: ``stage`` of :data:`INTERNAL_ERRORS`.
+INTERNAL_ERROR_STAGES = ("parse", "apply", "score")
+#: ``how`` of :data:`RESTORES` (:meth:`pipeline.store.StateStore.adopt`, plus ``kept``).
+RESTORE_KINDS = ("restored", "kept", "reseed")
+#: ``reason`` of :data:`MODEL_RELOAD_FAILURES`: the :class:`pipeline.modelcheck.ModelError` reasons.
+RELOAD_FAILURE_REASONS = ("corrupt", "feature_mismatch", "bad_spec", "feature_config", "bad_calibration",
+                          "crashed", "timeout", "check_error", "registry_error")
+#: ``trigger`` of :data:`ALERTS` besides the rule names: a scoring after an event, or the silence sweep.
+SCORING_TRIGGERS = ("event", "sweep")
 
 EVENTS_CONSUMED = Counter("churnwatch_events_consumed", "Input events consumed, valid or not", ["topic"])
 DEADLETTERS = Counter("churnwatch_deadletters", "Input events rejected to the dead-letter topic", ["reason"])
@@ -62,6 +77,37 @@ WEBHOOK_LATENCY = Histogram(
     "Wall time of one webhook POST attempt, whatever its outcome (timeouts land near the timeout)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+
+
+def init_labels(input_topics: Iterable[str], tiers: Iterable[str], rules: Iterable[str]) -> None:
+    """Export every labelled counter at 0 for each label value known at start.
+
+    Why: prometheus_client exports a labelled child only once ``.labels(...)`` was called, so a counter
+    that never moved has no series at all and a ``rate()`` panel shows "No data" instead of 0, and an
+    alert on ``increase()`` cannot see the first increment. The worker calls this with its input
+    topics, the tiers its policy names and the alert rules' names (alerts of other tiers appear when
+    they first occur)."""
+    topics = list(input_topics)
+    for topic in topics:
+        EVENTS_CONSUMED.labels(topic=topic)
+        DUPLICATES.labels(topic=topic)
+    for reason in REASONS:
+        DEADLETTERS.labels(reason=reason)
+    for stage in INTERNAL_ERROR_STAGES:
+        INTERNAL_ERRORS.labels(stage=stage)
+    for how in RESTORE_KINDS:
+        RESTORES.labels(how=how)
+    for reason in RELOAD_FAILURE_REASONS:
+        MODEL_RELOAD_FAILURES.labels(reason=reason)
+    for kind in sorted(OUTCOME_TYPES):
+        OUTCOMES.labels(type=kind)
+        ALERTED_OUTCOMES.labels(type=kind)
+    triggers = [*SCORING_TRIGGERS, *sorted(set(rules))]
+    for tier in sorted(set(tiers)):
+        for trigger in triggers:
+            ALERTS.labels(tier=tier, trigger=trigger)
+    for outcome in WEBHOOK_OUTCOMES:
+        WEBHOOK_DELIVERIES.labels(outcome=outcome)
 
 
 def set_model(version: str | None, previous: str | None = None) -> None:
