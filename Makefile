@@ -17,7 +17,8 @@ demo: $(STAMP)
 	$(BIN)/churnwatch demo
 
 # Debian packages the integration tests use for real: Prometheus (scraping, promtool), Chromium with
-# its WebDriver for the inbox page, and Alertmanager and wget for the compose file's healthchecks.
+# its WebDriver for the inbox page, Alertmanager (amtool and the server: alert routing to a webhook,
+# the compose file's healthchecks) and wget (those healthchecks).
 DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver prometheus-alertmanager wget
 
 test: $(STAMP)
