@@ -196,13 +196,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
+    from pipeline.connection import check_connection
     from pipeline.logs import configure_logging
     from pipeline.topics import ensure_topics
 
     settings = _settings(args)
     configure_logging(settings.log_format, settings.log_level)  # the connection and topic checks log too
     try:
-        settings, cluster = _connected(args)
+        cluster = check_connection(settings)
         plan = ensure_topics(settings, cluster).plan
         sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
         run_worker(settings.with_(replication_factor=plan.replication_factor,

@@ -140,7 +140,7 @@ def test_prometheus_sends_alerts_to_the_compose_alertmanager() -> None:
     assert [t for sc in am["static_configs"] for t in sc["targets"]] == ["alertmanager:9093"]
     service = load_yaml(COMPOSE)["services"]["alertmanager"]
     assert re.fullmatch(r"prom/alertmanager:v\d+\.\d+\.\d+", service["image"]), "pin the image version"
-    assert "./deploy/alertmanager:/etc/alertmanager:ro" in service["volumes"]
+    assert "./deploy/alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in service["volumes"]
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in service["command"]
     assert any(p.endswith(":9093") and p.startswith("127.0.0.1:") for p in service["ports"])
 

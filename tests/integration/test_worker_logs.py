@@ -95,3 +95,19 @@ def test_text_format_has_no_escape_codes_when_stderr_is_no_terminal(settings: Se
     assert "\x1b[" not in text, text[:1000]
     for line in text.splitlines():
         assert re.match(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[\d+\] \[[A-Z]+\] [\w.]+: ", line), line
+
+
+def test_a_worker_that_cannot_start_says_why_in_one_json_line(tmp_path: Path) -> None:
+    """A fatal start-up error (no broker on that port) is a JSON line too, and the exit code is 2."""
+    from pipeline.broker import free_port
+    from tests.integration.conftest import run_cli
+
+    code, out, err, _ = run_cli(["worker"], {"CHURNWATCH_BROKER": f"kafka://127.0.0.1:{free_port()}",
+                                             "CHURNWATCH_LOG_FORMAT": "json", "CHURNWATCH_CONNECT_TIMEOUT_S": "2",
+                                             "CHURNWATCH_DATA_DIR": str(tmp_path / "data")}, timeout=60)
+    assert code == 2, err
+    assert out == ""
+    records = [json.loads(line) for line in err.splitlines()]
+    assert records and records[-1]["level"] == "ERROR" and records[-1]["logger"] == "churnwatch.worker"
+    assert records[-1]["message"].startswith("churnwatch worker: error: ")
+    assert "Traceback" not in err

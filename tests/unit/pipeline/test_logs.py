@@ -31,6 +31,9 @@ def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     hooks = (sys.excepthook, threading.excepthook)
+    # an earlier test (the CLI's, in this process) may have left warnings captured: start uncaptured,
+    # so that configure_logging's capture is the one in force here
+    logging.captureWarnings(False)
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
