@@ -101,6 +101,10 @@ _INT = re.compile(r"^[+-]?\d+$")
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
 _HOSTNAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
+#: Headers that can never be the one naming the user (the request's own, or churnwatch's).
+_RESERVED_HEADERS = frozenset({"host", "authorization", "cookie", "origin", "referer", "content-type",
+                               "content-length", "transfer-encoding", "connection", "x-churnwatch-csrf",
+                               "x-churnwatch-worker"})
 
 
 def _port(default: int, description: str, *, zero: str = "") -> Any:
@@ -249,17 +253,20 @@ class Settings(BaseSettings):
         "OAUTHBEARER: file holding the access token, read again at every authentication, so whatever renews "
         "the token (a sidecar, a cron job) only rewrites the file"))
 
-    # ---- the inbox page ---------------------------------------------------------------------------
+    # ---- who may use the inbox and the worker web (pipeline.webauth) --------------------------------
     inbox_token: SecretStr = Field(SecretStr(""), description=(
-        "a bearer token for the inbox page (`Authorization: Bearer …`); empty: no token; a secret (masked by "
-        "`churnwatch config`). Checked and masked now; the inbox does not require it yet"),
-        json_schema_extra={"shown": "(none)"})
+        "shared secret of the inbox and the worker web (at least 16 printable ASCII characters, no spaces): "
+        "browsers sign in once on `/login` with a name and the token, API clients send `Authorization: Bearer "
+        "<token>`; set the same value on every inbox and worker. Empty: no sign-in (then loopback binds only). "
+        "A secret: masked by `churnwatch config`"), json_schema_extra={"shown": "(none)"})
     trusted_user_header: str = Field("", description=(
-        "request header naming the signed-in user, set by a proxy in front of the inbox (e.g. "
-        "`X-Forwarded-User`); empty: trust no header. Checked now (a header name); the inbox does not read it yet"))
+        "header a reverse proxy in front (oauth2-proxy, an OIDC ingress) sets to the signed-in user, e.g. "
+        "`X-Forwarded-User`; empty: trust no header. Believed from whoever sends it: only the proxy may reach "
+        "the port, and it must overwrite the header clients send"))
     allowed_hosts: str = Field("", description=(
-        "comma-separated `Host` header values the web pages answer to (e.g. `inbox.example.com,localhost:8088`); "
-        "empty: any. Checked now (host or host:port values); the web pages do not enforce it yet"))
+        "comma-separated `host` or `host:port` names the inbox and the worker web answer to besides `localhost`, "
+        "`127.0.0.1`, `[::1]` (any port), their bind address with its port and (worker) its advertised address; "
+        "any other `Host` gets 421 (DNS rebinding)"))
 
     # ---- validation -------------------------------------------------------------------------------
     @field_validator("*", mode="before")
@@ -320,18 +327,29 @@ class Settings(BaseSettings):
                 raise ValueError("must look like https://host/path (value not shown: it is a secret)")
         return value
 
+    @field_validator("inbox_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        token = value.get_secret_value()
+        if token and (len(token) < 16 or not all("!" <= c <= "~" for c in token)):
+            raise ValueError("must be at least 16 printable ASCII characters without spaces "
+                             "(value not shown: it is a secret)")
+        return value
+
     @field_validator("trusted_user_header")
     @classmethod
     def _check_header(cls, value: str) -> str:
-        if value and not _HEADER.match(value):
+        if value and (not _HEADER.match(value) or value.lower() in _RESERVED_HEADERS):
             raise ValueError(f"must be an HTTP header name such as X-Forwarded-User, got {value!r}")
         return value
 
     @field_validator("allowed_hosts")
     @classmethod
     def _check_hosts(cls, value: str) -> str:
+        from pipeline.webauth import split_host
+
         for host in _split_hosts(value):
-            if not _HOST.match(host):
+            if not _HOST.match(host) or split_host(host) is None:
                 raise ValueError(f"must be comma-separated host or host:port values, got {host!r}")
         return value
 
@@ -459,7 +477,8 @@ class Settings(BaseSettings):
 
     @property
     def allowed_host_list(self) -> tuple[str, ...]:
-        """``allowed_hosts`` parsed: lower-case ``Host`` header values, in order; empty = any host."""
+        """``allowed_hosts`` parsed: lower-case ``Host`` header values, in order; empty: only the defaults
+        (loopback names, the bind and advertised addresses: see :mod:`pipeline.webauth`)."""
         return tuple(_split_hosts(self.allowed_hosts))
 
     def kafka_client_kwargs(self) -> dict[str, Any]:

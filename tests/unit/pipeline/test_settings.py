@@ -167,8 +167,20 @@ def test_bad_number_names_the_variable(name, raw):
     ({"CHURNWATCH_APP_ID": " "}, "CHURNWATCH_APP_ID: must not be empty"),
     ({"CHURNWATCH_TRUSTED_USER_HEADER": "X Forwarded User"},
      "CHURNWATCH_TRUSTED_USER_HEADER: must be an HTTP header name such as X-Forwarded-User, got 'X Forwarded User'"),
+    ({"CHURNWATCH_TRUSTED_USER_HEADER": "Authorization"},  # a header the request needs for itself
+     "CHURNWATCH_TRUSTED_USER_HEADER: must be an HTTP header name such as X-Forwarded-User, got 'Authorization'"),
+    ({"CHURNWATCH_TRUSTED_USER_HEADER": "x-churnwatch-csrf"},
+     "CHURNWATCH_TRUSTED_USER_HEADER: must be an HTTP header name such as X-Forwarded-User, got 'x-churnwatch-csrf'"),
     ({"CHURNWATCH_ALLOWED_HOSTS": "ok.example.com,https://bad.example.com"},
      "CHURNWATCH_ALLOWED_HOSTS: must be comma-separated host or host:port values, got 'https://bad.example.com'"),
+    ({"CHURNWATCH_ALLOWED_HOSTS": "ok.example.com,-bad.example.com"},
+     "CHURNWATCH_ALLOWED_HOSTS: must be comma-separated host or host:port values, got '-bad.example.com'"),
+    ({"CHURNWATCH_ALLOWED_HOSTS": "ok.example.com:0"},
+     "CHURNWATCH_ALLOWED_HOSTS: must be comma-separated host or host:port values, got 'ok.example.com:0'"),
+    ({"CHURNWATCH_INBOX_TOKEN": "short-s3cret"}, "CHURNWATCH_INBOX_TOKEN: must be at least 16 printable ASCII "
+     "characters without spaces (value not shown: it is a secret)"),
+    ({"CHURNWATCH_INBOX_TOKEN": " s3cret-with-spaces-around "}, "CHURNWATCH_INBOX_TOKEN: must be at least 16 "
+     "printable ASCII characters without spaces (value not shown: it is a secret)"),
     ({"CHURNWATCH_WEB_ADVERTISED_HOST": "0.0.0.0"},
      "CHURNWATCH_WEB_ADVERTISED_HOST: must be a host name or address other workers can connect to, got '0.0.0.0'"),
     ({"CHURNWATCH_WEB_ADVERTISED_HOST": "w1:6066"},
@@ -261,7 +273,7 @@ def test_complete_security_blocks_are_accepted():
 # ---- secrets -------------------------------------------------------------------------------------
 SECRETS = {**SASL_PLAIN, "CHURNWATCH_SASL_PASSWORD": "s3cret-sasl", "CHURNWATCH_SSL_CERTFILE": "/c.pem",
            "CHURNWATCH_SSL_KEY_PASSWORD": "s3cret-key", "CHURNWATCH_WEBHOOK_URL": "https://hooks.example/s3cret-hook",
-           "CHURNWATCH_INBOX_TOKEN": "s3cret-token"}
+           "CHURNWATCH_INBOX_TOKEN": "s3cret-inbox-token-16+"}
 
 
 def test_secrets_are_secret_strings_masked_in_repr_and_str():
@@ -373,10 +385,13 @@ def test_allowed_hosts_are_parsed():
 
 
 def test_inbox_fields():
-    s = Settings.from_env({"CHURNWATCH_TRUSTED_USER_HEADER": "X-Forwarded-User", "CHURNWATCH_INBOX_TOKEN": " tok "})
+    s = Settings.from_env({"CHURNWATCH_TRUSTED_USER_HEADER": "X-Forwarded-User",
+                           "CHURNWATCH_INBOX_TOKEN": "tok-0123456789abcdef"})
     assert s.trusted_user_header == "X-Forwarded-User"
-    assert s.inbox_token.get_secret_value() == " tok "  # secrets are taken as given, never trimmed
+    assert s.inbox_token.get_secret_value() == "tok-0123456789abcdef"
     assert Settings().inbox_token.get_secret_value() == ""
+    # secrets are taken as given, never trimmed: a token with spaces around it is refused, not mended
+    assert "CHURNWATCH_INBOX_TOKEN" in error_of({"CHURNWATCH_INBOX_TOKEN": " tok-0123456789abcdef "})
 
 
 def test_kafka_client_kwargs_plaintext_and_sasl():
@@ -396,7 +411,8 @@ def test_documented_lists_every_field_once():
 
 _SAMPLES = {"broker": "kafka://x:1", "webhook_url": "https://hooks.example/x", "web_port": "7", "metrics_port": "7",
             "security_protocol": "SSL", "log_level": "ERROR", "log_format": "json", "min_event_year": "2007",
-            "trusted_user_header": "X-User", "allowed_hosts": "x", "web_advertised_host": "x", "heartbeat_s": "0.5"}
+            "trusted_user_header": "X-User", "allowed_hosts": "x", "web_advertised_host": "x", "heartbeat_s": "0.5",
+            "inbox_token": "x" * 16}
 
 
 def test_every_documented_variable_is_read():
