@@ -330,6 +330,10 @@ def _outcome(obj: dict, typ: str) -> dict[str, Any]:
     note = _str(obj, "note", required=False, max_len=4096)
     if note is not None:
         data["note"] = note
+    # who acknowledged (the inbox writes the signed-in user); optional, so events without it stay valid
+    by = _str(obj, "acknowledged_by", required=False, max_len=256, ident=True)
+    if by is not None:
+        data["acknowledged_by"] = by
     return data
 
 

@@ -374,12 +374,22 @@ def test_outcomes_other_than_ack_need_no_alert_id(typ):
     assert ev.data == {"note": "called"}
 
 
+def test_an_acknowledgement_may_name_who_acknowledged():
+    ev = parse("outcomes", raw(make("outcomes", acknowledged_by="Dana Scully", note="seen")), NOW)
+    assert ev.data == {"alert_id": "a1", "note": "seen", "acknowledged_by": "Dana Scully"}
+    assert parse("outcomes", raw(make("outcomes")), NOW).data == {"alert_id": "a1"}  # events without it: valid
+    for bad, reason in ((5, "wrong_type"), ("x" * 257, "bad_value"), ("a\nb", "bad_value")):
+        with pytest.raises(InvalidEvent) as exc:
+            parse("outcomes", raw(make("outcomes", acknowledged_by=bad)), NOW)
+        assert exc.value.reason == reason, bad
+
+
 @pytest.mark.parametrize("source, extra", [
     ("interactions", {"type": "help_view", "feature": "export", "duration_s": 3.5, "success": False}),
     ("tickets", {"severity": "medium", "category": "bug", "sla_due": "2024-06-16T10:00:00Z"}),
     ("surveys", {"type": "ces", "score": 6, "comment": "hard"}),
     ("customers", {"plan": "pro", "mrr": 99.5, "signup_ts": "2023-02-03T04:05:06.789Z", "renewal_ts": "2025-01-01T00:00:00Z", "csm": "Bo"}),
-    ("outcomes", {"type": "alert_ack", "alert_id": "abc", "note": "spoke to them"}),
+    ("outcomes", {"type": "alert_ack", "alert_id": "abc", "note": "spoke to them", "acknowledged_by": "Ann Lee"}),
 ])
 def test_to_json_round_trips_through_validate(source, extra):
     ev = validate(source, make(source, **extra), NOW)
