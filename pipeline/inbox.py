@@ -29,8 +29,14 @@ replay sees every acknowledged alert before its acknowledgement, as a live inbox
 
 Alert fields come from a topic anyone with produce rights can write to, so every value on the page is
 HTML-escaped and the page carries a strict Content-Security-Policy (scripts and styles only with a
-per-response nonce). The acknowledge endpoint requires a custom request header, which a cross-site
-form or ``fetch`` cannot send without a CORS preflight this server never grants.
+per-response nonce).
+
+Who may see and acknowledge is decided by :mod:`pipeline.webauth` (through :mod:`pipeline.webguard`):
+a sign-in with the shared token (``CHURNWATCH_INBOX_TOKEN``) or the user a proxy in front names
+(``CHURNWATCH_TRUSTED_USER_HEADER``), else loopback only; the ``Host`` header must name this server
+(DNS rebinding); acknowledging needs the session's CSRF token, which the page's script sends. The
+acknowledgement records who acknowledged (``acknowledged_by``): the signed-in or proxy-named user,
+taken from the session or the proxy's header, never from the request body.
 """
 
 from __future__ import annotations
@@ -50,8 +56,10 @@ from typing import Any, Callable, Protocol, Sequence
 import orjson
 from aiohttp import web
 
+from pipeline import webguard
 from pipeline.contract import DAY_MS, InvalidEvent, Limits, format_ts, parse_ts, validate
 from pipeline.settings import Settings
+from pipeline.webauth import CSRF_HEADER, LOOPBACK_NAMES, WebAuth, bind_rule
 
 log = logging.getLogger("churnwatch.inbox")
 
@@ -59,8 +67,6 @@ log = logging.getLogger("churnwatch.inbox")
 EXPIRE_DAYS = 30.0
 #: Outcomes that close a customer's open alert (as in ``pipeline.alerting.on_outcome``), plus churn.
 CLOSING_OUTCOMES = frozenset({"alert_ack", "contacted", "saved", "churned"})
-#: The header the acknowledge endpoint requires (cross-site request protection).
-ACK_HEADER = "X-Churnwatch-Inbox"
 ACK_NOTE = "acknowledged in inbox"
 #: How many closed alert ids are remembered (for acknowledgements read before their alert, and replays).
 MAX_REMEMBERED_IDS = 200_000
@@ -317,11 +323,16 @@ class InboxState:
                     "event_clock": format_ts(self.clock_ms) if self.clock_ms else None}
 
 
-def ack_event(customer_id: str, alert_id: str, now_ms: int | None = None, note: str = ACK_NOTE) -> dict[str, Any]:
-    """An ``alert_ack`` outcome event, valid under the event contract (checked before it is sent)."""
+def ack_event(customer_id: str, alert_id: str, now_ms: int | None = None, note: str = ACK_NOTE,
+              acknowledged_by: str = "") -> dict[str, Any]:
+    """An ``alert_ack`` outcome event, valid under the event contract (checked before it is sent).
+
+    ``acknowledged_by`` is who clicked (left out when unknown: an open inbox has no users)."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     event = {"event_id": str(uuid.uuid4()), "customer_id": customer_id, "ts": format_ts(now), "type": "alert_ack",
              "schema_version": 1, "alert_id": alert_id, "note": note}
+    if acknowledged_by:
+        event["acknowledged_by"] = acknowledged_by
     validate("outcomes", event, now_ms=now, limits=Limits())  # raises InvalidEvent: a bug here, not input
     return event
 
@@ -458,6 +469,10 @@ button.ack { font:inherit; font-weight:600; padding:6px 14px; border-radius:6px;
              background:var(--accent); color:#fff; cursor:pointer; white-space:nowrap; }
 button.ack:hover { background:#1b45b0; }
 button.ack:disabled { opacity:.6; cursor:wait; }
+.who { color:var(--muted); display:flex; gap:10px; align-items:center; }
+.who form { margin:0; }
+.who button { font:inherit; padding:3px 10px; border-radius:6px; border:1px solid var(--line); background:#fff;
+              color:var(--ink); cursor:pointer; }
 .empty { padding:48px; text-align:center; color:var(--muted); background:var(--card); border:1px solid var(--line);
          border-radius:10px; }
 """
@@ -469,6 +484,8 @@ JS = """
   const say = (html, error) => { notice.innerHTML = html; notice.className = 'show' + (error ? ' error' : ''); };
   const esc = s => String(s).replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
   const rows = () => document.querySelectorAll('tbody tr[data-alert-id]');
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const signIn = () => '<a href="/login?next=' + encodeURIComponent(window.location.pathname + window.location.search) + '">sign in again</a>';
   const recount = () => {
     const n = rows().length;
     count.textContent = n + (n === 1 ? ' open alert' : ' open alerts');
@@ -482,8 +499,11 @@ JS = """
     b.disabled = true; b.textContent = 'Acknowledging\\u2026';
     try {
       const r = await fetch('/alerts/' + encodeURIComponent(b.dataset.alertId) + '/ack',
-                            {method: 'POST', headers: {'X-Churnwatch-Inbox': '1'}});
-      if (r.ok || r.status === 404) {
+                            {method: 'POST', headers: {'X-Churnwatch-CSRF': csrf}, credentials: 'same-origin'});
+      if (r.status === 401) {
+        b.disabled = false; b.textContent = 'Acknowledge';
+        say('Your session has ended: ' + signIn() + ', then acknowledge again.', true);
+      } else if (r.ok || r.status === 404) {
         row.remove(); recount();
         say(r.ok ? 'Acknowledged the alert for <b>' + esc(row.dataset.customer) + '</b>.'
                  : 'The alert for <b>' + esc(row.dataset.customer) + '</b> was already closed.');
@@ -501,7 +521,8 @@ JS = """
   // new alerts: tell the CSM instead of moving rows under their cursor
   setInterval(async () => {
     try {
-      const r = await fetch('/api/alerts' + window.location.search);
+      const r = await fetch('/api/alerts' + window.location.search, {credentials: 'same-origin'});
+      if (r.status === 401) { say('Your session has ended: ' + signIn() + '.', true); return; }
       if (!r.ok) return;
       const shown = new Set(Array.from(rows(), tr => tr.dataset.alertId));
       const fresh = (await r.json()).filter(a => !shown.has(a.alert_id)).length;
@@ -512,9 +533,22 @@ JS = """
 """
 
 
+def _who(user: str, csrf: str, can_sign_out: bool) -> str:
+    """Who is signed in, and (token sign-in) a sign-out button; nothing on an open inbox."""
+    if not user:
+        return ""
+    out = f'<div class="who">Signed in as <strong id="user">{_e(user)}</strong>'
+    if can_sign_out:
+        out += (f'<form method="post" action="/logout"><input type="hidden" name="csrf" value="{_e(csrf)}">'
+                '<button type="submit" id="sign-out">Sign out</button></form>')
+    return out + "</div>"
+
+
 def render_page(alerts: Sequence[dict[str, Any]], tiers: Sequence[str], csms: Sequence[str], *, tier: str = "",
-                csm: str = "", nonce: str = "", clock_ms: int = 0) -> str:
-    """The inbox page for ``alerts`` (as :meth:`InboxState.open_alerts` returns them); every value escaped."""
+                csm: str = "", nonce: str = "", clock_ms: int = 0, csrf: str = "", user: str = "",
+                can_sign_out: bool = False) -> str:
+    """The inbox page for ``alerts`` (as :meth:`InboxState.open_alerts` returns them); every value escaped.
+    ``csrf`` is the session's CSRF token the page's script sends with an acknowledgement."""
     n = len(alerts)
     clock = f" · event time {_e(format_ts(clock_ms)[:16].replace('T', ' '))} UTC" if clock_ms else ""
     if alerts:
@@ -526,6 +560,7 @@ def render_page(alerts: Sequence[dict[str, Any]], tiers: Sequence[str], csms: Se
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="csrf-token" content="{_e(csrf)}">'
         f"<title>churnwatch inbox ({n})</title><style nonce=\"{_e(nonce)}\">{CSS}</style></head><body>"
         '<header><h1>Churn alerts <small>churnwatch CSM inbox</small></h1>'
         f'<div class="summary"><span id="count">{n} open alert{"" if n == 1 else "s"}</span>'
@@ -533,7 +568,8 @@ def render_page(alerts: Sequence[dict[str, Any]], tiers: Sequence[str], csms: Se
         '<form class="filters" method="get" action="/">'
         + _select("tier", "Tier", tiers, tier)
         + _select("csm", "CSM", csms, csm, {UNASSIGNED: "unassigned"})
-        + '<noscript><button type="submit">Filter</button></noscript></form></header>'
+        + '<noscript><button type="submit">Filter</button></noscript></form>'
+        + _who(user, csrf, can_sign_out) + '</header>'
         f'<main><p id="notice" role="status"></p>{body}</main>'
         f'<script nonce="{_e(nonce)}">{JS}</script></body></html>'
     )
@@ -654,6 +690,18 @@ SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings", Settings)
 SINK_KEY: web.AppKey[Any] = web.AppKey("sink", object)
 FOLLOWER_KEY: web.AppKey[Any] = web.AppKey("follower", object)
 ACK_LOCK_KEY: web.AppKey[asyncio.Lock] = web.AppKey("ack_lock", asyncio.Lock)
+AUTH_KEY: web.AppKey[WebAuth] = web.AppKey("auth", WebAuth)
+#: Paths answered without sign-in and whatever the Host (a supervisor's probe).
+PROBE_PATHS = frozenset({"/healthz"})
+
+
+def classify(path: str) -> str:
+    """The inbox's request classes for :func:`pipeline.webguard.middleware` (nothing internal here)."""
+    if path in PROBE_PATHS:
+        return webguard.PROBE
+    if path in ("/login", "/logout"):
+        return webguard.LOGIN
+    return webguard.USER
 
 
 def _filters(request: web.Request) -> tuple[str, str]:
@@ -670,12 +718,15 @@ async def _page(request: web.Request) -> web.Response:
     tier, csm = _filters(request)
     tiers, csms = state.facets()
     nonce = secrets.token_urlsafe(16)
+    auth = request.app[AUTH_KEY]
+    who = webguard.identity(request)
     text = render_page(state.open_alerts(tier or None, csm or None), tiers, csms, tier=tier, csm=csm, nonce=nonce,
-                       clock_ms=state.clock_ms)
+                       clock_ms=state.clock_ms, csrf=webguard.page_csrf(request, auth), user=who.user,
+                       can_sign_out=who.via == "session")
     csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
            "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
     return web.Response(text=text, content_type="text/html", headers={
-        "Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+        "Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
         "Cache-Control": "no-store"})
 
 
@@ -685,8 +736,8 @@ async def _api_alerts(request: web.Request) -> web.Response:
 
 
 async def _ack(request: web.Request) -> web.Response:
-    if request.headers.get(ACK_HEADER) != "1":
-        return _json({"error": f"the {ACK_HEADER}: 1 header is required (cross-site request protection)"}, 403)
+    """Acknowledge one alert (the guard has checked who is calling, and the CSRF token of a browser)."""
+    user = webguard.identity(request).user
     state: InboxState = request.app[STATE_KEY]
     settings: Settings = request.app[SETTINGS_KEY]
     alert_id = request.match_info["alert_id"]
@@ -696,7 +747,7 @@ async def _ack(request: web.Request) -> web.Response:
             return _json({"error": f"no open alert with id {alert_id[:64]!r}"}, 404)
         if plan.already:
             return _json({"status": "already_closed", "alert_id": alert_id})
-        events = [ack_event(plan.customer_id, a) for a in plan.alert_ids]
+        events = [ack_event(plan.customer_id, a, acknowledged_by=user) for a in plan.alert_ids]
         records = [(plan.customer_id.encode(), orjson.dumps(e)) for e in events]
         topic = settings.topic("outcomes")
         try:
@@ -722,14 +773,19 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, *, state: InboxState | None = None, sink: AckSink | None = None,
-               follow: bool = True) -> web.Application:
+               follow: bool = True, host: str = "127.0.0.1", port: int = 0) -> web.Application:
     """The inbox web app. With ``follow`` (the default) it reads the topics in a background thread
-    from startup to cleanup; ``state``/``sink`` can be given (tests: a prepared view, a list sink)."""
+    from startup to cleanup; ``state``/``sink`` can be given (tests: a prepared view, a list sink).
+
+    ``host``/``port`` are where it will listen: a non-loopback ``host`` without a token or a trusted
+    proxy header raises SettingsError, and ``host:port`` is one of the Host names it answers to."""
+    auth = WebAuth.for_server(settings, host, port, "inbox")
     if state is None:
         from pipeline.policy import load_policy
 
         state = InboxState(expire_days=load_policy(settings.policy_file).alerts.expire_days)
-    app = web.Application()
+    app = web.Application(middlewares=[webguard.middleware(auth, classify)])
+    app[AUTH_KEY] = auth
     app[STATE_KEY] = state
     app[SETTINGS_KEY] = settings
     app[SINK_KEY] = sink if sink is not None else KafkaAckSink(settings)
@@ -739,6 +795,10 @@ def create_app(settings: Settings, *, state: InboxState | None = None, sink: Ack
     app.router.add_get("/api/alerts", _api_alerts)
     app.router.add_post("/alerts/{alert_id}/ack", _ack)
     app.router.add_get("/healthz", _healthz)
+    show_login, submit_login, logout = webguard.login_handlers(auth, "churnwatch CSM inbox")
+    app.router.add_get("/login", show_login)
+    app.router.add_post("/login", submit_login)
+    app.router.add_post("/logout", logout)
 
     async def start(app: web.Application) -> None:
         if app[FOLLOWER_KEY] is not None:
@@ -812,13 +872,21 @@ class InboxServer:
 
 def run_inbox(settings: Settings, host: str = "127.0.0.1", port: int = 8088,
               announce: Callable[[str], None] = print) -> None:
-    """Serve the inbox until SIGINT/SIGTERM (``churnwatch inbox``). Loopback only unless ``host`` says otherwise."""
-    app = create_app(settings)
+    """Serve the inbox until SIGINT/SIGTERM (``churnwatch inbox``). Loopback only unless ``host`` says
+    otherwise, and then only with a token or a trusted proxy header (SettingsError before anything starts)."""
+    app = create_app(settings, host=host, port=port)
+    auth = app[AUTH_KEY]
     shown = f"[{host}]" if ":" in host else host
-    announce(f"churnwatch inbox on http://{shown}:{port}/ (alerts from {settings.alerts_topic} on {settings.broker}); "
-             "Ctrl-C stops it")
+    guard = {"open": "no sign-in (loopback only)", "token": "sign-in with CHURNWATCH_INBOX_TOKEN",
+             "proxy": f"user from the proxy's {auth.trusted_header} header",
+             "token+proxy": f"user from the proxy's {auth.trusted_header} header, or sign-in with the token"}[auth.mode]
+    announce(f"churnwatch inbox on http://{shown}:{port}/ (alerts from {settings.alerts_topic} on {settings.broker}; "
+             f"{guard}); Ctrl-C stops it")
+    if not settings.allowed_hosts and bind_rule(host, port) is None:
+        announce(f"note: listening on every interface, but answering only Host {', '.join(LOOPBACK_NAMES)}: set "
+                 "CHURNWATCH_ALLOWED_HOSTS to the name users reach it by")
     web.run_app(app, host=host, port=port, print=None, access_log=None, handle_signals=True)
 
 
 __all__ = ["InboxState", "AckPlan", "ack_event", "render_page", "create_app", "run_inbox", "InboxServer",
-           "TopicFollower", "KafkaAckSink", "EXPIRE_DAYS", "ACK_HEADER", "risk_text", "sentence"]
+           "TopicFollower", "KafkaAckSink", "EXPIRE_DAYS", "CSRF_HEADER", "risk_text", "sentence"]

@@ -1,9 +1,11 @@
-"""The CSM inbox in a real browser: a worker's alerts show up, filter, and acknowledge end to end.
+"""The CSM inbox in a real browser: sign in, a worker's alerts show up, filter, and acknowledge end to end.
 
 Real everything: the embedded broker, a worker process alerting deterministically (policy thresholds of
-1e-9, escalation off), the inbox app following the topics in-process, and headless Chromium driven by
-Selenium clicking the page's own buttons. The acknowledgement must land on the outcomes topic as a
-contract-valid ``alert_ack`` and be counted by the worker, which is what closes the loop.
+1e-9, escalation off), the inbox app following the topics in-process behind the shared token, and
+headless Chromium driven by Selenium typing into the sign-in form and clicking the page's own buttons
+(so the page's script sends the session's CSRF token). The acknowledgement must land on the outcomes
+topic as a contract-valid ``alert_ack`` naming who signed in, and be counted by the worker, which is what
+closes the loop.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from tests.integration.scenarios import healthy
 pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
+TOKEN = "browser-test-token-5d1e0b7a"
+CSM_NAME = "Alice Liddell"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 POLICY = """
@@ -82,7 +86,8 @@ def chrome(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdrive
 
 
 def _api(url: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})  # an API client
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -106,7 +111,7 @@ def test_inbox_lists_filters_and_acknowledges_in_a_browser(settings: Settings, s
                                                            chrome: webdriver.Chrome) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(POLICY)
-    settings = settings.with_(policy_file=str(policy))
+    settings = settings.with_(policy_file=str(policy), inbox_token=TOKEN)
     worker = start_worker(settings)
     server = InboxServer(create_app(settings)).start()  # follows the topics live from before the first alert
     try:
@@ -126,8 +131,25 @@ def test_inbox_lists_filters_and_acknowledges_in_a_browser(settings: Settings, s
         scores = [a["score"] for a in listed]
         assert scores == sorted(scores, reverse=True) and all(s is not None for s in scores)
 
-        # -- the page lists every open alert with its reasons and play
+        # -- not signed in: the page sends the browser to the sign-in form; a wrong token is refused there
         chrome.get(server.url + "/")
+        _wait(chrome).until(lambda d: "/login" in d.current_url)
+        assert not _rows(chrome)
+        chrome.find_element(By.ID, "name").send_keys(CSM_NAME)
+        chrome.find_element(By.ID, "token").send_keys("not-the-token-at-all")
+        chrome.find_element(By.ID, "sign-in").click()
+        _wait(chrome).until(lambda d: d.find_elements(By.ID, "login-error"))
+        assert "Wrong token" in chrome.find_element(By.ID, "login-error").text
+        _screenshot(chrome, tmp_path / "login.png")
+        assert not chrome.get_cookies()
+        chrome.find_element(By.ID, "token").send_keys(TOKEN)
+        chrome.find_element(By.ID, "sign-in").click()
+        _wait(chrome).until(lambda d: d.current_url.rstrip("/") == server.url and _rows(d))
+        [cookie] = chrome.get_cookies()
+        assert cookie["name"] == "churnwatch_session" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert chrome.find_element(By.ID, "user").text == CSM_NAME
+
+        # -- the page lists every open alert with its reasons and play
         rows = _rows(chrome)
         assert list(rows) == [a["customer_id"] for a in listed]  # riskiest first
         page = chrome.find_element(By.TAG_NAME, "main").text
@@ -163,6 +185,7 @@ def test_inbox_lists_filters_and_acknowledges_in_a_browser(settings: Settings, s
         [ack] = wait_for(acks, 15, what="the alert_ack on the outcomes topic")
         assert ack["alert_id"] == target["alert_id"] and ack["customer_id"] == "globex-vip"
         assert ack["note"] == ACK_NOTE
+        assert ack["acknowledged_by"] == CSM_NAME  # who signed in, from the session
         validate("outcomes", ack, now_ms=int(time.time() * 1000))  # a valid event under the contract
         # the worker reads it as any acknowledgement of an alert it raised
         wait_for(lambda: worker.metric('churnwatch_alerted_outcomes_total{type="alert_ack"}') >= 1, 30,
@@ -175,5 +198,12 @@ def test_inbox_lists_filters_and_acknowledges_in_a_browser(settings: Settings, s
         with urllib.request.urlopen(server.url + "/healthz", timeout=5) as r:
             health = json.loads(r.read())
         assert health["status"] == "ok" and health["caught_up"] and health["open"] == 2
+
+        # -- signing out: back to the sign-in form, and the page is closed to this browser again
+        chrome.find_element(By.ID, "sign-out").click()
+        _wait(chrome).until(lambda d: "/login" in d.current_url)
+        chrome.get(server.url + "/")
+        _wait(chrome).until(lambda d: "/login" in d.current_url)
+        assert not _rows(chrome)
     finally:
         server.stop()
