@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import faust
 import orjson
 
-from pipeline import explain, metrics
+from pipeline import explain, metrics, webguard
 from pipeline.changelog import aiokafka_kwargs, check_positions, read_partition
 from pipeline.contract import Event, InvalidEvent, Limits, format_ts, one_line, parse
 from pipeline.decisions import Touched, score_and_decide, vectorizer
@@ -42,6 +42,7 @@ from pipeline.security import faust_credentials
 from pipeline.settings import Settings
 from pipeline.store import FENCE_KEY, Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.sweep import SweepClock
+from pipeline.webauth import WebAuth, bind_rule, check_bind
 from pipeline.webhook import WebhookSink
 
 log = logging.getLogger("churnwatch.worker")
@@ -146,6 +147,12 @@ class Worker:
         #: changelog offset of this worker's newest record per partition (restore fast path)
         self.last_written: dict[int, int] = {}
         self.health = Health()
+        #: who may use the web server; its Host names include the advertised address peers forward to
+        #: (run_worker refuses an unguarded non-loopback web_host before serving)
+        advertised = urlsplit(settings.web_advertised_url)
+        self.webauth = WebAuth.for_server(settings, settings.web_host, settings.web_port, "worker web server",
+                                          extra=[bind_rule(advertised.hostname or "", advertised.port or 0)],
+                                          enforce_bind=False)
         # The agent, the sweep and rebalances all read-modify-write the store; across their awaits a
         # lock keeps one from overwriting another's newer state.
         self.state_lock = asyncio.Lock()
@@ -193,6 +200,9 @@ class Worker:
             stream_buffer_maxsize=32_768,
             broker_credentials=faust_credentials(s),
             logging_config=None,
+            # the CSM view behind the same sign-in as the inbox; Faust's own routes for workers only
+            web_application_options={"middlewares": [webguard.middleware(self.webauth, web_route_class,
+                                                                          worker_ok=True)]},
         )
         app.after_seek = self._seek_to_state
         self.input = app.topic(*s.input_topics.values(), key_serializer="raw", value_serializer="raw")
@@ -240,9 +250,26 @@ class Worker:
                 ready, checks = worker.health.evaluate()
                 return self.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
+        show_login, submit_login, logout = webguard.login_handlers(worker.webauth, "churnwatch worker")
+
+        class LoginView(faust.web.View):
+            """The sign-in form (token mode), as on the inbox: the session cookie is valid on both."""
+
+            async def get(self, request: Any) -> Any:
+                return await show_login(request)
+
+            async def post(self, request: Any) -> Any:
+                return await submit_login(request)
+
+        class LogoutView(faust.web.View):
+            async def post(self, request: Any) -> Any:
+                return await logout(request)
+
         app.page("/customers/{customer_id}/")(CustomerView)
         app.page("/health")(HealthView)
         app.page("/ready")(ReadyView)
+        app.page("/login")(LoginView)
+        app.page("/logout")(LogoutView)
 
     async def route_customer(self, request: Any, customer_id: str) -> tuple[int, dict[str, Any]]:
         """(status, body) for the customer view: local, forwarded to the owner, or 503 while nobody can
@@ -258,7 +285,9 @@ class Worker:
             import aiohttp
 
             url = request.url.with_host(dest.host).with_port(int(dest.port or 80))
-            async with self.app.http_client.get(str(url), timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            headers = self.webauth.forward_headers(request.get(webguard.IDENTITY))
+            async with self.app.http_client.get(str(url), headers=headers,
+                                                timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 body = await resp.json(content_type=None)
                 return resp.status, body
         except Exception as exc:
@@ -799,6 +828,19 @@ class Worker:
         metrics.SCORED.inc(rows)
 
 
+def web_route_class(path: str) -> str:
+    """The worker web's request classes (:mod:`pipeline.webguard`): health probes open, the CSM view
+    and sign-in as on the inbox, and everything else — Faust's ``/router/``, ``/table/`` and index —
+    internal, for the other workers of the group only."""
+    if path in ("/health", "/ready"):
+        return webguard.PROBE
+    if path in ("/login", "/logout"):
+        return webguard.LOGIN
+    if path.startswith("/customers/"):
+        return webguard.USER
+    return webguard.INTERNAL
+
+
 class _OncePerMinute(logging.Filter):
     """Collapses repeats of the same library log line (aiokafka and Faust log every failed reconnect
     during a broker outage) to one per minute; churnwatch's own one-line WARNING says what happened."""
@@ -821,6 +863,7 @@ class _OncePerMinute(logging.Filter):
 
 def run_worker(settings: Settings) -> None:
     """Run a worker in this process until SIGINT/SIGTERM."""
+    check_bind(settings, settings.web_host, "worker web server")  # an unguarded public web port: not started
     configure_logging(settings.log_format, settings.log_level)  # before anything logs (Faust applies it again)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(settings)

@@ -199,10 +199,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.connection import check_connection
     from pipeline.logs import configure_logging
     from pipeline.topics import ensure_topics
+    from pipeline.webauth import check_bind
 
     settings = _settings(args)
     configure_logging(settings.log_format, settings.log_level)  # the connection and topic checks log too
     try:
+        check_bind(settings, settings.web_host, "worker web server")  # before the broker is contacted
         cluster = check_connection(settings)
         plan = ensure_topics(settings, cluster).plan
         sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
@@ -447,7 +449,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_inbox(args: argparse.Namespace) -> int:
     from pipeline.inbox import run_inbox
+    from pipeline.webauth import check_bind
 
+    check_bind(_settings(args), args.host, "inbox")  # before the broker is contacted
     settings, _ = _connected(args)
     run_inbox(settings, host=args.host, port=args.port)
     return 0
@@ -689,7 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("inbox", help="serve the CSM inbox page (open alerts, acknowledge) from the alert topic")
-    sp.add_argument("--host", default="127.0.0.1", help="listen address (default loopback)")
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="listen address (default loopback; any other needs CHURNWATCH_INBOX_TOKEN or "
+                         "CHURNWATCH_TRUSTED_USER_HEADER)")
     sp.add_argument("--port", type=_positive_int, default=8088)
     common(sp)
     sp.set_defaults(func=cmd_inbox)

@@ -273,17 +273,20 @@ class WebAuth:
 
     @classmethod
     def for_server(cls, settings: Settings, host: str, port: int, what: str,
-                   extra: Iterable[HostRule] = ()) -> "WebAuth":
+                   extra: Iterable[HostRule | None] = (), enforce_bind: bool = True) -> "WebAuth":
         """The rules of a server listening on ``host:port``; raises SettingsError for an unguarded
-        non-loopback bind. Allowed hosts: the loopback names (any port), the bind address with the port,
-        ``CHURNWATCH_ALLOWED_HOSTS`` and ``extra``."""
-        check_bind(settings, host, what)
+        non-loopback bind (unless ``enforce_bind`` is off: the caller checks when it starts serving).
+        Allowed hosts: the loopback names (any port), the bind address with the port,
+        ``CHURNWATCH_ALLOWED_HOSTS`` and ``extra`` (a worker's advertised address)."""
+        if enforce_bind:
+            check_bind(settings, host, what)
         rules = [r for r in (bind_rule(host, port),) if r is not None]
         try:
             rules += parse_host_list(settings.allowed_hosts)
         except ValueError as exc:
             raise SettingsError(f"allowed_hosts: {exc}") from None
-        return cls(settings.inbox_token.get_secret_value(), settings.trusted_user_header, [*rules, *extra])
+        return cls(settings.inbox_token.get_secret_value(), settings.trusted_user_header,
+                   [*rules, *(r for r in extra if r is not None)])
 
     def __repr__(self) -> str:
         return f"WebAuth(mode={self.mode!r}, allowed={[r.name for r in self.allowed]!r})"

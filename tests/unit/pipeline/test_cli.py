@@ -182,6 +182,23 @@ def test_bad_metrics_port_stops_the_worker_before_it_starts(monkeypatch, no_netw
     assert "CHURNWATCH_METRICS_PORT (--metrics-port): must be 0..65535" in err and "got 70000" in err
 
 
+@pytest.mark.parametrize("argv", [["inbox", "--host", "0.0.0.0"], ["inbox", "--host", "192.168.1.20", "--port", "9000"]])
+def test_inbox_on_a_public_address_needs_a_guard(argv, monkeypatch, no_network, capsys):
+    code, out, err = run(argv, capsys)
+    assert_one_line_error(code, out, err)
+    assert "refusing to serve the inbox" in err and "CHURNWATCH_INBOX_TOKEN" in err
+
+
+def test_worker_web_on_a_public_address_needs_a_guard(monkeypatch, no_network, capsys):
+    import pipeline.app
+
+    monkeypatch.setattr(pipeline.app, "run_worker", lambda s: pytest.fail("worker started"))
+    monkeypatch.setenv("CHURNWATCH_WEB_HOST", "0.0.0.0")  # no_network: refused before the connection check
+    code, out, err = run(["worker"], capsys)
+    assert_one_line_error(code, out, err)
+    assert "refusing to serve the worker web server on '0.0.0.0'" in err
+
+
 def test_bad_environment_variable(monkeypatch, capsys):
     monkeypatch.setenv("CHURNWATCH_PARTITIONS", "four")
     code, out, err = run(["config"], capsys)
@@ -294,7 +311,7 @@ def test_config_prints_every_variable_with_effective_value(monkeypatch, capsys):
 def test_config_does_not_print_secrets(monkeypatch, capsys):
     for name, value in {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "PLAIN", "SASL_USERNAME": "svc",
                         "SASL_PASSWORD": "s3cret-pw", "SSL_CERTFILE": "/c.pem", "SSL_KEY_PASSWORD": "s3cret-key",
-                        "WEBHOOK_URL": "https://hooks.example/s3cret-hook", "INBOX_TOKEN": "s3cret-token"}.items():
+                        "WEBHOOK_URL": "https://hooks.example/s3cret-hook", "INBOX_TOKEN": "s3cret-inbox-token-16+"}.items():
         monkeypatch.setenv(f"CHURNWATCH_{name}", value)
     code, out, _ = run(["config"], capsys)
     assert code == 0
