@@ -5,8 +5,8 @@ refuses, a bind mount of a file that is not in the repository, a Dockerfile COPY
 context does not hold (or that .dockerignore drops), a floating image tag or a healthcheck probing a
 wrong URL would only show up on an operator's machine. So:
 
-* the compose file, with its variables interpolated as Compose does with an empty environment, is
-  validated against the official Compose Specification JSON schema (vendored in tests/data/compose-spec);
+* the compose file, with its variables interpolated as Compose does in an environment that sets only
+  the one it requires (:data:`REQUIRED`, the inbox token), is validated against the official Compose Specification JSON schema (vendored in tests/data/compose-spec);
 * every host path it names exists, and every container path a service is told about (``--config.file``,
   ``*_PATH`` variables) lies in a mount whose host side exists;
 * every COPY/ADD source of the Dockerfile is in the build context once .dockerignore is applied;
@@ -51,6 +51,11 @@ SCHEMA = REPO / "tests" / "data" / "compose-spec" / "compose-spec.json"
 SCHEMA_SHA256 = "d549057ebc2925f39f62799eab0db7b9e2c18b35b6c00595199116da3ed10e64"
 ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
 
+#: Variables the compose file requires (``${NAME:?message}``: compose stops with the message while they
+#: are unset) and the values the checks here use for them. The inbox token cannot have a default: a
+#: default would be a password everybody knows, and the inbox and worker web refuse to listen on
+#: 0.0.0.0 without one.
+REQUIRED = {"CHURNWATCH_INBOX_TOKEN": "compose-check-token-0123456789"}
 #: Long-running services; the others are one-shot jobs that must run to completion.
 ONE_SHOT = {"topics"}
 #: Paths the compose file may name before they exist in a checkout (reported as a skip, not a failure).
@@ -109,8 +114,8 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
 
 
 def load_compose() -> dict[str, Any]:
-    """The model Compose works with on a machine that sets none of the file's variables."""
-    return interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), {})
+    """The model Compose works with on a machine that sets only the :data:`REQUIRED` variables."""
+    return interpolate(yaml.safe_load(COMPOSE.read_text(encoding="utf-8")), dict(REQUIRED))
 
 
 # ---- fixtures ------------------------------------------------------------------------------------
@@ -168,8 +173,16 @@ def test_the_schema_check_catches_a_broken_file(compose: dict[str, Any], breakag
 
 
 def test_every_variable_has_a_default(raw: dict[str, Any]) -> None:
-    """Compose warns about, and blanks, a variable that is neither set nor given a default."""
-    interpolate(raw, {})  # raises UnsetVariable
+    """Compose warns about, and blanks, a variable that is neither set nor given a default; the only
+    ones without a default are :data:`REQUIRED`, in the ``${NAME:?message}`` form that stops compose
+    with the message instead of blanking them."""
+    interpolate(raw, dict(REQUIRED))  # raises UnsetVariable
+    text = COMPOSE.read_text(encoding="utf-8")
+    for name in REQUIRED:
+        with pytest.raises(UnsetVariable, match=f"{name}.*16\\+ characters"):
+            interpolate(raw, {k: v for k, v in REQUIRED.items() if k != name})
+        uses = re.findall(r"\$\{" + name + r"[^}]*\}", text)
+        assert uses and all(u.startswith("${" + name + ":?") for u in uses), uses
     with pytest.raises(UnsetVariable):
         interpolate({"x": "${NOT_SET}"}, {})
     assert interpolate("a${X:-b}c$${Y}", {}) == "ab" + "c${Y}"
@@ -468,6 +481,22 @@ def test_the_inbox_service(services: dict[str, Any]) -> None:
     assert "CHURNWATCH_WEBHOOK_URL" not in _env(inbox)  # the secret goes to the workers only
 
 
+def test_the_inbox_and_the_worker_web_get_the_token_they_need_on_0_0_0_0(services: dict[str, Any]) -> None:
+    """Both listen on every interface of their container, which they refuse to do without a sign-in:
+    the compose file passes them the token (and only them), and their settings accept it."""
+    from pipeline.settings import Settings
+    from pipeline.webauth import check_bind
+
+    token = REQUIRED["CHURNWATCH_INBOX_TOKEN"]
+    for name, host in (("inbox", "0.0.0.0"), ("worker", _env(services["worker"])["CHURNWATCH_WEB_HOST"])):
+        env = _env(services[name])
+        assert env["CHURNWATCH_INBOX_TOKEN"] == token, name
+        check_bind(Settings.from_env(env), host, name)  # raises SettingsError without the token
+    for name, svc in services.items():
+        if name not in ("inbox", "worker"):
+            assert "CHURNWATCH_INBOX_TOKEN" not in _env(svc), name
+
+
 def test_alertmanager_is_a_service_with_its_config_mounted(services: dict[str, Any]) -> None:
     am = services["alertmanager"]
     assert am["image"].startswith("prom/alertmanager:")
@@ -532,7 +561,8 @@ def test_the_inbox_healthcheck_against_the_inbox(services: dict[str, Any]) -> No
     from pipeline.inbox import FOLLOWER_KEY, InboxServer, create_app
     from pipeline.settings import Settings
 
-    settings = Settings.from_env({}).with_(broker="kafka://127.0.0.1:1")
+    settings = Settings.from_env({}).with_(broker="kafka://127.0.0.1:1",
+                                           inbox_token=_env(services["inbox"])["CHURNWATCH_INBOX_TOKEN"])
     app = create_app(settings, sink=SimpleNamespace(send=lambda *a: None, close=lambda: None), follow=False)
     follower = SimpleNamespace(caught_up=threading.Event(), error=None, alive=True, start=lambda: None,
                                stop=lambda timeout=10.0: None)
