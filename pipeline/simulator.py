@@ -36,7 +36,7 @@ import datetime as _dt
 import gzip
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -1239,12 +1239,13 @@ def ground_truth(cfg: SimConfig) -> dict[str, int | None]:
     return {p.cid: p.churn_ms for p in _plans(cfg, start)}
 
 
-def simulate(cfg: SimConfig) -> Iterator[SimRecord]:
+def simulate(cfg: SimConfig, progress: Callable[[str, int, int | None], None] | None = None) -> Iterator[SimRecord]:
     """All records of the run, globally sorted by ``ts_ms`` (ties keep generation order).
 
     Customers are advanced one local day at a time. Events of local day ``d`` are never earlier than that
     day's local midnight, and the earliest local midnight of day ``d + 1`` over all time zones is
     ``_MAX_AHEAD_H`` hours before the UTC midnight: everything below that watermark is final and flushed.
+    ``progress`` is told ``("simulating days", done, total)`` after each simulated day (the CLI's bar).
     """
     start = resolve_start_ms(cfg)
     end = start + cfg.days * DAY_MS
@@ -1257,6 +1258,8 @@ def simulate(cfg: SimConfig) -> Iterator[SimRecord]:
     n_bad = 0
     ahead = _MAX_AHEAD_H * HOUR_MS
     for day in range(-1, n_days + 1):
+        if progress is not None:
+            progress("simulating days", day + 1, n_days + 2)
         day0 = grid0 + day * DAY_MS
         weekday = (day0 // DAY_MS + 3) % 7  # 1970-01-01 was a Thursday; Monday == 0
         still: list[_Customer] = []
@@ -1284,6 +1287,8 @@ def simulate(cfg: SimConfig) -> Iterator[SimRecord]:
             if bad.u() < cfg.bad_rate:
                 n_bad += 1
                 yield _malformed(rec, bad, n_bad)
+    if progress is not None:
+        progress("simulating days", n_days + 2, n_days + 2)
 
 
 # ----------------------------------------------------------------------------------------------- output

@@ -12,20 +12,19 @@ below. Another format is one function plus one :func:`register_reader` call.
 
 from __future__ import annotations
 
-import gzip
-import io
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import orjson
 import pyarrow as pa
 
 from pipeline.contract import REASONS, Event, InvalidEvent, Limits, format_ts, validate
+from training.progress import Report, open_binary, reporting
 from training.spool import BATCH_ROWS, Spool
 
 if TYPE_CHECKING:
@@ -40,6 +39,8 @@ RecordReader = Callable[[Path, Limits], Iterator[Record]]
 MAX_EXAMPLES = 3
 #: ``now`` for the first validation pass: the future check is done afterwards (see :func:`read_events`).
 _FAR_FUTURE_MS = sys.maxsize // 2
+#: The progress label of the external sort of a log out of time order.
+_SORTING = "sorting events by time"
 
 
 @dataclass
@@ -184,11 +185,10 @@ class EventLog:
 
 
 # ---- record readers -----------------------------------------------------------------------------
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    """Compressed logs are common for history dumps; gzip costs nothing to support."""
-    if path.suffix == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+def _open_binary(path: Path) -> IO[bytes]:
+    """Compressed logs are common for history dumps; gzip costs nothing to support. Counted for a
+    progress callback when the caller set one (:mod:`training.progress`)."""
+    return open_binary(path)
 
 
 def read_jsonl_records(path: Path, limits: Limits = Limits()) -> Iterator[Record]:
@@ -345,7 +345,8 @@ def _note_future(spool: Spool, cut: int, count: int, now_ms: int, limits: Limits
     stats.invalid["ts_in_future"] += count - len(examples)
 
 
-def read_events(path: Path | str, *, limits: Limits = Limits(), now_ms: int | None = None) -> EventLog:
+def read_events(path: Path | str, *, limits: Limits = Limits(), now_ms: int | None = None,
+                progress: Report | None = None) -> EventLog:
     """Read, validate and time-sort a whole event log, in bounded memory.
 
     Every record is validated in one pass and spooled to a temporary Parquet file (file order); the
@@ -353,6 +354,7 @@ def read_events(path: Path | str, *, limits: Limits = Limits(), now_ms: int | No
     since an offline log is judged as history, not against today's wall clock. Pass ``now_ms`` to read
     a dump "as of" a known time instead. A log out of time order is sorted once, stably (equal times
     keep file order, as a topic would), by an external sort. Memory is one batch plus 8 bytes an event.
+    ``progress`` is told how far the read has got (:mod:`training.progress`), and when the sort runs.
     """
     path = Path(path)
     started = time.perf_counter()
@@ -361,8 +363,9 @@ def read_events(path: Path | str, *, limits: Limits = Limits(), now_ms: int | No
     spool = Spool(_SPOOL_SCHEMA, prefix="churnwatch-log-")
     try:
         reading = _Reading(spool)
-        for ev in validate_records(reader(path, limits), _FAR_FUTURE_MS, limits, stats):
-            reading.add(ev)
+        with reporting(progress):
+            for ev in validate_records(reader(path, limits), _FAR_FUTURE_MS, limits, stats):
+                reading.add(ev)
         reading.flush()
         spool.finish()
         ts = reading.times()
@@ -382,7 +385,11 @@ def read_events(path: Path | str, *, limits: Limits = Limits(), now_ms: int | No
             stats.first_ms, stats.last_ms = int(ts.min()), int(ts.max())
             del ts
             if stats.out_of_order or future:
+                if progress is not None:
+                    progress(_SORTING, 0, 1)
                 spool.sort(["ts", "seq"], where=f"ts <= {cut}")
+                if progress is not None:
+                    progress(_SORTING, 1, 1)
             stats.by_source.update(dict(spool.query("SELECT source, count(*) FROM rows GROUP BY source")))
             # Duplicates are kept: the stream keeps them too (it dedupes by offset, not by event id).
             stats.duplicate_ids = int(spool.query("SELECT count(*) - count(DISTINCT event_id) FROM rows")[0][0])

@@ -36,6 +36,7 @@ from kafka.errors import KafkaError
 
 from pipeline.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.settings import INPUT_SOURCES, Settings
+from training.progress import Report
 from training.spool import BATCH_ROWS, Spool, SpoolError
 
 #: Sort key for records whose ``ts`` is missing or unreadable: after every real time.
@@ -44,6 +45,9 @@ _NO_TIME = 1 << 62
 TRACE_FIELDS = ("_topic", "_partition", "_offset")
 _LEADING = ("source", "event_id", "customer_id", "ts", "type", "schema_version")
 _PARQUET_ROWS = 50_000
+#: Progress labels (``progress`` of :func:`export_topics`).
+EXPORT_LABEL = "exporting messages"
+SORT_LABEL = "sorting by event time"
 MAX_EXAMPLES = 3
 
 
@@ -132,7 +136,7 @@ def _consumer(settings: Settings) -> Any:
 
 
 def read_topics(settings: Settings, sources: Sequence[str], stats: ExportStats,
-                stall_s: float = 30.0) -> Iterator[tuple[str, Any]]:
+                stall_s: float = 30.0, progress: Report | None = None) -> Iterator[tuple[str, Any]]:
     """Yield ``(source, ConsumerRecord)`` for every message below each partition's cut offset.
 
     Finishing at a known cut (not "after a quiet second") makes the export complete and quick on an
@@ -141,7 +145,8 @@ def read_topics(settings: Settings, sources: Sequence[str], stats: ExportStats,
     with the *last record batch's base offset + 1*, so a topic produced in one batch of 8 reports an
     end of 1 and the rest would be lost; the fetch response's high watermark is right on Tansu and on
     Kafka, and ListOffsets still serves as a lower bound and to spot empty partitions. ``stall_s``
-    without progress on an unfinished partition fails the export instead of hanging."""
+    without progress on an unfinished partition fails the export instead of hanging. ``progress`` is
+    told the messages read so far of the messages below the cut (as far as it is known yet)."""
     from kafka import TopicPartition
 
     consumer = _consumer(settings)
@@ -162,11 +167,20 @@ def read_topics(settings: Settings, sources: Sequence[str], stats: ExportStats,
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         listed = consumer.end_offsets(tps)
+        first = {tp: int(consumer.position(tp)) for tp in tps}
         cut: dict[Any, int] = {}
-        pending = {tp for tp in tps if consumer.position(tp) < listed[tp]}
+        pending = {tp for tp in tps if first[tp] < listed[tp]}
         for tp in set(tps) - pending:
             cut[tp] = int(listed[tp])
             consumer.pause(tp)
+        read = 0
+
+        def told() -> None:
+            if progress is not None:
+                total = sum(cut.get(tp, int(listed[tp])) - first[tp] for tp in tps)
+                progress(EXPORT_LABEL, read, max(total, read))
+
+        told()
         last_progress = time.monotonic()
         while pending:
             batch = consumer.poll(timeout_ms=500, max_records=10_000)
@@ -176,9 +190,11 @@ def read_topics(settings: Settings, sources: Sequence[str], stats: ExportStats,
                 end = cut[tp]
                 for rec in records:
                     if rec.offset < end:
+                        read += 1
                         yield by_topic[tp.topic], rec
             if batch:
                 last_progress = time.monotonic()
+                told()
             for tp in list(pending):
                 if tp in cut and consumer.position(tp) >= cut[tp]:
                     pending.discard(tp)
@@ -254,6 +270,20 @@ def _sorted_lines(spool: Spool) -> Iterator[str]:
         yield from batch.column(0).to_pylist()
 
 
+def _counted(lines: Iterable[str], total: int, label: str, progress: Report | None) -> Iterator[str]:
+    """``lines``, telling ``progress`` every 10,000 and at the end."""
+    if progress is None:
+        yield from lines
+        return
+    done = 0
+    for line in lines:
+        yield line
+        done += 1
+        if done % 10_000 == 0:
+            progress(label, done, total)
+    progress(label, done, total)
+
+
 # ---- writing ------------------------------------------------------------------------------------
 def _write_jsonl(lines: Iterable[str], tmp: Path, gz: bool) -> None:
     opener = gzip.open if gz else open
@@ -269,7 +299,7 @@ def _write_jsonl(lines: Iterable[str], tmp: Path, gz: bool) -> None:
 
 
 def note_kinds(obj: dict[str, Any], seen: dict[str, set[str]]) -> None:
-    """Add a row's value kinds per field to ``seen`` (what :func:`_write_parquet` types columns by)."""
+    """Add a row's value kinds per field to ``seen`` (what :func:`write_parquet` types columns by)."""
     for key, value in obj.items():
         kinds_of_key = seen.setdefault(key, set())
         if value is not None:
@@ -286,7 +316,7 @@ def _kind(value: Any) -> str:
     return "str"  # strings, and objects/lists (JSON-encoded into the cell)
 
 
-def _write_parquet(lines: Iterable[str], seen: dict[str, set[str]], tmp: Path) -> None:
+def write_parquet(lines: Iterable[str], seen: dict[str, set[str]], tmp: Path) -> None:
     """Typed columns where a column's values agree (all ints, all numbers, all bools); otherwise text,
     with non-string values JSON-encoded. The table reader coerces text back by field, so a column that
     mixes ``"ts": 1699…`` and ``"ts": "2023-…"`` still reads back to the same events."""
@@ -335,11 +365,13 @@ def _cell(value: Any, kind: str) -> Any:
 
 
 def export_topics(settings: Settings, path: Path | str, fmt: str | None = None, *,
-                  sources: Sequence[str] = INPUT_SOURCES, stall_s: float = 30.0) -> ExportStats:
+                  sources: Sequence[str] = INPUT_SOURCES, stall_s: float = 30.0,
+                  progress: Report | None = None) -> ExportStats:
     """Dump the input topics to ``path`` (JSONL, ``.jsonl.gz``, or Parquet — ``fmt`` or the suffix).
 
     The file appears atomically (written under a temporary name, then renamed), so a failed export
-    never leaves a half-written log that looks complete.
+    never leaves a half-written log that looks complete. ``progress`` is told how far the reading of
+    the topics, the sort and the writing have got (``(label, done, total)``; the CLI draws bars).
     """
     path = Path(path)
     fmt = output_format(path, fmt)
@@ -352,24 +384,29 @@ def export_topics(settings: Settings, path: Path | str, fmt: str | None = None, 
     try:
         try:
             _spool_entries((_entry(src, rec, stats, seen)
-                            for src, rec in read_topics(settings, sources, stats, stall_s)), spool)
+                            for src, rec in read_topics(settings, sources, stats, stall_s, progress)), spool)
         except KafkaError as exc:  # unreachable broker, bad credentials: one line, not a traceback
             raise ExportError(f"cannot read the input topics from {settings.broker}: {exc}") from None
         if len(stats.missing_topics) == len(sources):
             raise ExportError(f"none of the input topics exist on {settings.broker} (looked for "
                               f"{', '.join(stats.missing_topics)}); check --broker and CHURNWATCH_TOPIC_PREFIX")
+        if progress is not None:
+            progress(SORT_LABEL, 0, 1)
         try:
             spool.sort(_SORT_KEY)
         except SpoolError as exc:
             raise ExportError(str(exc)) from None
+        if progress is not None:
+            progress(SORT_LABEL, 1, 1)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
+            lines = _counted(_sorted_lines(spool), len(spool), f"writing {path.name}", progress)
             if fmt == "parquet":
-                _write_parquet(_sorted_lines(spool), seen, tmp)
+                write_parquet(lines, seen, tmp)
             else:
-                _write_jsonl(_sorted_lines(spool), tmp, gz=path.name.lower().endswith(".gz"))
+                _write_jsonl(lines, tmp, gz=path.name.lower().endswith(".gz"))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -380,4 +417,5 @@ def export_topics(settings: Settings, path: Path | str, fmt: str | None = None, 
     return stats
 
 
-__all__ = ["ExportError", "ExportStats", "TRACE_FIELDS", "export_topics", "output_format", "read_topics"]
+__all__ = ["ExportError", "ExportStats", "TRACE_FIELDS", "export_topics", "note_kinds", "output_format", "read_topics",
+           "write_parquet"]

@@ -84,6 +84,7 @@ from typing import IO, Any, Callable, Iterable, Mapping
 import orjson
 
 from pipeline.contract import DAY_MS, MAX_VALUE, SCHEMA_VERSION, InvalidEvent, Limits, format_ts
+from training.progress import Report, reporting
 from training.readers import LogFormatError, iter_rows, require_columns, table_columns, time_to_ms
 
 #: Interaction types the feature code has channels for; anything else is counted as "other events".
@@ -530,12 +531,14 @@ def _merge(intervals: list[tuple[int | None, int | None]]) -> list[list[int | No
 
 # ---- conversion ---------------------------------------------------------------------------------
 def convert(usage_path: Path | str, churn_path: Path | str | None, out_path: Path | str,
-            mapping: ForeignMapping = ForeignMapping(), *, limits: Limits = Limits()) -> ConvertStats:
+            mapping: ForeignMapping = ForeignMapping(), *, limits: Limits = Limits(),
+            progress: Report | None = None) -> ConvertStats:
     """Write a churnwatch JSONL event log from a usage log and a churn-date or subscriptions table, or
     from the usage log alone with ``mapping.inactive_days`` (``churn_path`` None).
 
     Every whole-file problem surfaces as :class:`ForeignLogError` (also those found by the shared table
-    readers), so a caller has one exception type to catch for "fix your input"."""
+    readers), so a caller has one exception type to catch for "fix your input". ``progress`` is told
+    how far each read of the two files has got (:mod:`training.progress`)."""
     n = mapping.inactive_days
     if (churn_path is None) == (n is None):
         raise ForeignLogError("give either a churn table (--churn FILE) or --inactive-days N, not "
@@ -543,8 +546,9 @@ def convert(usage_path: Path | str, churn_path: Path | str | None, out_path: Pat
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ForeignLogError(f"inactive days must be a whole number of days >= 1, not {n!r}")
     try:
-        return _convert(Path(usage_path), Path(churn_path) if churn_path is not None else None, Path(out_path),
-                        mapping, limits)
+        with reporting(progress):
+            return _convert(Path(usage_path), Path(churn_path) if churn_path is not None else None, Path(out_path),
+                            mapping, limits)
     except ForeignLogError:
         raise
     except LogFormatError as exc:
@@ -973,7 +977,7 @@ def _counting_conversion(stats: ConvertStats, result: Any) -> Any:
 
 def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, mapping: ForeignMapping = ForeignMapping(),
                   *, log_out: Path | str | None = None, on_converted: Callable[[ConvertStats], None] | None = None,
-                  **train_kwargs: Any) -> ForeignTrainResult:
+                  convert_progress: Report | None = None, **train_kwargs: Any) -> ForeignTrainResult:
     """Convert ``usage`` + ``churn`` and train on the result (:func:`training.train.train_from_log`);
     ``churn`` is None when ``mapping.inactive_days`` defines churn; training then runs with a label
     delay of ``inactive_days`` (:mod:`training.labels`).
@@ -983,7 +987,8 @@ def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, ma
     the training log's path and checksum, which only helps an audit if the file still exists.
     ``on_converted`` gets the conversion's stats before training starts: when training then fails (too
     few churns, say), the rows left out and the warnings are usually the explanation, and a raised error
-    would otherwise take them with it.
+    would otherwise take them with it. ``convert_progress`` is the conversion's progress callback
+    (:func:`convert`); training draws its own bars (``train_kwargs['progress']``).
     """
     from pipeline.registry import Registry
     from training.train import train_from_log
@@ -992,13 +997,13 @@ def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, ma
     if mapping.inactive_days:  # an inactivity churn is known only N days after its date
         train_kwargs["label_delay_days"] = int(mapping.inactive_days)
     if log_out is not None:
-        stats = convert(usage, churn, log_out, mapping)
+        stats = convert(usage, churn, log_out, mapping, progress=convert_progress)
         if on_converted is not None:
             on_converted(stats)
         return ForeignTrainResult(stats, _counting_conversion(stats, train_from_log(log_out, reg, **train_kwargs)))
     with tempfile.TemporaryDirectory(prefix="churnwatch-foreign-") as tmp:
         log = Path(tmp) / "converted.jsonl"
-        stats = convert(usage, churn, log, mapping)
+        stats = convert(usage, churn, log, mapping, progress=convert_progress)
         stats.temporary = True
         if on_converted is not None:
             on_converted(stats)

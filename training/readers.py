@@ -23,11 +23,12 @@ import zlib
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import orjson
 
 from pipeline.contract import InvalidEvent, Limits
+from training.progress import open_binary, report
 
 
 class LogFormatError(ValueError):
@@ -69,10 +70,9 @@ def table_kind(path: Path) -> str:
                          f"for the text formats)")
 
 
-def _open_binary(path: Path) -> io.BufferedIOBase:
-    if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+def _open_binary(path: Path) -> IO[bytes]:
+    """Opened (gunzipped for ``.gz``), counted for a progress callback if one is set (:mod:`training.progress`)."""
+    return open_binary(path)
 
 
 def _gzip_guard(path: Path, exc: Exception) -> LogFormatError:
@@ -164,10 +164,13 @@ def _parquet_file(path: Path) -> Any:
 def _iter_parquet(path: Path, limits: Limits, columns: set[str] | None) -> Iterator[dict[str, Any] | InvalidEvent]:
     pf = _parquet_file(path)
     names = [n for n in pf.schema_arrow.names if columns is None or n in columns]
+    label, total, done = f"reading {path.name}", pf.metadata.num_rows, 0
     try:
         for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, columns=names):
             for row in batch.to_pylist():
                 yield {k: v for k, v in row.items() if not _is_missing(v)}
+            done += batch.num_rows
+            report(label, done, total)
     except LogFormatError:
         raise
     except Exception as exc:  # a corrupt page mid-file: the rest of the file is unreadable too

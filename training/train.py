@@ -788,22 +788,23 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
     go to stderr so stdout stays clean for the summary."""
     path = Path(path)
     t0 = time.perf_counter()
-    log = read_events(path)
-    if not log.events:
-        raise TrainingError(f"{path}: no valid events ({log.stats.skipped} invalid records)")
-    as_of = _as_of(log, as_of_ms)
-    log = as_of.log
-    t_read = time.perf_counter() - t0
-    dcfg = dataset_config or DatasetConfig(cadence_days=cadence_days, horizon_days=horizon_days)
-    if as_of.end_ms is not None:
-        dcfg = replace(dcfg, log_end_ms=as_of.end_ms)
-    if label_delay_days is not None:
-        dcfg = replace(dcfg, label_delay_days=int(label_delay_days))
-    if dcfg.spec.legacy:
-        # the product's own vocabulary decides the channels, unless the caller brought a spec
-        dcfg = replace(dcfg, spec=spec if spec is not None else log.learn_spec(top_k))
     bars = _progress(progress)
     with bars if bars is not None else nullcontext():
+        # reading and validating a large log is the first minute of a run: it gets its bar too
+        log = read_events(path, progress=_read_bar(bars))
+        if not log.events:
+            raise TrainingError(f"{path}: no valid events ({log.stats.skipped} invalid records)")
+        as_of = _as_of(log, as_of_ms)
+        log = as_of.log
+        t_read = time.perf_counter() - t0
+        dcfg = dataset_config or DatasetConfig(cadence_days=cadence_days, horizon_days=horizon_days)
+        if as_of.end_ms is not None:
+            dcfg = replace(dcfg, log_end_ms=as_of.end_ms)
+        if label_delay_days is not None:
+            dcfg = replace(dcfg, label_delay_days=int(label_delay_days))
+        if dcfg.spec.legacy:
+            # the product's own vocabulary decides the channels, unless the caller brought a spec
+            dcfg = replace(dcfg, spec=spec if spec is not None else log.learn_spec(top_k))
         t1 = time.perf_counter()
         dataset = _build(log, dcfg, bars)
         t_replay = time.perf_counter() - t1
@@ -911,6 +912,21 @@ def _build(log: EventLog, cfg: DatasetConfig, bars: Any) -> Dataset:
     dataset = build_dataset(log.events, cfg, labels=log.labels(), on_progress=lambda n: bars.advance(task, n), **counts)
     bars.update(task, completed=len(log.events))
     return dataset
+
+
+def _read_bar(bars: Any) -> Callable[[str, int, int | None], None] | None:
+    """The reading of the log (:func:`training.eventlog.read_events`' progress) as bars: one per label
+    (the file read, then the sort when the log is out of time order)."""
+    if bars is None:
+        return None
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int | None) -> None:
+        if label not in tasks:
+            tasks[label] = bars.add_task(label, total=total)
+        bars.update(tasks[label], completed=done, total=total)
+
+    return update
 
 
 def _iteration_bar(bars: Any, max_rounds: int) -> IterationFn | None:

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import simulator
 from training.eventlog import read_events, reader_for
-from training.export import _write_parquet, note_kinds
+from training.export import note_kinds, write_parquet
 from training.readers import LogFormatError, coerce_cell, read_table_records
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
@@ -248,7 +248,7 @@ def test_simulated_history_reads_the_same_in_every_format(tmp_path: Path, vocabu
     seen: dict[str, set[str]] = {}
     for o in objects:
         note_kinds(o, seen)
-    _write_parquet([orjson.dumps(o).decode() for o in objects], seen, tmp_path / "sim.parquet")
+    write_parquet([orjson.dumps(o).decode() for o in objects], seen, tmp_path / "sim.parquet")
     for name in ("sim.csv.gz", "sim.parquet"):
         log = read_events(tmp_path / name)
         assert tuples(log) == tuples(expected), name
