@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import faust
@@ -861,14 +861,20 @@ class _OncePerMinute(logging.Filter):
         return True
 
 
-def run_worker(settings: Settings) -> None:
-    """Run a worker in this process until SIGINT/SIGTERM."""
+def run_worker(settings: Settings, announce: Callable[[str], None] | None = None) -> None:
+    """Run a worker in this process until SIGINT/SIGTERM. ``announce`` gets one line with the metrics and
+    web addresses once the metrics server listens: with ``CHURNWATCH_METRICS_PORT=0`` that line is
+    the only place the chosen port is told (for Prometheus' scrape config)."""
     check_bind(settings, settings.web_host, "worker web server")  # an unguarded public web port: not started
     configure_logging(settings.log_format, settings.log_level)  # before anything logs (Faust applies it again)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(settings)
     worker.refresh_model()
-    metrics.serve(settings.metrics_port, settings.metrics_host)
+    port = metrics.serve(settings.metrics_port, settings.metrics_host)
+    if announce is not None:
+        host = f"[{settings.metrics_host}]" if ":" in settings.metrics_host else settings.metrics_host
+        announce(f"churnwatch worker: metrics on http://{host}:{port}/metrics, web server on "
+                 f"{settings.web_advertised_url} (bound to {settings.web_host}:{settings.web_port})")
     level = {"WARNING": "warn", "CRITICAL": "crit"}.get(settings.log_level.upper(), settings.log_level.lower())
     faust_worker = _QuietWorker(worker.app, loglevel=level, quiet=True,
                                 logging_config=logging_config(settings.log_format, settings.log_level))

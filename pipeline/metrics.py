@@ -118,6 +118,8 @@ def set_model(version: str | None, previous: str | None = None) -> None:
     MODEL_LOADED.set(1 if version else 0)
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Serve /metrics on a background thread (prometheus_client's own server)."""
-    start_http_server(port, addr=host)
+def serve(port: int, host: str = "127.0.0.1") -> int:
+    """Serve /metrics on a background thread (prometheus_client's own server); the port it listens on
+    (``port`` 0 takes any free one, which the caller then has to tell Prometheus)."""
+    server, _thread = start_http_server(port, addr=host)
+    return int(server.server_address[1])
