@@ -310,6 +310,10 @@ class Settings(BaseSettings):
             raise ValueError("must look like kafka://host:port[,kafka://host:port]")
         for part in parts:
             scheme, _, address = part.rpartition("://")
+            host, colon, port_text = address.rpartition(":")  # host:port or [v6]:port; a bare v6 has no port
+            bracketed = host.startswith("[") and host.endswith("]")
+            if colon and host and not port_text.isdigit() and (bracketed or ":" not in host):
+                raise ValueError(f"port of {address} is not a number (a port is 1..65535)")
             if scheme not in ("", "kafka", "aiokafka") or not _HOST.match(address):
                 raise ValueError("must look like kafka://host:port[,kafka://host:port]")
             port = address.rsplit(":", 1)[1] if ":" in address and not address.endswith("]") else None
