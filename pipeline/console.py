@@ -33,3 +33,26 @@ def alert_text(alert: dict[str, Any]) -> Text:
 
 def print_alert(console: Console, alert: dict[str, Any]) -> None:
     console.print(alert_text(alert))
+
+
+#: ``--csm`` value selecting alerts of customers without a CSM (as the inbox's ``?csm=-``).
+UNASSIGNED = "-"
+
+
+def split_values(values: list[str] | None) -> frozenset[str]:
+    """``--tier a --tier b,c`` -> {a, b, c}, case-folded; empty: no filter."""
+    return frozenset(v.strip().casefold() for text in values or () for v in text.split(",") if v.strip())
+
+
+def matches(alert: Any, tiers: frozenset[str], csms: frozenset[str]) -> bool:
+    """Whether an alert passes ``churnwatch alerts --tier/--csm``: any of the tiers and any of the CSMs
+    given (case-insensitive, as the inbox's filters); an empty set lets every alert through."""
+    if not isinstance(alert, dict):
+        return not tiers and not csms
+    if tiers and str(alert.get("tier") or "").casefold() not in tiers:
+        return False
+    if csms:
+        csm = str(alert.get("csm") or "").casefold()
+        if (csm or UNASSIGNED) not in csms:
+            return False
+    return True

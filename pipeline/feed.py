@@ -36,14 +36,22 @@ def open_consumer(settings: Settings, topic: str, from_beginning: bool = True) -
 def follow(settings: Settings, topic: str, stop: threading.Event, from_beginning: bool = True,
            poll_ms: int = 200) -> Iterator[dict[str, Any]]:
     """Yield decoded JSON records from ``topic`` until ``stop`` is set."""
+    for _raw, record in follow_raw(settings, topic, stop, from_beginning, poll_ms):
+        yield record
+
+
+def follow_raw(settings: Settings, topic: str, stop: threading.Event, from_beginning: bool = True,
+               poll_ms: int = 200) -> Iterator[tuple[bytes, Any]]:
+    """Yield ``(message value, decoded JSON)`` from ``topic`` until ``stop`` is set (values that are not
+    JSON are skipped): the bytes for a reader that passes records on exactly as they are on the topic."""
     consumer = open_consumer(settings, topic, from_beginning)
     try:
         while not stop.is_set():
             for records in consumer.poll(timeout_ms=poll_ms).values():
                 for rec in records:
                     try:
-                        yield orjson.loads(rec.value)
-                    except orjson.JSONDecodeError:
+                        yield rec.value, orjson.loads(rec.value)
+                    except (orjson.JSONDecodeError, TypeError):
                         continue
     finally:
         consumer.close()

@@ -46,9 +46,12 @@ def produce(records: Iterable[SimRecord], settings: Settings, *, speed: float | 
             stats: ProduceStats | None = None) -> ProduceStats:
     """Send records to their topics (keyed by customer).
 
-    ``speed``: simulated seconds per wall second (86400 = a day per second); None sends as fast as
-    possible. Records are never sent before the wall clock reaches their event time.
+    ``speed``: simulated seconds per wall second (86400 = a day per second), > 0; None sends as fast as
+    possible (0 is refused rather than read as "no pacing"). Records are never sent before the wall
+    clock reaches their event time.
     """
+    if speed is not None and not 0 < speed < float("inf"):
+        raise ValueError(f"speed must be > 0 simulated seconds per wall second (None: as fast as possible), got {speed!r}")
     own = producer is None
     producer = producer or make_producer(settings)
     stats = stats or ProduceStats()
@@ -63,7 +66,7 @@ def produce(records: Iterable[SimRecord], settings: Settings, *, speed: float | 
             if sim0 is None:
                 sim0 = rec.ts_ms
             due = time.time()
-            if speed:
+            if speed is not None:
                 due = wall0 + (rec.ts_ms - sim0) / 1000 / speed
             due = max(due, rec.ts_ms / 1000)  # never ahead of the real clock
             delay = due - time.time()
