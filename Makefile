@@ -18,8 +18,9 @@ demo: $(STAMP)
 
 # Debian packages the integration tests use for real: Prometheus (scraping, promtool), Chromium with
 # its WebDriver for the inbox page, Alertmanager (amtool and the server: alert routing to a webhook,
-# the compose file's healthchecks) and wget (those healthchecks).
-DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver prometheus-alertmanager wget
+# the compose file's healthchecks), wget (those healthchecks), and zsh and fish, which check and run
+# the shell completion scripts (`churnwatch completion`).
+DEBIAN_TEST_PACKAGES := prometheus chromium chromium-driver prometheus-alertmanager wget zsh fish
 
 test: $(STAMP)
 	scripts/ensure-debian-packages.sh $(DEBIAN_TEST_PACKAGES)
