@@ -28,11 +28,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default: argparse's ``(default: X)`` unless the text says it
+    already. On/off switches get none, and neither do flags whose default is None: their help says
+    in words what happens without them (tests/unit/pipeline/test_cli.py checks that every flag does)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS or action.nargs == 0 or action.required:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Subcommands(argparse._SubParsersAction):
+    """Subcommands whose --help starts with their one-line help and shows every flag's default."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        kwargs.setdefault("description", kwargs.get("help"))
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        return super().add_parser(name, **kwargs)
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("churnwatch")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+_SETTING_DEFAULTS = dict(Settings.documented())
+
+
+def _env_help(name: str, text: str) -> str:
+    """Help of a flag that overrides a setting: the variable it overrides and that one's default."""
+    env = f"CHURNWATCH_{name.upper()}"
+    default = _SETTING_DEFAULTS[env] or "none"
+    return f"{text} (env {env}; default {default})".replace("%", "%%")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         "broker": getattr(args, "broker", None),
         "partitions": getattr(args, "partitions", None),
         "metrics_port": getattr(args, "metrics_port", None),
+        "web_port": getattr(args, "web_port", None),
         "models_dir": Path(args.models_dir) if getattr(args, "models_dir", None) else None,
         "emit_scores": True if getattr(args, "emit_scores", False) else None,
         "log_level": getattr(args, "log_level", None),
@@ -85,6 +127,19 @@ _users = _bounded(float, lambda v: 1.0 <= v <= 50.0, "between 1 and 50")
 
 
 _top_k = _bounded(int, lambda v: 1 <= v <= 47, "within 1..47")
+_port = _bounded(int, lambda v: 1 <= v <= 65535, "a port within 1..65535")
+
+
+def _speed(text: str) -> float | None:
+    """``--speed``: simulated seconds per wall second, > 0; ``max`` (None) sends as fast as possible.
+    0 and negative numbers are refused: they used to mean "as fast as possible" without saying so."""
+    if text.strip().lower() == "max":
+        return None
+    return _bounded(float, lambda v: 0 < v < float("inf"), "> 0 (or 'max': as fast as possible)")(text)
+
+
+#: Flags whose value is a path: completed with file names by the shell completion.
+_PATH_DESTS = frozenset({"out", "events", "usage", "churn", "spec", "models_dir", "save_log"})
 
 
 def _feature_spec(args: argparse.Namespace) -> Any:
@@ -168,30 +223,88 @@ def _partitions(n: int) -> str:
     return f"{n} partition{'s' if n != 1 else ''}"
 
 
+def _out_format(path_text: str) -> str:
+    """The event-log format an ``--out`` name asks for (``jsonl``, ``csv``, ``parquet``), checked with
+    its directory before any work; an unknown suffix is one line listing the known ones."""
+    from training.logwriter import log_format
+    from training.readers import LogFormatError
+
+    try:
+        fmt = log_format(path_text)
+    except LogFormatError as exc:
+        raise UserError(f"--out {exc}") from None
+    parent = Path(path_text).parent
+    if not parent.is_dir():
+        raise UserError(f"--out {path_text}: directory {parent} does not exist")
+    return fmt
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from pipeline import simulator
+    from pipeline.bars import Bars, wanted
 
     extra = {} if args.users_per_account is None else {"users_per_account": args.users_per_account}
     if extra and not args.vocabulary:
         raise UserError("--users-per-account needs --vocabulary N (the fixed vocabulary has no users)")
+    fmt = _out_format(args.out) if args.out else None
+    if fmt not in (None, "jsonl") and args.bad_rate:
+        raise UserError("--bad-rate mixes in malformed records, which only a JSONL log can hold: "
+                        "use --out with .jsonl or .jsonl.gz")
     cfg = simulator.SimConfig(customers=args.customers, days=args.days, start_ms=args.start, seed=args.seed,
                               churn_rate=args.churn_rate, bad_rate=args.bad_rate, vocabulary=args.vocabulary,
                               annual_share=args.annual_share, **extra)
-    records = simulator.simulate(cfg)
-    if args.out:
-        counts = simulator.write_jsonl(records, Path(args.out))
-        print(f"wrote {sum(counts.values())} records to {args.out}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
-        return 0
-    from pipeline.producer import produce
-    from pipeline.topics import ensure_topics
+    settings = None
+    if not args.out:
+        from pipeline.topics import ensure_topics
 
-    settings = _settings(args)
-    ensure_topics(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stats = produce(records, settings, speed=args.speed, stop=stop)
+        settings, cluster = _connected(args)
+        ensure_topics(settings, cluster)
+    with Bars(wanted(args.quiet)) as bars:
+        records = simulator.simulate(cfg, progress=bars.report)
+        if args.out:
+            if fmt == "jsonl":
+                counts = simulator.write_jsonl(records, Path(args.out))
+            else:
+                from training.logwriter import write_table_log
+
+                counts = dict(write_table_log(({"source": r.source, **r.value} for r in records), Path(args.out),
+                                              progress=bars.report))
+            bars.stop()
+            print(f"wrote {sum(counts.values())} records to {args.out} ({fmt}): "
+                  + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+            return 0
+        from pipeline.producer import produce
+
+        stop = threading.Event()
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stats = produce(records, settings, speed=args.speed, stop=stop)
     print(f"sent {stats.sent} records to {settings.broker}: " + ", ".join(f"{k}={v}" for k, v in sorted(stats.by_source.items())))
     return 0
+
+
+def _listenable(host: str, port: int, change: str) -> None:
+    """Stop with one line saying what to ``change`` (flag, variable) when ``host:port`` cannot be listened on."""
+    from pipeline.ports import bind_problem, shown
+
+    problem = bind_problem(host, port)
+    if problem is not None:
+        raise UserError(f"cannot listen on {shown(host, port)}: {problem}; choose another port with {change}")
+
+
+def _announcer(settings: Settings) -> Callable[[str], None]:
+    """How the worker tells its addresses on stdout: a plain line, or with JSON logs a JSON log record
+    (so that every line of its output stays one JSON object)."""
+    if settings.log_format != "json":
+        return lambda line: print(line, flush=True)
+    from pipeline.logs import JsonFormatter
+
+    formatter = JsonFormatter()
+
+    def announce(line: str) -> None:
+        record = logging.LogRecord("churnwatch.worker", logging.INFO, __file__, 0, line, None, None)
+        print(formatter.format(record), flush=True)
+
+    return announce
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -205,11 +318,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)  # the connection and topic checks log too
     try:
         check_bind(settings, settings.web_host, "worker web server")  # before the broker is contacted
+        # before the broker and the topics: a busy port is otherwise a traceback from inside Faust
+        _listenable(settings.web_host, settings.web_port, "--web-port or CHURNWATCH_WEB_PORT")
+        _listenable(settings.metrics_host, settings.metrics_port,
+                    "--metrics-port or CHURNWATCH_METRICS_PORT (0: any free port)")
         cluster = check_connection(settings)
         plan = ensure_topics(settings, cluster).plan
         sys.argv = [sys.argv[0], "worker"]  # Faust's Worker parses argv itself
         run_worker(settings.with_(replication_factor=plan.replication_factor,
-                                  min_insync_replicas=plan.min_insync_replicas))
+                                  min_insync_replicas=plan.min_insync_replicas), announce=_announcer(settings))
     except _known_errors() as exc:
         if settings.log_format != "json":
             raise
@@ -295,10 +412,13 @@ def _inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.bars import Bars, wanted
+
     events, usage, churn = _inputs(args)
     config = _train_config(args)
     as_of_ms = _split_times(args)["as_of_ms"] if args.events else None
-    kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=not args.quiet,
+    bars = wanted(args.quiet)
+    kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=bars,
                   dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
                   gate=True, force_promote=args.force_promote, config=config)
     if args.events:
@@ -308,9 +428,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _print_trained(result, args.strict)
     from training.foreign import mapping_from_args, train_foreign
 
-    # The conversion summary is printed before training, so it is there even when training then fails.
-    foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
-                            on_converted=lambda stats: print(stats.summary(), flush=True), **kwargs)
+    # The conversion summary is printed before training, so it is there even when training then fails;
+    # the conversion's bars end there too, before training draws its own.
+    with Bars(bars) as conversion:
+        def converted(stats: Any) -> None:
+            conversion.stop()
+            print(stats.summary(), flush=True)
+
+        foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
+                                on_converted=converted, convert_progress=conversion.report, **kwargs)
     return _print_trained(foreign.train, args.strict)
 
 
@@ -439,10 +565,13 @@ def cmd_dataset(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from training.export import export_topics
+    from pipeline.bars import Bars, wanted
+    from training.export import export_topics, output_format
 
+    output_format(Path(args.out), args.format)  # a bad name fails before the connection
     settings, _ = _connected(args)
-    stats = export_topics(settings, args.out, args.format)
+    with Bars(wanted(args.quiet)) as bars:
+        stats = export_topics(settings, args.out, args.format, progress=bars.report)
     print(stats.summary())
     return 0
 
@@ -452,6 +581,7 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     from pipeline.webauth import check_bind
 
     check_bind(_settings(args), args.host, "inbox")  # before the broker is contacted
+    _listenable(args.host, args.port, "--port")
     settings, _ = _connected(args)
     run_inbox(settings, host=args.host, port=args.port)
     return 0
@@ -503,17 +633,27 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
+    import orjson
     from rich.console import Console
 
-    from pipeline.console import print_alert
-    from pipeline.feed import follow
+    from pipeline.console import matches, print_alert, split_values
+    from pipeline.feed import follow_raw
 
+    tiers, csms = split_values(args.tier), split_values(args.csm)
     settings, _ = _connected(args)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    console = Console()
-    for alert in follow(settings, settings.alerts_topic, stop, from_beginning=not args.new):
-        print_alert(console, alert)
+    # wrapped at the terminal's width on a terminal; in a pipe or a file one alert line stays one line
+    console = Console(soft_wrap=not sys.stdout.isatty())
+    for raw, alert in follow_raw(settings, settings.alerts_topic, stop, from_beginning=not args.new):
+        if not matches(alert, tiers, csms):
+            continue
+        if args.json:  # the record as on the topic, one a line
+            line = raw if b"\n" not in raw else orjson.dumps(alert)
+            sys.stdout.write(line.decode("utf-8", "replace") + "\n")
+        elif isinstance(alert, dict):
+            print_alert(console, alert)
+        sys.stdout.flush()  # a reader at the other end of a pipe sees each alert as it comes
     return 0
 
 
@@ -522,6 +662,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     seconds = args.seconds if args.seconds is not None else (float(os.environ["DEMO_SECONDS"]) if os.environ.get("DEMO_SECONDS") else None)
     return run_demo(_settings(args), seconds=seconds)
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from pipeline.completion import script
+
+    sys.stdout.write(script(args.shell, build_parser(), _PATH_DESTS))
+    return 0
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -536,46 +683,62 @@ def cmd_config(args: argparse.Namespace) -> int:
 def _input_flags(sp: argparse.ArgumentParser) -> None:
     """--events, or a foreign log (--usage with --churn or --inactive-days): train and score read either."""
     src = sp.add_argument_group("input (either --events, or --usage with --churn)")
-    src.add_argument("--events", help="churnwatch event log: JSONL, CSV/TSV (.gz) or Parquet (e.g. 'churnwatch export')")
-    src.add_argument("--usage", help="foreign usage log: account id, event time, event type (docs/foreign-logs.md)")
-    src.add_argument("--churn", help="foreign churn dates or subscriptions table, with --usage")
+    src.add_argument("--events", metavar="FILE",
+                     help="churnwatch event log: JSONL, CSV/TSV (.gz) or Parquet (e.g. 'churnwatch export'); no "
+                          "default: this or --usage")
+    src.add_argument("--usage", metavar="FILE",
+                     help="foreign usage log: account id, event time, event type (docs/foreign-logs.md); no "
+                          "default: this or --events")
+    src.add_argument("--churn", metavar="FILE",
+                     help="foreign churn dates or subscriptions table, with --usage (no default: this or "
+                          "--inactive-days)")
     src.add_argument("--inactive-days", type=_positive_int, metavar="N",
                      help="instead of --churn: an account N days without usage churned, dated the day after its "
-                          "last row (docs/foreign-logs.md)")
+                          "last row (docs/foreign-logs.md; default: none, --churn decides)")
 
 
 def _mapping_flags(sp: argparse.ArgumentParser) -> None:
     fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
+    unread = "default: none, not read"
     for flag, helptext in (("--id-col", "usage account column (default account_id)"),
                            ("--time-col", "usage time column (default ts)"),
                            ("--type-col", "usage event-type column (default event)"),
                            ("--time-format", "strptime format of usage times (default: recognised)"),
-                           ("--feature-col", "usage column naming the product feature"),
-                           ("--duration-col", "usage column with a duration in seconds"),
-                           ("--user-col", "usage column naming the user within the account (user_id)"),
-                           ("--value-col", "numeric usage column with what the event was worth (value)"),
-                           ("--churn-id-col", "churn table account column"),
+                           ("--feature-col", f"usage column naming the product feature ({unread})"),
+                           ("--duration-col", f"usage column with a duration in seconds ({unread})"),
+                           ("--user-col", f"usage column naming the user within the account, user_id ({unread})"),
+                           ("--value-col", f"numeric usage column with what the event was worth, value ({unread})"),
+                           ("--churn-id-col", "churn table account column (default: --id-col if the table has it, "
+                                              "else account, account_id, …)"),
                            ("--churn-date-col", "churn table date column (default churn_date)"),
                            ("--start-col", "subscriptions start column (default start)"),
                            ("--end-col", "subscriptions end column (default end)"),
-                           ("--churn-time-format", "strptime format of churn dates"),
-                           ("--tier-col", "account tier column"), ("--plan-col", "account plan column"),
-                           ("--mrr-col", "account MRR column"),
-                           ("--save-log", "keep the converted churnwatch event log (JSONL) here")):
-        fm.add_argument(flag, help=helptext)
+                           ("--churn-time-format", "strptime format of churn dates (default: recognised)"),
+                           ("--tier-col", "account tier column (default: none, every account 'standard')"),
+                           ("--plan-col", f"account plan column ({unread})"),
+                           ("--mrr-col", f"account MRR column ({unread})"),
+                           ("--save-log", "keep the converted churnwatch event log (JSONL) here (default: a "
+                                          "temporary file, removed)")):
+        fm.add_argument(flag, help=helptext, **({"metavar": "FILE"} if flag == "--save-log" else {}))
     fm.add_argument("--type-map", action="append",
                     help="FROM=TO[,FROM=TO…] usage types onto login, feature_use, page_view, help_view, purchase, "
-                         "or onto another type of the log")
+                         "or onto another type of the log; repeatable (default: none, every type kept as it is)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.",
+                formatter_class=_HelpFormatter)
+    p.add_argument("--version", action="version", version=f"churnwatch {_version()}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, action=_Subcommands,
+                           metavar="COMMAND")
 
     def _spec_flags(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--top-k", type=_top_k, default=16,
                         help="event types of the log that get features of their own, by volume (default 16)")
-        sp.add_argument("--spec", help="feature spec JSON file to use instead of learning one (docs/features.md)")
+        sp.add_argument("--spec", metavar="FILE",
+                        help="feature spec JSON file to use instead of learning one (docs/features.md; default: "
+                             "learnt from the log)")
 
     def _split_flags(sp: argparse.ArgumentParser, command: str) -> None:
         """--train-until, --test-from and --as-of: the same split (training.train.time_split) and the
@@ -584,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
             until = ("with --events: evaluate the test period 'train --train-until DATE' would have (placed by the "
                      "default fractions)")
             test = ("with --events: evaluate from this observation date on, instead of from the model's test period "
-                    "(not earlier, unless --period all)")
+                    "(not earlier, unless --period all; default: the model's test period)")
         else:
             until = "last observation date to train on (default: the first 60 %% of the dates)"
             test = "first observation date of the test period (default: the last 20 %%)"
@@ -594,50 +757,70 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--test-from", help=test)
         sp.add_argument("--as-of", help="treat the log as exported at this time: later events are ignored and labels "
                                         "censored there" + (" (with --usage: the conversion's 'now', default the "
-                                                            "newest usage time)" if command == "train" else ""))
+                                                            "newest usage time)" if command == "train" else
+                                                            " (default: the whole log)"))
 
     def common(sp: argparse.ArgumentParser, broker: bool = True) -> None:
         if broker:
-            sp.add_argument("--broker", help="kafka://host:port (env CHURNWATCH_BROKER)")
-        sp.add_argument("--models-dir", help="model registry directory (env CHURNWATCH_MODELS_DIR)")
+            sp.add_argument("--broker", metavar="URL", help=_env_help("broker", "kafka://host:port[,kafka://host:port…]"))
+        sp.add_argument("--models-dir", metavar="DIR", help=_env_help("models_dir", "model registry directory"))
+
+    def partitions(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--partitions", type=_positive_int, metavar="N",
+                        help=_env_help("partitions", "partitions of every topic created"))
 
     sp = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on loopback")
-    sp.add_argument("--port", type=_positive_int, help="port (default: a free one)")
+    sp.add_argument("--port", type=_port, help="port to listen on (default: a free one)")
     sp.set_defaults(func=cmd_broker)
 
     sp = sub.add_parser("topics", help="create churnwatch's topics (co-partitioned, replicated), or check them")
     sp.add_argument("action", choices=["create", "check"],
                     help="create: create the missing topics; check: report partitions, replication factor, "
                          "min.insync.replicas and co-partitioning, exit 1 when something is wrong")
-    sp.add_argument("--partitions", type=_positive_int)
+    partitions(sp)
     common(sp)
     sp.set_defaults(func=cmd_topics)
 
     sp = sub.add_parser("simulate", help="generate a simulated customer population's events")
-    sp.add_argument("--customers", type=_positive_int, default=1000)
-    sp.add_argument("--days", type=_positive_int, default=180)
+    sp.add_argument("--customers", type=_positive_int, default=1000, help="customers simulated")
+    sp.add_argument("--days", type=_positive_int, default=180, help="days simulated")
     sp.add_argument("--start", type=_ts, help="first simulated day (ISO-8601 or epoch ms; default: DAYS before now)")
-    sp.add_argument("--seed", type=int, default=7)
-    sp.add_argument("--churn-rate", type=_fraction, default=0.25)
-    sp.add_argument("--bad-rate", type=_fraction, default=0.0, help="share of malformed records mixed in")
+    sp.add_argument("--seed", type=int, default=7, help="random seed: equal seeds and flags give equal events")
+    sp.add_argument("--churn-rate", type=_fraction, default=0.25,
+                    help="share of customers who churn within the simulated days")
+    sp.add_argument("--bad-rate", type=_fraction, default=0.0,
+                    help="share of malformed records mixed in (JSONL output or Kafka only)")
     sp.add_argument("--vocabulary", type=_vocabulary, default=0,
                     help="0: the fixed login/feature_use/... vocabulary; 8..25: a foreign product with that many "
                          "event types of its own, multi-user accounts and churn at renewals (docs/simulator.md)")
     sp.add_argument("--annual-share", type=_fraction, help="share of annual contracts (default: the per-plan mix)")
     sp.add_argument("--users-per-account", type=_users,
                     help="mean users per account, with --vocabulary only (default 3.5)")
-    sp.add_argument("--out", help="write a JSONL event log instead of producing to Kafka")
-    sp.add_argument("--speed", type=float, help="simulated seconds per wall second when producing (default: as fast as possible)")
-    sp.add_argument("--partitions", type=_positive_int)
+    sp.add_argument("--out", metavar="FILE",
+                    help="write an event log instead of producing to Kafka; the format follows the suffix: "
+                         ".jsonl, .jsonl.gz, .csv, .csv.gz or .parquet (default: produce to Kafka)")
+    sp.add_argument("--speed", type=_speed, default="max", metavar="X|max",
+                    help="when producing: simulated seconds per wall second (86400: a day a second), > 0; "
+                         "'max': as fast as possible (default: max)")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
+    partitions(sp)
     common(sp)
     sp.set_defaults(func=cmd_simulate)
 
-    sp = sub.add_parser("worker", help="run a stream worker (Faust)")
-    sp.add_argument("--metrics-port", type=int)
-    sp.add_argument("--partitions", type=_positive_int)
-    sp.add_argument("--emit-scores", action="store_true", help="publish every scoring to the scores topic")
-    sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
-    sp.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
+    sp = sub.add_parser("worker", help="run a stream worker (Faust); more workers with the same settings share "
+                                       "the partitions")
+    sp.add_argument("--web-port", type=int, metavar="PORT",
+                    help=_env_help("web_port", "the worker's web server port (customer view, /health, /ready); "
+                                               "one per worker on a host"))
+    sp.add_argument("--metrics-port", type=int, metavar="PORT",
+                    help=_env_help("metrics_port", "Prometheus metrics port; 0: any free port, printed at start"))
+    partitions(sp)
+    sp.add_argument("--emit-scores", action="store_true",
+                    help="publish every scoring to the scores topic (env CHURNWATCH_EMIT_SCORES)")
+    sp.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+                    help=_env_help("log_level", "worker log level"))
+    sp.add_argument("--log-format", choices=["text", "json"],
+                    help=_env_help("log_format", "log lines as text, or json: one JSON object per line"))
     common(sp)
     sp.set_defaults(func=cmd_worker)
 
@@ -648,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a churn is known only D days after its date (inactivity churn of a converted log: its "
                          "--inactive-days; set for you with --usage --inactive-days); default 0")
     sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
-    sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument("--seed", type=int, default=42, help="random seed of the split draws, LightGBM and the baselines")
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
     _split_flags(sp, "train")
     sp.add_argument("--cv-folds", type=_bounded(int, lambda v: 1 <= v <= 10, "within 1..10"),
@@ -664,7 +847,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--strict", action="store_true",
                     help="exit 2 when the model is not promoted; also hold it back when the test period has "
                          "fewer than 30 churners")
-    sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    sp.add_argument("--quiet", action="store_true",
+                    help="no progress bars (there are none unless stderr is a terminal)")
     _mapping_flags(sp)
     _spec_flags(sp)
     common(sp, broker=False)
@@ -678,17 +862,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--label-delay-days", type=_non_negative_int, default=0, metavar="D",
                     help="a churn is known only D days after its date (inactivity churn of a converted log: its "
                          "--inactive-days; set for you with --usage --inactive-days); default 0")
-    sp.add_argument("--min-history-days", type=int, default=None,
+    sp.add_argument("--min-history-days", type=_non_negative_int, default=None,
                     help="history a customer needs to get a row (default: as train, from the first day)")
     sp.add_argument("--at", help="observe at exactly these times (comma separated), e.g. the times of a "
-                                 "'churnwatch score' backtest, instead of every --cadence-days")
+                                 "'churnwatch score' backtest, instead of every --cadence-days (default: every "
+                                 "--cadence-days)")
     _split_flags(sp, "dataset")
     _spec_flags(sp)
     sp.set_defaults(func=cmd_dataset)
 
     sp = sub.add_parser("export", help="dump the input topics to an event log (JSONL, .jsonl.gz or Parquet)")
-    sp.add_argument("--out", required=True, help="output file; the format follows the suffix")
-    sp.add_argument("--format", choices=["jsonl", "parquet"], help="force a format (must agree with the suffix)")
+    sp.add_argument("--out", required=True, metavar="FILE",
+                    help="output file; the format follows the suffix: .jsonl, .jsonl.gz or .parquet")
+    sp.add_argument("--format", choices=["jsonl", "parquet"],
+                    help="force a format, which must agree with the suffix (default: from the suffix)")
+    sp.add_argument("--quiet", action="store_true",
+                    help="no progress bars (there are none unless stderr is a terminal)")
     common(sp)
     sp.set_defaults(func=cmd_export)
 
@@ -696,17 +885,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1",
                     help="listen address (default loopback; any other needs CHURNWATCH_INBOX_TOKEN or "
                          "CHURNWATCH_TRUSTED_USER_HEADER)")
-    sp.add_argument("--port", type=_positive_int, default=8088)
+    sp.add_argument("--port", type=_port, default=8088, help="listen port")
     common(sp)
     sp.set_defaults(func=cmd_inbox)
 
     sp = sub.add_parser("evaluate", help="evaluation report of a model beside its baselines (re-draw, new log, other budget)")
     sp.add_argument("version", nargs="?", help="registry version (default: the current one)")
-    sp.add_argument("--events", help="score this event log (JSONL/CSV/Parquet) with the saved model and baselines")
+    sp.add_argument("--events", metavar="FILE",
+                    help="score this event log (JSONL/CSV/Parquet) with the saved model and baselines (default: "
+                         "re-draw the report from the version's saved test rows)")
     sp.add_argument("--period", choices=["later", "all"], default="later",
                     help="with --events: observations from the model's test period on (default), or all of them")
     sp.add_argument("--out", help="output directory (default: the version's report/ for a re-draw, else ./churnwatch-eval-VERSION)")
-    sp.add_argument("--budget", type=float, help="propose per-tier thresholds for this many new alerts per week per 1,000 customers")
+    sp.add_argument("--budget", type=_bounded(float, lambda v: v > 0, "> 0"),
+                    help="propose per-tier thresholds for this many new alerts per week per 1,000 customers "
+                         "(default: none, the thresholds chosen at training are shown)")
     _split_flags(sp, "evaluate")
     sp.add_argument("--strict", action="store_true",
                     help="exit 2 when the evaluated period has fewer than 30 churners (the figures are mostly noise)")
@@ -725,24 +918,39 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_score)
 
     sp = sub.add_parser("models", help="list, promote or roll back registry models")
-    sp.add_argument("action", choices=["list", "promote", "rollback"])
-    sp.add_argument("version", nargs="?")
+    sp.add_argument("action", choices=["list", "promote", "rollback"],
+                    help="list: the versions, * the current one; promote VERSION: make it current after a check; "
+                         "rollback: back to the previously current version")
+    sp.add_argument("version", nargs="?", help="the version to promote, e.g. v3 (no default: promote needs one)")
     common(sp, broker=False)
     sp.set_defaults(func=cmd_models)
 
     sp = sub.add_parser("alerts", help="print alerts from the alert topic as they arrive")
-    sp.add_argument("--new", action="store_true", help="only alerts arriving from now on")
+    sp.add_argument("--new", action="store_true", help="only alerts arriving from now on (default: from the beginning)")
+    sp.add_argument("--json", action="store_true",
+                    help="one JSON object a line, each alert as it is on the topic (default: readable lines)")
+    sp.add_argument("--tier", action="append", metavar="TIER[,TIER…]",
+                    help="only alerts of these tiers; repeat or separate by commas (default: every tier)")
+    sp.add_argument("--csm", action="append", metavar="CSM[,CSM…]",
+                    help="only alerts of customers of these CSMs, '-' for customers without one; repeat or "
+                         "separate by commas (default: every CSM)")
     common(sp)
     sp.set_defaults(func=cmd_alerts)
 
     sp = sub.add_parser("demo", help="everything on an embedded broker: model, worker, live stream, alerts")
-    sp.add_argument("--seconds", type=float, help="stop after this many seconds (env DEMO_SECONDS)")
+    sp.add_argument("--seconds", type=_bounded(float, lambda v: v > 0, "> 0"),
+                    help="stop after this many seconds (env DEMO_SECONDS; default: run until Ctrl-C)")
     common(sp)
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("config", help="show the effective settings and their environment variables")
     common(sp)
     sp.set_defaults(func=cmd_config)
+
+    sp = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)")
+    sp.add_argument("shell", choices=["bash", "zsh", "fish"],
+                    help="the shell; e.g. 'source <(churnwatch completion bash)' (README: installing it for good)")
+    sp.set_defaults(func=cmd_completion)
     return p
 
 
@@ -789,6 +997,14 @@ def _interrupt_on_sigterm() -> Callable[[], None]:
     return lambda: signal.signal(signal.SIGTERM, previous)
 
 
+def _silence_stdout() -> None:
+    """stdout onto /dev/null, so the interpreter's final flush into a closed pipe does not complain."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (tests): nothing will be flushed to a pipe
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -801,6 +1017,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args) or 0
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `churnwatch alerts | head`: the reader has what it wanted; no message
+        _silence_stdout()
+        return 141
     except _known_errors() as exc:
         print(f"churnwatch {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -75,3 +75,18 @@ def test_readme_settings_table_is_the_generated_one() -> None:
     assert table == Settings.markdown_table(), "README settings table is stale: run python -m pipeline.settings --readme"
     for name, field in Settings.model_fields.items():
         assert field.description, f"CHURNWATCH_{name.upper()} has no description"
+
+
+def test_every_command_and_worker_flag_is_in_the_readme() -> None:
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert [name for name in sub.choices if f"`churnwatch {name}" not in readme] == []
+    worker = sub.choices["worker"]
+    flags = [f for a in worker._actions for f in a.option_strings if f.startswith("--") and f != "--help"]
+    assert [f for f in flags if f not in readme] == []
+    assert "churnwatch completion bash >" in readme and "churnwatch --version" in readme
