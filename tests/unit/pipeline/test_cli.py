@@ -15,6 +15,7 @@ import pipeline.cli as cli
 from pipeline.contract import parse_ts
 from pipeline.settings import Settings
 from tests.other_user import run_python, shared_dir  # noqa: F401 (shared_dir is a fixture)
+from tests.unit.pipeline.test_logs import restore_logging  # noqa: F401 (a fixture: json logs change hooks)
 
 NETWORK_COMMANDS = ("cmd_broker", "cmd_topics", "cmd_simulate", "cmd_worker", "cmd_alerts", "cmd_demo")
 
@@ -874,3 +875,36 @@ def test_train_shows_the_reading_of_the_log_before_the_replay(tmp_path):
     assert code == 0, out + screen
     reading, replay = screen.find("reading history.jsonl"), screen.find("replaying events")
     assert 0 <= reading < replay, screen[-2000:]
+
+
+def test_the_worker_announces_its_addresses_as_a_json_line_with_json_logs(monkeypatch, capsys, restore_logging):
+    import json
+
+    import pipeline.app
+    import pipeline.topics
+    from pipeline.topics import TopicReport, plan_topics
+
+    _stub_broker(monkeypatch)
+    free_ports(monkeypatch)
+    monkeypatch.setattr(pipeline.topics, "ensure_topics",
+                        lambda settings, cluster=None: TopicReport([], {}, plan_topics(settings, 1)))
+    monkeypatch.setattr(pipeline.app, "run_worker",
+                        lambda settings, announce=None: announce("churnwatch worker: metrics on http://h:1/metrics"))
+    code, out, _ = run(["worker", "--log-format", "json"], capsys)
+    assert code == 0
+    record = json.loads(out)
+    assert (record["level"], record["logger"], record["message"]) == (
+        "INFO", "churnwatch.worker", "churnwatch worker: metrics on http://h:1/metrics")
+
+
+def test_a_busy_worker_port_with_json_logs_is_one_json_line(listening, monkeypatch, no_network, capfd,
+                                                           restore_logging):
+    import json
+
+    free_ports(monkeypatch)
+    # the log handler writes to the process's stderr: captured at the file descriptor
+    code, out, err = run(["worker", "--log-format", "json", "--web-port", str(listening)], capfd)
+    assert code == 2 and out == ""
+    record = json.loads(err.strip().splitlines()[-1])
+    assert record["message"] == (f"churnwatch worker: error: cannot listen on 127.0.0.1:{listening}: address "
+                                 f"already in use; choose another port with --web-port or CHURNWATCH_WEB_PORT")
