@@ -236,6 +236,17 @@ def git(*args: str, cwd: Path = REPO) -> str:
     return out.stdout.strip()
 
 
+def remove_worktree(path: Path | None) -> None:
+    """Remove a baseline's ``git worktree`` (if it was added); a failure is said, not raised: the figures
+    are already printed, and ``git worktree prune`` cleans up later."""
+    if path is None or not path.exists():
+        return
+    try:
+        git("worktree", "remove", "--force", str(path))
+    except BenchError as exc:
+        print(f"  could not remove the worktree {path}: {exc}", file=sys.stderr)
+
+
 def snapshot_working_tree(dest: Path) -> int:
     """Copy this tree's tracked and untracked (not ignored) files as they are now; returns how many."""
     files = git("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")

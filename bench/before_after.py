@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import (REPO, BenchError, Figure, check_imports, fmt_num, git, load_note, main_guard,
-                     snapshot_working_tree, stop_child, tree_env)
+                     remove_worktree, snapshot_working_tree, stop_child, tree_env)
 
 import orjson
 
@@ -279,10 +279,7 @@ def main() -> int:
             print(f"  kept {tmp} (remove with: git worktree remove --force {trees['old']}; rm -rf {tmp})")
         else:
             if worktree_added:
-                try:
-                    git("worktree", "remove", "--force", str(trees["old"]))
-                except BenchError as exc:
-                    print(f"  could not remove the worktree: {exc}", file=sys.stderr)
+                remove_worktree(trees["old"])
             shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -56,7 +56,7 @@ from typing import Any
 import orjson
 
 from _common import (BenchError, Report, check_imports, git, load_note, main_guard, parser, section,
-                     snapshot_working_tree, stop_child, tree_env)
+                     remove_worktree, snapshot_working_tree, stop_child, tree_env)
 from bench_training import simulated_log
 
 from pipeline.broker import EmbeddedBroker  # noqa: E402  (after _common puts the repo on the path)
@@ -542,11 +542,7 @@ def main() -> int:
         report.write_json(args.json_out)
         return 0 if ok else 1
     finally:
-        if old_tree is not None and old_tree.exists():
-            try:
-                git("worktree", "remove", "--force", str(old_tree))
-            except BenchError as exc:
-                print(f"  could not remove the worktree {old_tree}: {exc}", file=sys.stderr)
+        remove_worktree(old_tree)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import (REPO, BenchError, Report, check_imports, git, main_guard, parser, section, snapshot_working_tree,
-                     stop_child, tree_env)
+from _common import (REPO, BenchError, Report, check_imports, git, main_guard, parser, remove_worktree, section,
+                     snapshot_working_tree, stop_child, tree_env)
 
 from pipeline.contract import DAY_MS, format_ts, parse_ts  # noqa: E402  (after _common puts the repo on the path)
 
@@ -181,11 +181,7 @@ def main() -> int:
         report.write_json(args.json_out)
         return 0 if all(r.ok for r in runs) else 1
     finally:
-        if old_tree is not None and old_tree.exists():
-            try:
-                git("worktree", "remove", "--force", str(old_tree))
-            except BenchError as exc:
-                print(f"  could not remove the worktree {old_tree}: {exc}", file=sys.stderr)
+        remove_worktree(old_tree)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
