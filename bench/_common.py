@@ -236,6 +236,21 @@ def git(*args: str, cwd: Path = REPO) -> str:
     return out.stdout.strip()
 
 
+def bench_trees(tmp: Path, baseline: str | None) -> tuple[Path, Path | None]:
+    """The trees a before/after bench runs: a snapshot copy of this one (edits made while the bench runs
+    do not leak into it) and, when ``baseline`` is given, that commit as a ``git worktree`` (remove it
+    with :func:`remove_worktree`). Both are checked to import before anything is timed."""
+    old_tree = None
+    if baseline is not None:
+        old_tree = tmp / "baseline"
+        git("worktree", "add", "--detach", str(old_tree), baseline)
+        check_imports(old_tree)
+    this_tree = tmp / "this-tree"
+    snapshot_working_tree(this_tree)
+    check_imports(this_tree)
+    return this_tree, old_tree
+
+
 def remove_worktree(path: Path | None) -> None:
     """Remove a baseline's ``git worktree`` (if it was added); a failure is said, not raised: the figures
     are already printed, and ``git worktree prune`` cleans up later."""

@@ -55,8 +55,8 @@ from typing import Any
 
 import orjson
 
-from _common import (BenchError, Report, check_imports, git, load_note, main_guard, parser, section,
-                     remove_worktree, snapshot_working_tree, stop_child, tree_env)
+from _common import (BenchError, Report, load_note, main_guard, parser, section, bench_trees, remove_worktree,
+                     stop_child, tree_env)
 from bench_training import simulated_log
 
 from pipeline.broker import EmbeddedBroker  # noqa: E402  (after _common puts the repo on the path)
@@ -525,13 +525,8 @@ def main() -> int:
     old_tree: Path | None = None
     ok = True
     try:
-        if not args.no_baseline and any(n <= args.baseline_max for n in sizes):
-            old_tree = tmp / "baseline"
-            git("worktree", "add", "--detach", str(old_tree), args.baseline)
-            check_imports(old_tree)
-        this_tree = tmp / "this-tree"  # a copy: edits made while the bench runs do not leak into it
-        snapshot_working_tree(this_tree)
-        check_imports(this_tree)
+        wants_baseline = not args.no_baseline and any(n <= args.baseline_max for n in sizes)
+        this_tree, old_tree = bench_trees(tmp, args.baseline if wants_baseline else None)
         for n in sizes:
             ok &= run_size(n, args, tmp, this_tree, old_tree, report, rows)
         section("summary")

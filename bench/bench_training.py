@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import (REPO, BenchError, Report, check_imports, git, main_guard, parser, remove_worktree, section,
-                     snapshot_working_tree, stop_child, tree_env)
+from _common import (REPO, BenchError, Report, main_guard, parser, bench_trees, remove_worktree, section,
+                     stop_child, tree_env)
 
 from pipeline.contract import DAY_MS, format_ts, parse_ts  # noqa: E402  (after _common puts the repo on the path)
 
@@ -59,7 +59,7 @@ def simulated_log(cache: Path, events: int, order: str) -> Path:
     timed = cache / f"sim-{customers}c-{DAYS}d-s7.jsonl"
     if not timed.is_file():
         print(f"  simulating {customers:,} customers x {DAYS} days -> {timed}", flush=True)
-        tmp = timed.with_suffix(".part")
+        tmp = timed.with_suffix(".part.jsonl")  # simulate --out takes its format from the suffix
         out = subprocess.run([sys.executable, "-m", "pipeline.cli", "simulate", "--customers", str(customers),
                               "--days", str(DAYS), "--start", START, "--seed", "7", "--out", str(tmp)],
                              cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -129,13 +129,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cw-bench-training-"))
     old_tree: Path | None = None
     try:
-        if not args.no_baseline and any(n <= args.baseline_max for n in sizes):
-            old_tree = tmp / "baseline"
-            git("worktree", "add", "--detach", str(old_tree), args.baseline)
-            check_imports(old_tree)
-        this_tree = tmp / "this-tree"  # a copy: edits made while the bench runs do not leak into it
-        snapshot_working_tree(this_tree)
-        check_imports(this_tree)
+        wants_baseline = not args.no_baseline and any(n <= args.baseline_max for n in sizes)
+        this_tree, old_tree = bench_trees(tmp, args.baseline if wants_baseline else None)
         for n in sizes:
             label = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n // 1000}k"
             section(f"{label} events ({args.order} order)")
