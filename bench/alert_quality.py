@@ -2,15 +2,15 @@
 churners are alerted early enough to act — the alerting issue's "done when" figures.
 
 1. **Train** a model on simulated history (``--train-customers`` × ``--train-days``, its own seed) into a
-   throw-away registry under /tmp (``training.train.train_from_log``, what ``churnwatch train`` runs).
+   throw-away registry under /tmp (``training.fit.train.train_from_log``, what ``churnwatch train`` runs).
    ``--models-dir`` reuses a registry's promoted model instead.
 2. **Simulate a fresh population** (``--customers``, ``--seed``, a later window): ``--warmup-days`` of
    history, then the measured month (``--month-days``), then ``--follow-days`` in which churn is still
    observed. The eval population's ``churn_rate`` is scaled so its churn per day about equals the training
    run's (the simulator's ``churn_rate`` is a share *per window*, so equal rates on windows of different
    length would mean different monthly churn).
-3. **Replay** warm-up + month through ``pipeline.replay.Replayer``: the worker's own feature state,
-   micro-batch scoring, alert policy (default ``pipeline.policy``), proactive-service rules and silence
+3. **Replay** warm-up + month through ``pipeline.core.shadow.Replayer``: the worker's own feature state,
+   micro-batch scoring, alert policy (default ``pipeline.core.policy``), proactive-service rules and silence
    sweep (see that module for where a replay differs from a live worker: no acknowledgements, mainly).
    Customers are spread over 4 partitions as Kafka would; ``--jobs`` processes each own a share of the
    partitions, like workers in one consumer group (each simulates the stream and keeps its customers).
@@ -57,13 +57,13 @@ from typing import Any, Iterable, Sequence
 
 from _common import BenchError, Figure, Report, load_note, main_guard, parser, section
 
-from pipeline.contract import DAY_MS, format_ts
-from pipeline.features import FEATURE_INDEX
-from pipeline.policy import Policy
-from pipeline.registry import Registry
-from pipeline.replay import BATCH_MAX, PARTITIONS, Replayer, ShadowPolicy, events_from_records, partitioner
-from pipeline.scoring import load_current
-from pipeline.simulator import SimConfig, ground_truth, simulate, write_jsonl
+from pipeline.core.contract import DAY_MS, format_ts
+from pipeline.core.features import FEATURE_INDEX
+from pipeline.core.policy import Policy
+from pipeline.model.registry import Registry
+from pipeline.core.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowPolicy, events_from_records, partitioner
+from pipeline.model.scoring import load_current
+from devtools.simulator import SimConfig, ground_truth, simulate, write_jsonl
 
 #: Fixed windows, so a run with the same flags replays the same events.
 TRAIN_START_MS = 1_735_689_600_000  # 2025-01-01 UTC
@@ -218,7 +218,7 @@ def report_quality(report: Report, label: str, q: Quality, base_rate: float) -> 
 
 # ---- stages ----------------------------------------------------------------------------------------
 def train_model(root: Path, customers: int, days: int, seed: int, churn_rate: float) -> Path:
-    from training.train import train_from_log
+    from training.fit.train import train_from_log
 
     log = root / "history.jsonl"
     cfg = SimConfig(customers=customers, days=days, seed=seed, start_ms=TRAIN_START_MS, churn_rate=churn_rate,

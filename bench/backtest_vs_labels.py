@@ -30,13 +30,13 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from pipeline.contract import DAY_MS, format_ts, parse_ts  # noqa: E402
+from pipeline.core.contract import DAY_MS, format_ts, parse_ts  # noqa: E402
 
 HORIZON_MS = 30 * DAY_MS
 
 
 def cli(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=REPO, capture_output=True, text=True,
                          stdin=subprocess.DEVNULL)
     if out.returncode != 0:
         raise BenchError(f"churnwatch {args[0]} failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}")

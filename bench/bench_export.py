@@ -1,6 +1,6 @@
 """Exporting large topics: wall time, events/s and peak RSS of `churnwatch export` at 1M and 10M events.
 
-``churnwatch export`` (``training/export.py``) reads every input topic to a consistent cut, spools the
+``churnwatch export`` (``training/data/export.py``) reads every input topic to a consistent cut, spools the
 records to a temporary Parquet file, sorts it with DuckDB's external sort and writes the log, so its
 memory should stay bounded however long the topics are: the promise is a peak RSS of at most 1.5 GB
 for a 10M-event topic set. This measures it, as a whole process (peak RSS from ``os.wait4``'s
@@ -18,7 +18,7 @@ only grows, so no size reads another's records) and stopped by pid:
 2. **transport baseline**: a raw kafka-python consumer (this file's ``--raw-consume`` mode, its own
    process) reading every input partition to its end with the export's poll loop and writing nothing:
    what any reader of these topics pays before doing any work.
-3. ``python -m pipeline.cli export --broker URL --out export.jsonl`` from a snapshot of this tree (edits
+3. ``python -m apps.cli export --broker URL --out export.jsonl`` from a snapshot of this tree (edits
    made meanwhile do not leak in): wall time, events/s, peak RSS, and where the RSS peaks — *reading*
    (consume + spool), *sorting* (DuckDB), *writing* — told apart by the files the export leaves in its
    own ``TMPDIR`` and beside the output, sampled every 0.2 s.
@@ -59,8 +59,8 @@ from _common import (BenchError, Report, load_note, main_guard, parser, section,
                      stop_child, tree_env)
 from bench_training import simulated_log
 
-from pipeline.broker import EmbeddedBroker  # noqa: E402  (after _common puts the repo on the path)
-from pipeline.settings import INPUT_SOURCES, Settings  # noqa: E402
+from devtools.broker import EmbeddedBroker  # noqa: E402  (after _common puts the repo on the path)
+from pipeline.config.settings import INPUT_SOURCES, Settings  # noqa: E402
 
 DEFAULT_BASELINE = "a220471"  # the last commit before 0874178: export sorted a list of every record in memory
 TARGET_MB = 1.5 * 1024  # the promise: peak RSS <= 1.5 GB at 10M events
@@ -196,7 +196,7 @@ async def produce_log(address: str, topics: dict[str, str], log: Path) -> tuple[
 def _kafka_consumer(address: str, client_id: str) -> Any:
     from kafka import KafkaConsumer
 
-    # what training/export.py's reader uses: kafka-python's defaults, no group, manual assignment
+    # what training/data/export.py's reader uses: kafka-python's defaults, no group, manual assignment
     return KafkaConsumer(bootstrap_servers=address, client_id=client_id, enable_auto_commit=False, group_id=None)
 
 
@@ -233,7 +233,7 @@ def broker_ends(address: str, topic_names: list[str], timeout: float = 60.0) -> 
 
 
 def raw_consume(address: str, topic_names: list[str]) -> dict[str, Any]:
-    """The transport baseline: every partition from the beginning to its cut, with training/export.py's
+    """The transport baseline: every partition from the beginning to its cut, with training/data/export.py's
     poll loop (same client, same poll size, the cut taken the same way), counting records and value bytes."""
     from kafka import TopicPartition
 
@@ -398,7 +398,7 @@ def run_size(n_target: int, args: argparse.Namespace, tmp: Path, this_tree: Path
         print(f"  broker {broker.address} (pid {broker.pid})", flush=True)
         settings = Settings.from_env(env={}).with_(broker=broker.url)
         topics = {src: settings.topic(src) for src in INPUT_SOURCES}
-        made = subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create", "--broker", broker.url],
+        made = subprocess.run([sys.executable, "-m", "apps.cli", "topics", "create", "--broker", broker.url],
                               cwd=this_tree, env=tree_env(this_tree), capture_output=True, text=True,
                               stdin=subprocess.DEVNULL)
         if made.returncode != 0:
@@ -440,7 +440,7 @@ def run_size(n_target: int, args: argparse.Namespace, tmp: Path, this_tree: Path
         for tree_name, tree in trees:
             slug = "this" if tree is this_tree else "baseline"
             out = work / f"export-{slug}.jsonl"
-            cmd = [sys.executable, "-m", "pipeline.cli", "export", "--broker", broker.url, "--out", str(out)]
+            cmd = [sys.executable, "-m", "apps.cli", "export", "--broker", broker.url, "--out", str(out)]
             m = measure(cmd, tree, work / f"export-{slug}.log", args.timeout, spool_root=work / f"tmp-{slug}", out=out)
             peaks[slug] = m.peak_mb
             phases = ", ".join(f"{p} {m.phase_s.get(p, 0):.0f}s / {m.phase_peak_mb[p]:,.0f} MB"

@@ -1,7 +1,7 @@
 """Training on a large event log: wall time and peak RSS of `churnwatch train`, `dataset` and `score` at 1M and 10M events.
 
 The offline commands read a log once into a temporary Parquet spool (sorted by DuckDB's external sort
-when out of order) and replay it in bounded batches (``training/spool.py``), so their memory should
+when out of order) and replay it in bounded batches (``training/data/spool.py``), so their memory should
 follow the customers and the rows, not the log. This measures it. The baseline, in the same run, is
 the same `train` command at an earlier commit that held the whole log in memory as Python objects
 (``--baseline``, default a220471, checked out as a ``git worktree`` under /tmp and removed afterwards),
@@ -34,7 +34,7 @@ from pathlib import Path
 from _common import (REPO, BenchError, Report, main_guard, parser, bench_trees, remove_worktree, section,
                      stop_child, tree_env)
 
-from pipeline.contract import DAY_MS, format_ts, parse_ts  # noqa: E402  (after _common puts the repo on the path)
+from pipeline.core.contract import DAY_MS, format_ts, parse_ts  # noqa: E402  (after _common puts the repo on the path)
 
 EVENTS_PER_CUSTOMER = 718  # `churnwatch simulate --days 180` (seed 7): 717,714 records for 1,000 customers
 DAYS = 180
@@ -60,7 +60,7 @@ def simulated_log(cache: Path, events: int, order: str) -> Path:
     if not timed.is_file():
         print(f"  simulating {customers:,} customers x {DAYS} days -> {timed}", flush=True)
         tmp = timed.with_suffix(".part.jsonl")  # simulate --out takes its format from the suffix
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli", "simulate", "--customers", str(customers),
+        out = subprocess.run([sys.executable, "-m", "apps.cli", "simulate", "--customers", str(customers),
                               "--days", str(DAYS), "--start", START, "--seed", "7", "--out", str(tmp)],
                              cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if out.returncode != 0:
@@ -141,7 +141,7 @@ def main() -> int:
             trees = [("this tree", this_tree)] + ([("baseline", old_tree)] if old_tree and n <= args.baseline_max else [])
             for tree_name, tree in trees:
                 reg = tmp / f"models-{label}-{tree_name.replace(' ', '-')}"
-                cmd = [sys.executable, "-m", "pipeline.cli", "train", "--events", str(log), "--models-dir", str(reg),
+                cmd = [sys.executable, "-m", "apps.cli", "train", "--events", str(log), "--models-dir", str(reg),
                        "--quiet", "--no-promote"]
                 out = tmp / f"train-{label}-{tree_name.replace(' ', '-')}.log"
                 secs, peak, code = measure(cmd, tree, out, args.timeout)
@@ -155,9 +155,9 @@ def main() -> int:
                     shutil.copytree(reg, models, dirs_exist_ok=True) if code == 0 else None
             at = ",".join(format_ts(parse_ts(START) + d * DAY_MS) for d in (120, 150, 177))
             for command, cmd in (
-                ("dataset", [sys.executable, "-m", "pipeline.cli", "dataset", "--events", str(log),
+                ("dataset", [sys.executable, "-m", "apps.cli", "dataset", "--events", str(log),
                              "--out", str(tmp / f"ds-{label}.parquet")]),
-                ("score", [sys.executable, "-m", "pipeline.cli", "score", "v1", "--events", str(log), "--at", at,
+                ("score", [sys.executable, "-m", "apps.cli", "score", "v1", "--events", str(log), "--at", at,
                            "--out", str(tmp / f"scores-{label}.parquet"), "--models-dir", str(models)]),
             ):
                 if command == "score" and not (models / "v1").is_dir():

@@ -7,14 +7,14 @@ that visible:
 
 * **transport**: a raw aiokafka consumer reading and ``orjson``-decoding the very same input topics (what
   any Python consumer pays before doing any work), and
-* **core**: the worker's own batch code (``pipeline.app.Worker.process_batch``: parse, state load,
+* **core**: the worker's own batch code (``pipeline.worker.app.Worker.process_batch``: parse, state load,
   ``apply``, ``vector``, batched predict, alert policy, state store) driven in-process on the same events in
   500-event batches, with Kafka sends stubbed out (what churnwatch's code costs without Faust and Kafka).
 
 Phases, each with its own topics and consumer group on one broker started for this run and stopped by pid:
 
 1. *throughput*: produce every simulated event up front (aiokafka, batched), then start one worker
-   subprocess (``python -m pipeline.cli worker`` with ``CHURNWATCH_*`` variables, as the integration tests
+   subprocess (``python -m apps.cli worker`` with ``CHURNWATCH_*`` variables, as the integration tests
    do), poll its ``/metrics`` for ``churnwatch_events_consumed_total`` and report events/s from the first to
    the last consumed event, plus RSS, CPU, customers tracked, scorings and alerts.
 2. *latency*: a fresh worker with ``CHURNWATCH_EMIT_SCORES=1``. A simulated backlog (34 days of history
@@ -49,12 +49,12 @@ import orjson
 
 from _common import REPO, BenchError, Report, load_note, main_guard, parser, percentile, section
 
-from pipeline.broker import EmbeddedBroker, free_port, stop_process
-from pipeline.demo import scrape
-from pipeline.registry import Registry
-from pipeline.settings import Settings
-from pipeline.simulator import SimConfig, SimRecord, encode_value, simulate, write_jsonl
-from pipeline.topics import ensure_topics
+from devtools.broker import EmbeddedBroker, free_port, stop_process
+from apps.demo import scrape
+from pipeline.model.registry import Registry
+from pipeline.config.settings import Settings
+from devtools.simulator import SimConfig, SimRecord, encode_value, simulate, write_jsonl
+from pipeline.kafka.topics import ensure_topics
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PARTITIONS = 4
@@ -132,7 +132,7 @@ def start_worker(settings: Settings, log_path: Path, emit_scores: bool = False) 
         "CHURNWATCH_EMIT_SCORES": "1" if emit_scores else "0",
     })
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return WorkerProc(settings, proc, log_path)
 
@@ -158,14 +158,14 @@ def train_registry(root: Path, spec: str = "default") -> Path:
     exist, the built-in features before); ``"legacy"`` asks for the built-in features only, so a tree with
     specs can be measured at the feature set of one without.
     """
-    from training.train import train_from_log
+    from training.fit.train import train_from_log
 
     kwargs: dict[str, Any] = {}
     if spec == "legacy":
         try:
-            from pipeline.spec import FeatureSpec
+            from pipeline.core.spec import FeatureSpec
         except ImportError:
-            raise BenchError("--spec legacy needs a tree with feature specs (pipeline/spec.py)") from None
+            raise BenchError("--spec legacy needs a tree with feature specs (pipeline/core/spec.py)") from None
         kwargs["spec"] = FeatureSpec.legacy_spec()
     log = root / "history.jsonl"
     write_jsonl(simulate(SimConfig(customers=300, days=150, seed=11, start_ms=TRAIN_START_MS, id_prefix="hist-")), log)
@@ -260,10 +260,10 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
     Messages get the partition Kafka's default partitioner gives their key and per-partition offsets, so
     idempotence, the sweep clock and changelog routing run exactly as in the worker.
     """
-    from pipeline.replay import partitioner
+    from pipeline.core.shadow import partitioner
 
-    from pipeline import metrics
-    from pipeline.app import Worker
+    from pipeline.worker import metrics
+    from pipeline.worker.app import Worker
 
     logging.getLogger("churnwatch.scoring").setLevel(logging.ERROR)  # "loaded model" is not a figure
     worker = Worker(settings.with_(broker="kafka://127.0.0.1:1"))  # never connects

@@ -26,7 +26,7 @@ the model's saved scores are compared with:
 
 The rows: an inactivity churn is dated the day after the last purchase before the silence but is known
 only N days later, so the rows at T are the customers not *known* at T to be gone (the label delay of
-``training.labels``); a customer already silent at T who never comes back is a row with label 1. The
+``training.rows.labels``); a customer already silent at T who never comes back is a row with label 1. The
 bench prints how much of the population the rows are, how many are such not-yet-known churns, and the
 ROC-AUC of recency and of frequency alone on them.
 
@@ -38,7 +38,7 @@ in (T - N, T + horizon] not ended by a return at or before T), and the bench ref
 they equal the version's test rows and labels and its training rows' count and positives.
 
 ROC-AUC, PR-AUC (average precision) and lift@10 % with 95 % bootstrap intervals over customers
-(``training.evaluate.customer_weights``/``weighted_metrics``/``interval``; 1000 draws, seed 0, one set of
+(``training.assess.measures.customer_weights``/``weighted_metrics``/``interval``; 1000 draws, seed 0, one set of
 draws for every scorer, so the differences model - baseline are paired).
 
 Label timing (printed per N): an inactivity churn at T is known only N days later, so a row's label
@@ -80,7 +80,7 @@ MODEL = "churnwatch model"
 HEADLINE = "BG/NBD 1 - P(alive)"
 
 
-# ---- the raw log and the inactivity rule, independently of training/foreign.py ---------------------------
+# ---- the raw log and the inactivity rule, independently of training/data/foreign.py ---------------------------
 @dataclass
 class Purchases:
     """CDNOW, one entry per line: customer index, day number (days since 1970-01-01, dates moved +28 years)."""
@@ -194,14 +194,14 @@ def rfm(p: Purchases, rows: Rows) -> np.ndarray:
 
 # ---- metrics ------------------------------------------------------------------------------------------
 def point(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    from training.evaluate import pr_auc, roc_auc, top_k
+    from training.assess.measures import pr_auc, roc_auc, top_k
 
     return {"roc_auc": roc_auc(y, s), "pr_auc": pr_auc(y, s), "lift_at_10": top_k(y, s, 10).lift}
 
 
 def compare(rows: Rows, scores: dict[str, np.ndarray], draws: int, seed: int) -> dict[str, Any]:
     """Point values and 95 % intervals per scorer, and paired intervals of the model minus each other one."""
-    from training.evaluate import customer_weights, interval, weighted_metrics
+    from training.assess.measures import customer_weights, interval, weighted_metrics
 
     W = customer_weights(rows.cust, draws, seed)
     boot = {name: weighted_metrics(rows.y, s, W) for name, s in scores.items()}
@@ -397,7 +397,7 @@ def main() -> int:
         p = read_purchases(args.cache)
         print(f"CDNOW: {n_rows:,} purchases, {len(p.ids):,} customers, {iso(p.day.min())} .. {iso(p.day.max())} "
               f"(dates +28 years); lifetimes venv pins: {' '.join(PINS)}", flush=True)
-        from training.train import TrainingError
+        from training.fit.train import TrainingError
 
         for n in inactive:
             try:

@@ -57,9 +57,9 @@ class Result:
 
 
 def run_sim(seed: int, vocab: int, customers: int, days: int, top_k: int, draws: int) -> Result:
-    from pipeline.registry import Registry
-    from pipeline.simulator import SimConfig, simulate, write_jsonl
-    from training.train import train_from_log
+    from pipeline.model.registry import Registry
+    from devtools.simulator import SimConfig, simulate, write_jsonl
+    from training.fit.train import train_from_log
 
     name = f"simulator seed {seed}, vocabulary {vocab}"
     started = time.perf_counter()

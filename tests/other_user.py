@@ -30,7 +30,7 @@ NOBODY = 65534
 
 
 def _can_start(argv: list[str], env: dict[str, str], uid: int) -> bool:
-    code = "import lightgbm, orjson, pipeline.scoring"
+    code = "import lightgbm, orjson, pipeline.model.scoring"
     try:
         proc = subprocess.run([*argv, "-c", code], env=env, cwd="/", user=uid, group=uid, extra_groups=[],
                               capture_output=True, timeout=60)

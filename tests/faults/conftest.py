@@ -4,7 +4,7 @@ Why a separate suite: the integration tests check the worker against the project
 (``features.replay``), so a bug shared by both passes unseen. Here every test
 
 * starts its own Tansu broker (``EmbeddedBroker``, memory storage, a free loopback port) and its own
-  ``python -m pipeline.cli worker`` processes, each with its own ports and data dir;
+  ``python -m apps.cli worker`` processes, each with its own ports and data dir;
 * produces its own seeded events (:mod:`tests.faults.oracle`), injects one kind of fault (kill -9,
   rebalance, re-sent events, deleted topics, a broker that loses its data, poison values);
 * then asks the worker about EVERY customer (``GET /customers/{id}/`` -> ``applied``) and compares
@@ -36,11 +36,11 @@ from typing import Any, Callable, Iterable, Iterator
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from pipeline.broker import EmbeddedBroker, free_port, stop_process
-from pipeline.demo import scrape
-from pipeline.feed import read_all, read_raw
-from pipeline.settings import INPUT_SOURCES, Settings
-from pipeline.topics import ensure_topics
+from devtools.broker import EmbeddedBroker, free_port, stop_process
+from apps.demo import scrape
+from pipeline.kafka.feed import read_all, read_raw
+from pipeline.config.settings import INPUT_SOURCES, Settings
+from pipeline.kafka.topics import ensure_topics
 from tests.faults.oracle import SOURCES, Comparison, Ev, Observed, Oracle, Unavailable
 from tests.integration.conftest import _env, wait_for
 
@@ -158,7 +158,7 @@ class Member:
         self.incarnation += 1
         self.log_path = self.harness.tmp / f"worker-{self.name}-{self.incarnation}.log"
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO,
+            self.proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"], cwd=REPO,
                                          env=_env(self.settings), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         self.started_at = time.monotonic()

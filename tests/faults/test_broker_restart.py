@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pipeline.topics import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from tests.faults.conftest import Harness, Steps, assert_all_alive, summary
 from tests.faults.oracle import EventGenerator, Oracle
 

@@ -5,7 +5,7 @@ matches, and a ``CURRENT`` pointer that cannot be read used to raise out of the 
 must survive all of it: stay up, keep scoring with the model it has, count the failed reload by reason,
 and still pick up the next good promotion.
 
-Each test starts its own Tansu broker (free port), registry, data dir and ``python -m pipeline.cli
+Each test starts its own Tansu broker (free port), registry, data dir and ``python -m apps.cli
 worker`` (own metrics and web ports), and stops every process by its pid. Models are small, seeded
 and trained in a second; the corrupt ones are written through ``Registry.save``, which hashes what it
 writes, so their sha256 always matches. Waits poll a condition against a deadline.
@@ -30,12 +30,12 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.broker import EmbeddedBroker, free_port, stop_process
-from pipeline.contract import DAY_MS
-from pipeline.features import FEATURES
-from pipeline.registry import Registry
-from pipeline.settings import Settings
-from pipeline.topics import ensure_topics
+from devtools.broker import EmbeddedBroker, free_port, stop_process
+from pipeline.core.contract import DAY_MS
+from pipeline.core.features import FEATURES
+from pipeline.model.registry import Registry
+from pipeline.config.settings import Settings
+from pipeline.kafka.topics import ensure_topics
 from tests.integration.conftest import WorkerProcess, _env, wait_for
 from tests.integration.scenarios import event
 
@@ -149,7 +149,7 @@ def model_settings(model_broker: EmbeddedBroker, model_registry: Registry, tmp_p
 def model_worker(model_settings: Settings, tmp_path: Path) -> Iterator[ModelWorker]:
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO, env=_env(model_settings),
+        proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"], cwd=REPO, env=_env(model_settings),
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     worker = ModelWorker(model_settings, proc, log_path)
     try:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from pipeline.topics import ensure_topics
+from pipeline.kafka.topics import ensure_topics
 from tests.faults.conftest import Harness, assert_all_alive, summary
 from tests.faults.oracle import EventGenerator, Oracle
 

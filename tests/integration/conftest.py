@@ -22,13 +22,13 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.broker import EmbeddedBroker, free_port, stop_process
-from pipeline.demo import scrape
-from pipeline.feed import read_all
-from pipeline.registry import Registry
-from pipeline.settings import ENV_PREFIX, Settings
-from pipeline.simulator import SimConfig, simulate, write_jsonl
-from pipeline.topics import ensure_topics
+from devtools.broker import EmbeddedBroker, free_port, stop_process
+from apps.demo import scrape
+from pipeline.kafka.feed import read_all
+from pipeline.model.registry import Registry
+from pipeline.config.settings import ENV_PREFIX, Settings
+from devtools.simulator import SimConfig, simulate, write_jsonl
+from pipeline.kafka.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parents[2]
 _ids = itertools.count(1)
@@ -60,7 +60,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding one model trained on simulated history (shared, read-only for tests)."""
-    from training.train import train_from_log
+    from training.fit.train import train_from_log
 
     root = tmp_path_factory.mktemp("models")
     log = root.parent / "history.jsonl"
@@ -73,7 +73,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def foreign_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding one model trained on a foreign-vocabulary product (22 event types of its own,
     none of them churnwatch's), so its learnt feature spec differs from ``trained_models``'."""
-    from training.train import train_from_log
+    from training.fit.train import train_from_log
 
     root = tmp_path_factory.mktemp("foreign-models")
     log = root.parent / "foreign-history.jsonl"
@@ -137,7 +137,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     def _start(settings: Settings, wait_ready: bool = True, extra_env: dict[str, str] | None = None) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO,
+            proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"], cwd=REPO,
                                     env=_env(settings, extra_env), stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL)
         w = WorkerProcess(settings, proc, log_path)
@@ -206,10 +206,10 @@ def cli_env(broker: EmbeddedBroker, monkeypatch: pytest.MonkeyPatch) -> dict[str
 
 def churnwatch(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     """``churnwatch ARGV`` in this process: (exit code, stdout, stderr)."""
-    import pipeline.cli
+    import apps.cli
 
     try:
-        code = pipeline.cli.main(argv)
+        code = apps.cli.main(argv)
     except SystemExit as exc:
         code = exc.code
     out, err = capsys.readouterr()
@@ -221,6 +221,6 @@ def run_cli(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple
     full = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     full.update(env)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], cwd=REPO, env=full, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "apps.cli", *argv], cwd=REPO, env=full, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0

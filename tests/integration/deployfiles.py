@@ -2,7 +2,7 @@
 
 Shared by test_deploy_files.py (static checks, promtool, amtool), test_metrics.py (every dashboard
 query against a real Prometheus scraping a real worker) and test_alertmanager.py. The metric contract
-is not written down here: it is read from what the worker exports (``pipeline.metrics``' registry,
+is not written down here: it is read from what the worker exports (``pipeline.worker.metrics``' registry,
 plus any metric constructor found in ``pipeline/``), so a metric added to the code without a panel
 fails the dashboard test, and a panel or rule naming a metric that no longer exists fails too.
 """
@@ -50,7 +50,7 @@ _CONSTRUCTOR = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"(churnwatc
 def exported_metrics() -> dict[str, str]:
     """``{metric name: type}`` of everything the worker exports (names as prometheus_client gives
     them: counters without ``_total``)."""
-    import pipeline.metrics  # noqa: F401  (registers the worker's metrics)
+    import pipeline.worker.metrics  # noqa: F401  (registers the worker's metrics)
     from prometheus_client import REGISTRY
 
     found = {
@@ -59,7 +59,7 @@ def exported_metrics() -> dict[str, str]:
         for family in (collector.describe() if hasattr(collector, "describe") else collector.collect())
         if family.name.startswith("churnwatch_")
     }
-    # a metric defined in a module that pipeline.metrics does not import is still exported by the worker
+    # a metric defined in a module that pipeline.worker.metrics does not import is still exported by the worker
     for path in sorted((REPO / "pipeline").glob("*.py")):
         for kind, name in _CONSTRUCTOR.findall(path.read_text(encoding="utf-8")):
             found.setdefault(name[: -len("_total")] if name.endswith("_total") else name, kind.lower())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from pipeline.contract import DAY_MS, format_ts
+from pipeline.core.contract import DAY_MS, format_ts
 
 HOUR = 3_600_000
 _seq = itertools.count()
@@ -67,7 +67,7 @@ def deteriorating(customer: str, start_ms: int, days: int, healthy_days: int = 3
 
 def interleave(*histories: list[Record]) -> list[Record]:
     """Merge histories into one event-time ordered stream, as a real topic would carry them."""
-    from pipeline.contract import parse_ts
+    from pipeline.core.contract import parse_ts
 
     merged = [r for h in histories for r in h]
     merged.sort(key=lambda r: parse_ts(r[1]["ts"]))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract import DAY_MS, format_ts
-from pipeline.settings import Settings
+from pipeline.core.contract import DAY_MS, format_ts
+from pipeline.config.settings import Settings
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import HOUR, event, healthy, interleave
 
@@ -86,6 +86,6 @@ def test_scripted_customer_gets_exactly_the_expected_alerts(settings: Settings, 
 
 
 def model_alert_ts(alert: dict) -> int:
-    from pipeline.contract import parse_ts
+    from pipeline.core.contract import parse_ts
 
     return parse_ts(alert["event_time"])

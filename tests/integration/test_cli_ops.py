@@ -19,9 +19,9 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from pipeline.broker import free_port, stop_process
-from pipeline.demo import scrape
-from pipeline.settings import ENV_PREFIX, Settings
+from devtools.broker import free_port, stop_process
+from apps.demo import scrape
+from pipeline.config.settings import ENV_PREFIX, Settings
 from tests.integration.conftest import REPO, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
@@ -60,7 +60,7 @@ def test_more_workers_with_the_same_settings_on_one_host(settings: Settings, tmp
         for i in range(2):
             log = tmp_path / f"worker-{i}.log"
             with open(log, "wb") as fh:
-                procs.append((subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker", "--web-port",
+                procs.append((subprocess.Popen([sys.executable, "-m", "apps.cli", "worker", "--web-port",
                                                 str(free_port())], cwd=REPO, env=env, stdout=fh,
                                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log))
 
@@ -114,7 +114,7 @@ def _alert(n: int, tier: str, csm: str | None) -> dict[str, Any]:
 
 def _follow(argv: list[str], env: dict[str, str], want: int) -> list[str]:
     """``churnwatch ARGV`` with stdout a pipe until ``want`` lines came, then Ctrl-C (by pid): the lines."""
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *argv], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
         lines = _Lines(proc)
@@ -148,7 +148,7 @@ def test_alerts_in_a_pipe_json_and_filters(settings: Settings) -> None:
 
 
 def test_export_reports_its_progress(settings: Settings, tmp_path: Path) -> None:
-    from training.export import EXPORT_LABEL, SORT_LABEL, export_topics
+    from training.data.export import EXPORT_LABEL, SORT_LABEL, export_topics
 
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
     for i in range(300):

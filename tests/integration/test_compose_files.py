@@ -310,7 +310,7 @@ def ignored(rel: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
 def test_the_dockerignore_reader_follows_dockers_rules() -> None:
     rules = dockerignore_patterns("# comment\n.venv\nmodels/v*\n**/__pycache__\n*.log\n!keep.log\n/docs/*.tmp\n")
     assert ignored(".venv/bin/python", rules) and ignored("models/v3/model.txt", rules)
-    assert not ignored("models/README.md", rules) and not ignored("pipeline/app.py", rules)
+    assert not ignored("models/README.md", rules) and not ignored("pipeline/worker/app.py", rules)
     assert ignored("pipeline/__pycache__/app.pyc", rules) and ignored("__pycache__/x.pyc", rules)
     assert ignored("debug.log", rules) and not ignored("keep.log", rules) and not ignored("sub/debug.log", rules)
     assert ignored("docs/a.tmp", rules) and not ignored("docs/sub/a.tmp", rules)
@@ -385,7 +385,7 @@ def test_the_build_context_holds_every_path_the_dockerfile_copies(services: dict
             missing.append(src)
     assert not missing, f"COPY/ADD sources missing from the build context (or dropped by .dockerignore): {missing}"
     # what the image needs at run time, and what it must not carry
-    assert "pipeline/app.py" in files and "training/train.py" in files
+    assert "pipeline/worker/app.py" in files and "training/fit/train.py" in files
     assert not any(f.startswith((".venv/", ".git/")) for f in files)
 
 
@@ -484,8 +484,8 @@ def test_the_inbox_service(services: dict[str, Any]) -> None:
 def test_the_inbox_and_the_worker_web_get_the_token_they_need_on_0_0_0_0(services: dict[str, Any]) -> None:
     """Both listen on every interface of their container, which they refuse to do without a sign-in:
     the compose file passes them the token (and only them), and their settings accept it."""
-    from pipeline.settings import Settings
-    from pipeline.webauth import check_bind
+    from pipeline.config.settings import Settings
+    from pipeline.web.webauth import check_bind
 
     token = REQUIRED["CHURNWATCH_INBOX_TOKEN"]
     for name, host in (("inbox", "0.0.0.0"), ("worker", _env(services["worker"])["CHURNWATCH_WEB_HOST"])):
@@ -558,8 +558,8 @@ def test_the_inbox_healthcheck_against_the_inbox(services: dict[str, Any]) -> No
     unhealthy once the follower stopped."""
     from types import SimpleNamespace
 
-    from pipeline.inbox import FOLLOWER_KEY, InboxServer, create_app
-    from pipeline.settings import Settings
+    from apps.inbox import FOLLOWER_KEY, InboxServer, create_app
+    from pipeline.config.settings import Settings
 
     settings = Settings.from_env({}).with_(broker="kafka://127.0.0.1:1",
                                            inbox_token=_env(services["inbox"])["CHURNWATCH_INBOX_TOKEN"])
@@ -607,7 +607,7 @@ def test_the_prometheus_healthcheck_against_prometheus(services: dict[str, Any],
 
 
 def test_the_alertmanager_healthcheck_against_alertmanager(services: dict[str, Any], wget: str) -> None:
-    from pipeline.broker import free_port, stop_process
+    from devtools.broker import free_port, stop_process
 
     if not Path(ALERTMANAGER_BIN).is_file():
         pytest.skip(f"{ALERTMANAGER_BIN} not installed (scripts/ensure-debian-packages.sh prometheus-alertmanager)")

@@ -1,7 +1,7 @@
 """The connection check against the embedded broker (Tansu): a TLS client against its plaintext
 listener and an address nobody listens on fail within the deadline, with exit code 2 and one line.
 The other steps (untrusted certificate, a TLS listener spoken to in plaintext, not Kafka, SASL) are
-covered with loopback servers in tests/unit/pipeline/test_connection.py."""
+covered with loopback servers in tests/unit/pipeline/kafka/test_connection.py."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker, free_port
-from pipeline.connection import ConnectError, check_connection
-from pipeline.settings import Settings
+from devtools.broker import EmbeddedBroker, free_port
+from pipeline.kafka.connection import ConnectError, check_connection
+from pipeline.config.settings import Settings
 
 try:  # tests/integration may or may not become a package; support both import styles
     from .conftest import run_cli

@@ -8,11 +8,11 @@ import time
 import orjson
 import pytest
 
-from pipeline.contract import DAY_MS, validate
-from pipeline.features import CustomerState, replay, vector
-from pipeline.feed import read_all
-from pipeline.settings import Settings
-from pipeline.simulator import SimConfig, simulate
+from pipeline.core.contract import DAY_MS, validate
+from pipeline.core.features import CustomerState, replay, vector
+from pipeline.kafka.feed import read_all
+from pipeline.config.settings import Settings
+from devtools.simulator import SimConfig, simulate
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ def changelog_states(settings: Settings) -> dict[str, CustomerState]:
     latest: dict[str, CustomerState] = {}
     for record in read_all(settings, settings.changelog_topic, idle_s=1.0):
         if record.get("kind") in ("position", "fence"):
-            continue  # the store's control records (pipeline/store.py)
+            continue  # the store's control records (pipeline/worker/store.py)
         state = CustomerState.from_bytes(orjson.dumps(record))
         latest[state.customer_id] = state
     return latest

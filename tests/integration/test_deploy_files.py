@@ -13,7 +13,7 @@ production. So:
 * ``amtool`` (Debian package ``prometheus-alertmanager``) validates the Alertmanager config and tells
   which receiver each severity is routed to;
 * every PromQL expression in the dashboard and the rules may name only metrics the worker exports
-  (read from ``pipeline.metrics``, see deployfiles.py), and the dashboard must show every one of them.
+  (read from ``pipeline.worker.metrics``, see deployfiles.py), and the dashboard must show every one of them.
 
 A real Prometheus scraping a real worker runs every dashboard query in test_metrics.py; a real
 Alertmanager delivering to a webhook is in test_alertmanager.py.

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.contract import DAY_MS, validate
-from pipeline.settings import Settings
-from training.eventlog import read_events
-from training.export import ExportError, export_topics
+from pipeline.core.contract import DAY_MS, validate
+from pipeline.config.settings import Settings
+from training.data.eventlog import read_events
+from training.data.export import ExportError, export_topics
 
 pytestmark = pytest.mark.integration
 
@@ -136,11 +136,11 @@ def test_export_command_then_train_on_the_dump(settings: Settings, sender: Any, 
     sender.send_all(records)
     dump = tmp_path / "dump.parquet"
     env = _env(settings, {"CHURNWATCH_MODELS_DIR": str(tmp_path / "models")})
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--out", str(dump)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "-m", "apps.cli", "export", "--out", str(dump)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"exported {len(records):,} records" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "train", "--events", str(dump), "--quiet",
+    done = subprocess.run([sys.executable, "-m", "apps.cli", "train", "--events", str(dump), "--quiet",
                            "--horizon-days", "14"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "promoted" in done.stdout and (tmp_path / "models" / "CURRENT").is_file()

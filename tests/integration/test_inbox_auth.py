@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.contract import format_ts, validate
-from pipeline.inbox import CSRF_HEADER, InboxServer, create_app
-from pipeline.settings import Settings
+from pipeline.core.contract import format_ts, validate
+from apps.inbox import CSRF_HEADER, InboxServer, create_app
+from pipeline.config.settings import Settings
 from tests.integration.conftest import REPO, read_topic, wait_for
 from tests.integration.webclient import WebClient
 
@@ -143,7 +143,7 @@ def test_trusted_header_mode_against_a_running_inbox(settings: Settings, sender)
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_inbox_refuses_a_public_bind_without_a_guard(host: str, tmp_path) -> None:
     env = {"PATH": "/usr/bin:/bin", "CHURNWATCH_BROKER": "kafka://127.0.0.1:1", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "inbox", "--host", host, "--port", "1"],
+    proc = subprocess.run([sys.executable, "-m", "apps.cli", "inbox", "--host", host, "--port", "1"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "refusing to serve the inbox" in proc.stderr, proc.stderr

@@ -24,9 +24,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from pipeline.contract import DAY_MS, parse_ts, validate
-from pipeline.inbox import ACK_NOTE, InboxServer, create_app, risk_text, sentence
-from pipeline.settings import Settings
+from pipeline.core.contract import DAY_MS, parse_ts, validate
+from apps.inbox import ACK_NOTE, InboxServer, create_app, risk_text, sentence
+from pipeline.config.settings import Settings
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import healthy
 

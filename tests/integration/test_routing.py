@@ -5,7 +5,7 @@ so a worker must advertise its own host, not one address every replica shares; a
 is forwarded to the owner by the URL the owner advertised. Two workers on one machine stand in for two
 containers: one port, two loopback addresses (127.0.0.2 and 127.0.0.3), one of them advertising its
 host by ``CHURNWATCH_WEB_ADVERTISED_HOST`` and the other by default (its bind address). The choice of
-the container hostname for a wildcard bind is covered by tests/unit/pipeline/test_app.py. The compose
+the container hostname for a wildcard bind is covered by tests/unit/pipeline/worker/test_app.py. The compose
 file's worker healthcheck is run against both workers here too.
 (tests/faults/test_group.py covers routing between workers on different ports through takeovers.)
 """
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.broker import free_port
-from pipeline.contract import format_ts
-from pipeline.replay import partitioner
-from pipeline.settings import Settings
+from devtools.broker import free_port
+from pipeline.core.contract import format_ts
+from pipeline.core.shadow import partitioner
+from pipeline.config.settings import Settings
 from tests.integration.conftest import wait_for
 from tests.integration.test_compose_files import healthcheck_argv, load_compose, run_check
 

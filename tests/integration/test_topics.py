@@ -3,7 +3,7 @@
 Tansu is a single broker: what it can show is exercised here (creation with replication factor 1, the
 check's report, a co-partitioning mismatch, a factor above the broker count refused, a worker using
 the topics it finds). Several brokers, replicas, under-replication and unreported configs are covered by
-the pure planning and report functions in tests/unit/pipeline/test_topics.py.
+the pure planning and report functions in tests/unit/pipeline/kafka/test_topics.py.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.topics import check, plan_topics
+from devtools.broker import EmbeddedBroker
+from pipeline.kafka.topics import check, plan_topics
 
 try:  # tests/integration may or may not become a package; support both import styles
     from .conftest import churnwatch

@@ -16,10 +16,10 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pipeline import webhook
-from pipeline.broker import free_port
-from pipeline.webhook import WebhookSink
-from tests.unit.pipeline.test_webhook import make_alert
+from pipeline.worker import webhook
+from devtools.broker import free_port
+from pipeline.worker.webhook import WebhookSink
+from tests.unit.pipeline.worker.test_webhook import make_alert
 
 SECRET = "services/T000/B000/s3cr3tT0ken"
 #: (status, seconds to wait before answering, response body) for the n-th request (0-based).

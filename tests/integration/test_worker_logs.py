@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import stop_process
-from pipeline.settings import Settings
+from devtools.broker import stop_process
+from pipeline.config.settings import Settings
 from tests.integration.conftest import REPO, _env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -68,12 +68,12 @@ def test_text_format_has_no_escape_codes_when_stderr_is_no_terminal(settings: Se
     reader.start()
     stderr_path = tmp_path / "worker.stderr"
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "worker"], cwd=REPO,
+        proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "worker"], cwd=REPO,
                                 env=_env(settings, {"CHURNWATCH_LOG_FORMAT": "text"}), stdin=subprocess.DEVNULL,
                                 stdout=slave, stderr=err)
     os.close(slave)
     try:
-        from pipeline.demo import scrape
+        from apps.demo import scrape
 
         def ready() -> bool:
             if proc.poll() is not None:
@@ -99,7 +99,7 @@ def test_text_format_has_no_escape_codes_when_stderr_is_no_terminal(settings: Se
 
 def test_a_worker_that_cannot_start_says_why_in_one_json_line(tmp_path: Path) -> None:
     """A fatal start-up error (no broker on that port) is a JSON line too, and the exit code is 2."""
-    from pipeline.broker import free_port
+    from devtools.broker import free_port
     from tests.integration.conftest import run_cli
 
     code, out, err, _ = run_cli(["worker"], {"CHURNWATCH_BROKER": f"kafka://127.0.0.1:{free_port()}",

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from pipeline.broker import free_port
-from pipeline.contract import DAY_MS
-from pipeline.replay import partitioner
-from pipeline.settings import Settings
-from pipeline.webauth import WORKER_HEADER, WebAuth
+from devtools.broker import free_port
+from pipeline.core.contract import DAY_MS
+from pipeline.core.shadow import partitioner
+from pipeline.config.settings import Settings
+from pipeline.web.webauth import WORKER_HEADER, WebAuth
 from tests.integration.conftest import wait_for
 from tests.integration.scenarios import profile
 from tests.integration.webclient import WebClient

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.features import FEATURES
-from pipeline.settings import Settings
+from pipeline.core.features import FEATURES
+from pipeline.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def test_every_feature_is_in_the_catalogue_and_nothing_else() -> None:
 def test_every_spec_feature_has_a_row_in_the_catalogue() -> None:
     """Each row of the spec table is a name pattern; every name a spec compiles to matches one, and
     every pattern is used."""
-    from pipeline.spec import FeatureSpec, compile_spec
+    from pipeline.core.spec import FeatureSpec, compile_spec
 
     text = (ROOT / "docs" / "features.md").read_text().split("## Feature spec")[1]
     patterns = {}
@@ -66,13 +66,13 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_readme_settings_table_is_the_generated_one() -> None:
-    """The table is written by ``python -m pipeline.settings --readme`` from the field descriptions."""
-    from pipeline.settings import README_BEGIN, README_END
+    """The table is written by ``python -m pipeline.config.settings --readme`` from the field descriptions."""
+    from pipeline.config.settings import README_BEGIN, README_END
 
     readme = (ROOT / "README.md").read_text()
     assert readme.count(README_BEGIN) == 1 and readme.count(README_END) == 1
     table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"
-    assert table == Settings.markdown_table(), "README settings table is stale: run python -m pipeline.settings --readme"
+    assert table == Settings.markdown_table(), "README settings table is stale: run python -m pipeline.config.settings --readme"
     for name, field in Settings.model_fields.items():
         assert field.description, f"CHURNWATCH_{name.upper()} has no description"
 
@@ -80,7 +80,7 @@ def test_readme_settings_table_is_the_generated_one() -> None:
 def test_every_command_and_worker_flag_is_in_the_readme() -> None:
     import argparse
 
-    from pipeline.cli import build_parser
+    from apps.cli import build_parser
 
     readme = (ROOT / "README.md").read_text()
     parser = build_parser()

@@ -1,0 +1,155 @@
+"""Alert policy: when a score becomes an alert, and the alert record a CSM receives.
+
+Pure code over a small per-customer memory (``CustomerState.alert``), so the decisions survive a crash
+with the rest of the state and can be unit-tested without a broker. The policy errs on the side of
+silence once it has spoken: a customer is alerted once, stays quiet while the alert is open, and is
+re-armed only after the score drops below a lower mark (hysteresis) and a cool-down has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from pipeline.core.contract import DAY_MS, Event, format_ts
+from pipeline.core.reasons import Reason
+
+#: Default of the policy's ``min_history_days``: how long a customer must have been seen before a model
+#: score may alert. Training keeps customers from their first day, so this is about CSMs' inboxes, not
+#: about what the model knows (``bench/alert_quality.py --min-history-days``, docs/alerts.md). Against 28,
+#: 7 warns most of the new accounts' churners for ~3 % more model alerts at the same precision; 0 adds
+#: ~10 % more, hardly better than picking new accounts at random, and makes a worker starting on an
+#: existing customer base (everybody looks new) send ~3 normal weeks' model alerts a week for a month.
+MIN_HISTORY_DAYS = 7
+#: alerts remembered per customer for the customer view (the alert topic keeps them all)
+HISTORY_KEPT = 10
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Alert policy knobs (see ``docs/alerts.md``); loaded from the policy file by ``pipeline.core.policy``."""
+
+    #: built-in defaults, used when neither the policy file nor the model proposes a threshold
+    thresholds: dict[str, float] = field(default_factory=lambda: {"vip": 0.35, "standard": 0.5})
+    #: thresholds written in the policy file: they win over the model's proposals
+    file_thresholds: dict[str, float] = field(default_factory=dict)
+    #: Re-arm once the score falls below threshold * rearm_ratio.
+    rearm_ratio: float = 0.8
+    cooldown_days: float = 14.0
+    expire_days: float = 30.0
+    #: An open alert escalates when the score has risen this much above the score it was raised at.
+    escalate_delta: float = 0.15
+    #: No model alert (nor a renewal-at-risk "risk") while the customer has been seen for less than this.
+    min_history_days: float = MIN_HISTORY_DAYS
+
+    def threshold(self, tier: str, model_thresholds: dict[str, float] | None = None) -> float:
+        merged = {**self.thresholds, **(model_thresholds or {}), **self.file_thresholds}
+        return merged.get(tier, merged.get("standard", 0.5))
+
+
+@dataclass
+class Alert:
+    alert_id: str
+    customer_id: str
+    tier: str
+    csm: str
+    score: float
+    threshold: float
+    band: str
+    trigger: str
+    reasons: list[Reason]
+    play: str
+    model_version: str | None
+    event_ms: int
+    emit_ms: int
+    kind: str = "new"  # new | escalation
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["score"] = round(self.score, 4)
+        d["threshold"] = round(self.threshold, 4)
+        d["reasons"] = [r.to_json() for r in self.reasons]
+        d["event_time"] = format_ts(self.event_ms)
+        d["emit_time"] = format_ts(self.emit_ms)
+        return d
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy wants: ``kind`` is 'new' or 'escalation'; reasons are added by the caller
+    (they need the model's contributions, which are computed only for decisions)."""
+
+    kind: str
+    trigger: str
+    threshold: float
+    band: str
+
+
+def band(score: float, threshold: float) -> str:
+    """How urgent the risk is: ``critical`` half-way from the threshold to certainty, ``high`` at the
+    threshold, ``watch`` below it (a rule alert about a customer whose risk is not yet high)."""
+    if score >= (1.0 + threshold) / 2:
+        return "critical"
+    return "high" if score >= threshold else "watch"
+
+
+def alert_id(customer_id: str, event_ms: int, trigger: str) -> str:
+    """Deterministic, so a replay after a crash re-creates the same id instead of a new alert."""
+    return hashlib.sha1(f"{customer_id}|{event_ms}|{trigger}".encode()).hexdigest()[:16]
+
+
+def decide(memory: dict[str, Any], *, score: float, tier: str, now_ms: int, history_days: float,
+           churned: bool, cfg: PolicyConfig, model_thresholds: dict[str, float] | None = None,
+           trigger: str = "event") -> Decision | None:
+    """Update ``memory`` with this score and return a Decision when an alert must go out."""
+    t = cfg.threshold(tier, model_thresholds)
+    if churned or history_days < cfg.min_history_days:
+        return None
+    armed = memory.get("armed", True)
+    if not armed and score < t * cfg.rearm_ratio:
+        memory["armed"] = armed = True
+    open_id = memory.get("open")
+    if open_id and now_ms - memory.get("open_ms", now_ms) > cfg.expire_days * DAY_MS:
+        memory["open"] = open_id = None
+    if open_id:
+        if score >= memory.get("open_score", 1.0) + cfg.escalate_delta:
+            memory["open_score"] = score
+            return Decision("escalation", "escalation", t, band(score, t))
+        return None
+    if score < t or not armed:
+        return None
+    last = memory.get("last_ms")
+    if last is not None and now_ms - last < cfg.cooldown_days * DAY_MS:
+        return None
+    return Decision("new", trigger, t, band(score, t))
+
+
+def record(memory: dict[str, Any], alert: Alert) -> None:
+    """Remember an emitted alert (called after the alert is built, so ids match)."""
+    history = memory.setdefault("history", [])
+    history.append({"alert_id": alert.alert_id, "event_ms": alert.event_ms, "trigger": alert.trigger,
+                    "kind": alert.kind, "score": None if alert.score != alert.score else round(alert.score, 4)})
+    del history[:-HISTORY_KEPT]
+    if alert.kind == "new":
+        memory.update(open=alert.alert_id, open_ms=alert.event_ms, open_score=alert.score,
+                      armed=False, last_ms=alert.event_ms)
+
+
+def on_outcome(memory: dict[str, Any], event: Event) -> None:
+    """Close the loop: an acknowledgement closes the open alert (the cool-down keeps running)."""
+    if event.type in ("alert_ack", "contacted", "saved") and memory.get("open"):
+        ack_id = event.data.get("alert_id")
+        if ack_id is None or ack_id == memory["open"]:
+            memory["open"] = None
+            memory["acked_ms"] = event.ts_ms
+
+
+def build(customer_id: str, tier: str, csm: str, score: float, decision: Decision, reasons: Sequence[Reason],
+          play: str, model_version: str | None, event_ms: int, emit_ms: int) -> Alert:
+    return Alert(
+        alert_id=alert_id(customer_id, event_ms, decision.trigger),
+        customer_id=customer_id, tier=tier, csm=csm, score=score, threshold=decision.threshold,
+        band=decision.band, trigger=decision.trigger, reasons=list(reasons), play=play,
+        model_version=model_version, event_ms=event_ms, emit_ms=emit_ms, kind=decision.kind,
+    )
