@@ -57,16 +57,15 @@ import orjson
 from aiohttp import web
 
 from pipeline.web import webguard
+from pipeline.core.alerting import CLOSING_OUTCOMES as ALERT_CLOSING_OUTCOMES, EXPIRE_DAYS
 from pipeline.core.contract import DAY_MS, InvalidEvent, Limits, format_ts, parse_ts, validate
 from pipeline.config.settings import Settings
 from pipeline.web.webauth import CSRF_HEADER, LOOPBACK_NAMES, WebAuth, bind_rule
 
 log = logging.getLogger("churnwatch.inbox")
 
-#: Days after which an open alert expires (the alert policy's default ``expire_days``).
-EXPIRE_DAYS = 30.0
-#: Outcomes that close a customer's open alert (as in ``pipeline.core.alerting.on_outcome``), plus churn.
-CLOSING_OUTCOMES = frozenset({"alert_ack", "contacted", "saved", "churned"})
+#: Outcomes that close a customer's entry: those that close the worker's open alert, plus churn.
+CLOSING_OUTCOMES = ALERT_CLOSING_OUTCOMES | {"churned"}
 ACK_NOTE = "acknowledged in inbox"
 #: How many closed alert ids are remembered (for acknowledgements read before their alert, and replays).
 MAX_REMEMBERED_IDS = 200_000

@@ -24,6 +24,10 @@ from pipeline.core.reasons import Reason
 MIN_HISTORY_DAYS = 7
 #: alerts remembered per customer for the customer view (the alert topic keeps them all)
 HISTORY_KEPT = 10
+#: Days after which an open alert expires unless the policy file says otherwise.
+EXPIRE_DAYS = 30.0
+#: Outcomes by which a CSM closes an open alert (an ``alert_id`` in the outcome names the one it closes).
+CLOSING_OUTCOMES = frozenset({"alert_ack", "contacted", "saved"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class PolicyConfig:
     #: Re-arm once the score falls below threshold * rearm_ratio.
     rearm_ratio: float = 0.8
     cooldown_days: float = 14.0
-    expire_days: float = 30.0
+    expire_days: float = EXPIRE_DAYS
     #: An open alert escalates when the score has risen this much above the score it was raised at.
     escalate_delta: float = 0.15
     #: No model alert (nor a renewal-at-risk "risk") while the customer has been seen for less than this.
@@ -138,7 +142,7 @@ def record(memory: dict[str, Any], alert: Alert) -> None:
 
 def on_outcome(memory: dict[str, Any], event: Event) -> None:
     """Close the loop: an acknowledgement closes the open alert (the cool-down keeps running)."""
-    if event.type in ("alert_ack", "contacted", "saved") and memory.get("open"):
+    if event.type in CLOSING_OUTCOMES and memory.get("open"):
         ack_id = event.data.get("alert_id")
         if ack_id is None or ack_id == memory["open"]:
             memory["open"] = None
