@@ -426,7 +426,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         result = train_from_log(events, _registry(args), as_of_ms=as_of_ms, **kwargs)
         return _print_trained(result, args.strict)
-    from training.data.foreign import mapping_from_args, train_foreign
+    from training.data.foreign.mapping import ForeignMapping
+    from training.fit.foreign_run import train_foreign
 
     # The conversion summary is printed before training, so it is there even when training then fails;
     # the conversion's bars end there too, before training draws its own.
@@ -435,8 +436,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             conversion.stop()
             print(stats.summary(), flush=True)
 
-        foreign = train_foreign(usage, churn, _registry(args), mapping_from_args(args), log_out=args.save_log,
-                                on_converted=converted, convert_progress=conversion.report, **kwargs)
+        foreign = train_foreign(usage, churn, _registry(args), ForeignMapping.from_options(vars(args)),
+                                log_out=args.save_log, on_converted=converted, convert_progress=conversion.report, **kwargs)
     return _print_trained(foreign.train, args.strict)
 
 
@@ -477,11 +478,12 @@ def cmd_score(args: argparse.Namespace) -> int:
         return _score_log(args, source, model, version, times, settings, policy)
     import tempfile
 
-    from training.data.foreign import convert, mapping_from_args
+    from training.data.foreign.convert import convert
+    from training.data.foreign.mapping import ForeignMapping
 
     with tempfile.TemporaryDirectory(prefix="churnwatch-foreign-") as tmp:
         converted = Path(args.save_log) if args.save_log else Path(tmp) / "converted.jsonl"
-        stats = convert(usage, churn, converted, mapping_from_args(args))
+        stats = convert(usage, churn, converted, ForeignMapping.from_options(vars(args)))
         stats.temporary = not args.save_log
         print(stats.summary(), flush=True)
         return _score_log(args, converted, model, version, times, settings, policy)

@@ -80,7 +80,7 @@ MODEL = "churnwatch model"
 HEADLINE = "BG/NBD 1 - P(alive)"
 
 
-# ---- the raw log and the inactivity rule, independently of training/data/foreign.py ---------------------------
+# ---- the raw log and the inactivity rule, independently of training/data/foreign/ ----------------------------
 @dataclass
 class Purchases:
     """CDNOW, one entry per line: customer index, day number (days since 1970-01-01, dates moved +28 years)."""

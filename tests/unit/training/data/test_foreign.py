@@ -20,8 +20,9 @@ from apps import cli
 from pipeline.model.registry import Registry
 from pipeline.model.scoring import load_version
 from training.data.eventlog import read_events
-from training.data.foreign import (ForeignLogError, ForeignMapping, TimeReader, convert, day_order, mapping_from_args,
-                              parse_type_map)
+from training.data.foreign.convert import convert
+from training.data.foreign.mapping import ForeignLogError, ForeignMapping, parse_type_map
+from training.data.foreign.times import TimeReader, day_order
 
 UTC = timezone.utc
 
@@ -249,7 +250,7 @@ def test_type_map_and_cli_arguments() -> None:
         parse_type_map("signin")
     args = argparse.Namespace(id_col="account_id", time_col="ts", type_col="event", type_map=["signin=login"],
                               tier_col=None, as_of="2026-06-01", events=None)
-    m = mapping_from_args(args)
+    m = ForeignMapping.from_options(vars(args))
     assert (m.id_col, m.time_col, m.type_col, dict(m.type_map), m.as_of) == \
         ("account_id", "ts", "event", {"signin": "login"}, "2026-06-01")
     assert m.tier_col is None and m.churn_date_col == "churn_date"
@@ -452,7 +453,7 @@ def test_bad_type_map_target_through_the_cli_is_exit_2_and_one_line(small: tuple
 def test_cli_takes_user_and_value_columns() -> None:
     args = cli.build_parser().parse_args(["train", "--usage", "u.csv", "--churn", "c.csv", "--user-col", "member",
                                           "--value-col", "amount"])
-    m = mapping_from_args(args)
+    m = ForeignMapping.from_options(vars(args))
     assert (m.user_col, m.value_col) == ("member", "amount")
 
 
@@ -643,26 +644,6 @@ def test_inactivity_with_nobody_inactive_warns(tmp_path: Path) -> None:
 
 def test_cli_takes_inactive_days() -> None:
     args = cli.build_parser().parse_args(["train", "--usage", "u.csv", "--inactive-days", "90"])
-    assert args.churn is None and mapping_from_args(args).inactive_days == 90
+    assert args.churn is None and ForeignMapping.from_options(vars(args)).inactive_days == 90
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "--usage", "u.csv", "--inactive-days", "0"])
-
-
-def test_inactivity_trains_a_loadable_model(tmp_path: Path) -> None:
-    from training.data.foreign import train_foreign
-
-    usage, _ = team_history(tmp_path, accounts=120, days=200)
-    mapping = ForeignMapping(id_col="account", time_col="occurred_at", type_col="action", inactive_days=21,
-                             type_map=parse_type_map("signin=login,view_dashboard=page_view"))
-    result = train_foreign(usage, None, tmp_path / "models", mapping, log_out=tmp_path / "converted.jsonl",
-                           progress=False)
-    assert result.convert.churned > 40 and result.convert.labelled_until_ms is not None
-    registry = Registry(tmp_path / "models")
-    assert load_version(registry, result.train.version).version == result.train.version
-    assert registry.meta(result.train.version)["metrics"]["test"]["roc_auc"] > 0.6
-    # a churn is known 21 days after its date: rows, labels and the purge gap use that delay
-    meta = registry.meta(result.train.version)
-    assert meta["label_delay_days"] == 21 and meta["split"]["purge_days"] == 30 + 21
-    # the printed total includes the conversion, the user's whole wait
-    t = result.train.timings
-    assert t["convert_s"] > 0 and "of which conversion" in result.train.summary()

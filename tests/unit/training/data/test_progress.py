@@ -12,7 +12,8 @@ import pytest
 from devtools import simulator as sim
 from training.data import progress
 from training.data.eventlog import read_events
-from training.data.foreign import ForeignMapping, convert
+from training.data.foreign.convert import convert
+from training.data.foreign.mapping import ForeignMapping
 
 T0 = 1_704_067_200_000  # 2024-01-01
 
