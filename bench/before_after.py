@@ -52,7 +52,7 @@ DEFAULT_COMMIT = "0b74179"
 #: The measurement code both trees run: this tree's, so only the code under test differs.
 HARNESS = ("bench/_common.py", "bench/bench_worker.py")
 #: Modules the harness itself uses to make its input: if they differ, the trees see different events.
-INPUT_MODULES = ("devtools/simulator.py",)
+INPUT_MODULES = ("devtools/simulator.py", "devtools/simulator/")
 
 
 @dataclass(frozen=True)
