@@ -579,7 +579,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_inbox(args: argparse.Namespace) -> int:
-    from apps.inbox import run_inbox
+    from apps.inbox.server import run_inbox
     from pipeline.web.webauth import check_bind
 
     check_bind(_settings(args), args.host, "inbox")  # before the broker is contacted

@@ -25,8 +25,8 @@ from devtools.broker import EmbeddedBroker, free_port, stop_process
 from apps.console import print_alert
 from pipeline.core.contract import DAY_MS
 from pipeline.kafka.feed import follow
-from apps.inbox import InboxServer
-from apps.inbox import create_app as create_inbox
+from apps.inbox.server import InboxServer
+from apps.inbox.server import create_app as create_inbox
 from devtools.producer import ProduceStats, produce
 from pipeline.model.registry import Registry
 from pipeline.config.settings import Settings

@@ -558,7 +558,7 @@ def test_the_inbox_healthcheck_against_the_inbox(services: dict[str, Any]) -> No
     unhealthy once the follower stopped."""
     from types import SimpleNamespace
 
-    from apps.inbox import FOLLOWER_KEY, InboxServer, create_app
+    from apps.inbox.server import FOLLOWER_KEY, InboxServer, create_app
     from pipeline.config.settings import Settings
 
     settings = Settings.from_env({}).with_(broker="kafka://127.0.0.1:1",

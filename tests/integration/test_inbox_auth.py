@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pipeline.core.contract import format_ts, validate
-from apps.inbox import CSRF_HEADER, InboxServer, create_app
+from apps.inbox.server import InboxServer, create_app
+from pipeline.web.webauth import CSRF_HEADER
 from pipeline.config.settings import Settings
 from tests.integration.conftest import REPO, read_topic, wait_for
 from tests.integration.webclient import WebClient

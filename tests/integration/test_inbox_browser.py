@@ -25,7 +25,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from pipeline.core.contract import DAY_MS, parse_ts, validate
-from apps.inbox import ACK_NOTE, InboxServer, create_app, risk_text, sentence
+from apps.inbox.page import risk_text, sentence
+from apps.inbox.server import InboxServer, create_app
+from apps.inbox.view import ACK_NOTE
 from pipeline.config.settings import Settings
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import healthy

@@ -605,9 +605,9 @@ def test_a_busy_worker_port_is_one_line_before_the_broker_is_reached(flag, names
 
 
 def test_a_busy_inbox_port_is_one_line_before_anything_is_announced(listening, monkeypatch, no_network, capsys):
-    import apps.inbox
+    import apps.inbox.server
 
-    monkeypatch.setattr(apps.inbox, "run_inbox", lambda *a, **k: pytest.fail("inbox started"))
+    monkeypatch.setattr(apps.inbox.server, "run_inbox", lambda *a, **k: pytest.fail("inbox started"))
     code, out, err = run(["inbox", "--port", str(listening)], capsys)
     assert_one_line_error(code, out, err)
     assert err == (f"churnwatch inbox: error: cannot listen on 127.0.0.1:{listening}: address already in use; "
