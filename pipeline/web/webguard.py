@@ -26,12 +26,12 @@ form posts and ``fetch`` calls, which would then be indistinguishable from a san
 
 from __future__ import annotations
 
-import html
 import secrets
 import time
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
+import jinja2
 from aiohttp import web
 
 from pipeline.web.webauth import (CSRF_HEADER, SESSION_COOKIE, SESSION_MAX_AGE_S, UNSAFE_METHODS, Identity, WebAuth,
@@ -144,35 +144,15 @@ def middleware(auth: WebAuth, classify: Callable[[str], str], worker_ok: bool = 
 
 
 # ---- sign-in page -------------------------------------------------------------------------------------
-LOGIN_CSS = """
-body { margin:0; min-height:100vh; display:flex; align-items:center; justify-content:center; background:#f5f6f8;
-       color:#1d2330; font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans","DejaVu Sans",sans-serif; }
-form { background:#fff; border:1px solid #e3e6eb; border-radius:10px; padding:28px 32px; width:340px; }
-h1 { font-size:18px; margin:0 0 4px; } p.sub { color:#6b7280; margin:0 0 18px; }
-label { display:block; margin:0 0 12px; color:#394150; font-weight:600; }
-input { display:block; width:100%; box-sizing:border-box; margin-top:4px; font:inherit; padding:7px 9px;
-        border:1px solid #d0d5dc; border-radius:6px; }
-button { font:inherit; font-weight:600; padding:8px 16px; border-radius:6px; border:1px solid #2456d6;
-         background:#2456d6; color:#fff; cursor:pointer; width:100%; margin-top:6px; }
-.error { background:#fde8e7; color:#b42318; border-radius:6px; padding:8px 10px; margin:0 0 14px; }
-"""
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("pipeline.web", "templates"), autoescape=True,
+                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def render_login(title: str, next_path: str, error: str = "", name: str = "", nonce: str = "") -> str:
-    """The sign-in form: a name (recorded with what the user does) and the shared token."""
-    e = lambda v: html.escape(v, quote=True)  # noqa: E731
-    err = f'<p class="error" id="login-error" role="alert">{e(error)}</p>' if error else ""
-    return ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f'<title>Sign in · {e(title)}</title><style nonce="{e(nonce)}">{LOGIN_CSS}</style></head><body>'
-            '<form method="post" action="/login">'
-            f'<h1>Sign in</h1><p class="sub">{e(title)}</p>{err}'
-            f'<label>Your name <input name="name" id="name" autocomplete="username" required maxlength="128" '
-            f'value="{e(name)}" autofocus></label>'
-            '<label>Access token <input name="token" id="token" type="password" autocomplete="current-password" '
-            'required></label>'
-            f'<input type="hidden" name="next" value="{e(next_path)}">'
-            '<button type="submit" id="sign-in">Sign in</button></form></body></html>')
+    """The sign-in form (``templates/login.html.j2``, every value escaped): a name (recorded with what
+    the user does) and the shared token."""
+    return _TEMPLATES.get_template("login.html.j2").render(title=title, next_path=next_path, error=error, name=name,
+                                                           nonce=nonce)
 
 
 def _login_response(text: str, nonce: str, status: int = 200) -> web.Response:

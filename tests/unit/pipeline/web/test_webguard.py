@@ -146,3 +146,11 @@ def test_open_mode_still_needs_the_csrf_token_of_its_page():
         assert r.status == 200 and (await r.json())["changed_by"] == ""
 
     _run(_app(WebAuth()), scenario)
+
+
+def test_the_sign_in_page_escapes_what_it_shows():
+    evil = '"><script>alert(1)</script>'
+    page = webguard.render_login(f"inbox {evil}", f"/{evil}", error=f"Bad {evil}", name=evil, nonce="N0NCE")
+    assert "<script" not in page and 'value=""' not in page
+    assert re.findall(r"<style[^>]*>", page) == ['<style nonce="N0NCE">']
+    assert page.count('id="login-error"') == 1 and 'id="login-error"' not in webguard.render_login("t", "/")
