@@ -16,6 +16,7 @@ import orjson
 from kafka import KafkaProducer
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.security import kafka_python_kwargs
 from devtools.simulator import SimRecord
 
 
@@ -33,7 +34,7 @@ def make_producer(settings: Settings) -> KafkaProducer:
         linger_ms=20,
         batch_size=256 * 1024,
         acks=1,
-        **settings.kafka_client_kwargs(),
+        **kafka_python_kwargs(settings),
     )
 
 

@@ -16,6 +16,7 @@ import orjson
 
 from apps.inbox.view import InboxState
 from pipeline.config.settings import Settings
+from pipeline.kafka.security import kafka_python_kwargs
 
 log = logging.getLogger("churnwatch.inbox")
 
@@ -45,7 +46,7 @@ class KafkaAckSink:
             if self._producer is None:
                 self._producer = KafkaProducer(bootstrap_servers=self.settings.bootstrap_servers,
                                                client_id="churnwatch-inbox", acks="all",
-                                               **self.settings.kafka_client_kwargs())
+                                               **kafka_python_kwargs(self.settings))
         futures = [self._producer.send(topic, key=k, value=v) for k, v in records]
         self._producer.flush(timeout=self.timeout_s)
         for f in futures:
@@ -98,7 +99,7 @@ class TopicFollower(threading.Thread):
 
         s = self.settings
         consumer = KafkaConsumer(bootstrap_servers=s.bootstrap_servers, client_id="churnwatch-inbox", group_id=None,
-                                 enable_auto_commit=False, **s.kafka_client_kwargs())
+                                 enable_auto_commit=False, **kafka_python_kwargs(s))
         try:
             alerts, outcomes = self._partitions(consumer, s.alerts_topic), self._partitions(consumer, s.topic("outcomes"))
             consumer.assign(alerts + outcomes)

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.config.hosts import split_host
+
 if TYPE_CHECKING:
     from pipeline.core.features import FeatureConfig
 
@@ -350,8 +352,6 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts")
     @classmethod
     def _check_hosts(cls, value: str) -> str:
-        from pipeline.web.webauth import split_host
-
         for host in _split_hosts(value):
             if not _HOST.match(host) or split_host(host) is None:
                 raise ValueError(f"must be comma-separated host or host:port values, got {host!r}")
@@ -484,12 +484,6 @@ class Settings(BaseSettings):
         """``allowed_hosts`` parsed: lower-case ``Host`` header values, in order; empty: only the defaults
         (loopback names, the bind and advertised addresses: see :mod:`pipeline.web.webauth`)."""
         return tuple(_split_hosts(self.allowed_hosts))
-
-    def kafka_client_kwargs(self) -> dict[str, Any]:
-        """Security keyword arguments understood by kafka-python clients (see :mod:`pipeline.kafka.security`)."""
-        from pipeline.kafka.security import kafka_python_kwargs
-
-        return kafka_python_kwargs(self)
 
     # ---- construction --------------------------------------------------------------------------
     @classmethod

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.kafka.security import ssl_context
+from pipeline.kafka.security import kafka_python_kwargs, ssl_context
 from pipeline.config.settings import Settings, SettingsError
 
 #: ApiVersions (key 18) v0, correlation id 0x6377 ("cw"), client id "churnwatch-check".
@@ -150,7 +150,7 @@ def _describe(settings: Settings, timeout: float) -> dict[str, Any]:
     ms = max(1000, int(timeout * 1000))
     config: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers, "client_id": "churnwatch-check",
                               "request_timeout_ms": ms, "bootstrap_timeout_ms": ms,
-                              "api_version_auto_timeout_ms": ms, **settings.kafka_client_kwargs()}
+                              "api_version_auto_timeout_ms": ms, **kafka_python_kwargs(settings)}
     known = getattr(KafkaAdminClient, "DEFAULT_CONFIG", config)
     admin = KafkaAdminClient(**{k: v for k, v in config.items() if k in known})
     try:

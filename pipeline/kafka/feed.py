@@ -13,6 +13,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.security import kafka_python_kwargs
 
 
 def open_consumer(settings: Settings, topic: str, from_beginning: bool = True) -> KafkaConsumer:
@@ -21,7 +22,7 @@ def open_consumer(settings: Settings, topic: str, from_beginning: bool = True) -
         client_id="churnwatch-reader",
         enable_auto_commit=False,
         group_id=None,
-        **settings.kafka_client_kwargs(),
+        **kafka_python_kwargs(settings),
     )
     parts = consumer.partitions_for_topic(topic) or set(range(settings.partitions))
     tps = [TopicPartition(topic, p) for p in sorted(parts)]

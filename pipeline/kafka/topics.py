@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 from pipeline.config.settings import Settings
+from pipeline.kafka.security import kafka_python_kwargs
 
 if TYPE_CHECKING:
     from pipeline.kafka.connection import Cluster
@@ -242,7 +243,7 @@ def _admin(settings: Settings) -> Any:
 
     ms = int(max(10.0, settings.connect_timeout_s) * 1000)
     return KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="churnwatch-admin",
-                            request_timeout_ms=ms, **settings.kafka_client_kwargs())
+                            request_timeout_ms=ms, **kafka_python_kwargs(settings))
 
 
 def _cluster(settings: Settings, cluster: "Cluster | None") -> "Cluster":

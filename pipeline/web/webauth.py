@@ -39,12 +39,12 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
+from pipeline.config.hosts import norm_host_name, split_host
 from pipeline.config.settings import Settings, SettingsError
 
 #: The session cookie (one name for the inbox and the worker web: in token mode either accepts the other's).
@@ -65,7 +65,6 @@ WORKER_USER = "worker"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?$")
 _MAX_COOKIE = 4096
 
 
@@ -79,56 +78,6 @@ class HostRule:
 
     def matches(self, name: str, port: int | None) -> bool:
         return self.name == name and (self.port is None or self.port == port)
-
-
-def _norm_name(name: str) -> str | None:
-    """A host name or address as compared: lower case, no trailing dot, IPv6 compressed in brackets."""
-    name = name.strip().lower().rstrip(".")
-    if name.startswith("["):
-        if not name.endswith("]"):
-            return None
-        try:
-            return f"[{ipaddress.IPv6Address(name[1:-1]).compressed}]"
-        except ValueError:
-            return None
-    if not name or len(name) > 253:
-        return None
-    try:
-        return str(ipaddress.IPv4Address(name))
-    except ValueError:
-        pass
-    if not all(_LABEL.match(label) for label in name.split(".")):
-        return None
-    return name
-
-
-def split_host(value: str) -> tuple[str, int | None] | None:
-    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (normalised name, port); None if malformed."""
-    value = value.strip()
-    port: int | None = None
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return None
-        name, rest = value[:end + 1], value[end + 1:]
-        if rest:
-            if not rest.startswith(":"):
-                return None
-            port_text = rest[1:]
-        else:
-            port_text = None
-    elif value.count(":") == 1:
-        name, port_text = value.split(":")
-    elif ":" in value:
-        return None  # a bare IPv6 address: a Host header must bracket it
-    else:
-        name, port_text = value, None
-    if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            return None
-        port = int(port_text)
-    norm = _norm_name(name)
-    return None if norm is None else (norm, port)
 
 
 def parse_host_list(text: str) -> tuple[HostRule, ...]:
@@ -161,7 +110,7 @@ def bind_rule(host: str, port: int) -> HostRule | None:
     try:
         ip = ipaddress.ip_address(h)
     except ValueError:
-        norm = _norm_name(h)
+        norm = norm_host_name(h)
         return HostRule(norm, port or None) if norm else None
     if ip.is_unspecified:
         return None
@@ -417,6 +366,6 @@ class WebAuth:
         value = self.issue(identity.user, "proxy" if identity.via == "proxy" else "open", now_s)
         return self.session(value, now_s), value
 
-__all__ = ["WebAuth", "Identity", "Session", "HostRule", "check_bind", "parse_host_list", "split_host",
+__all__ = ["WebAuth", "Identity", "Session", "HostRule", "check_bind", "parse_host_list",
            "is_loopback_bind", "bind_rule", "safe_next", "same_origin", "user_name_problem", "SESSION_COOKIE",
            "CSRF_HEADER", "WORKER_HEADER", "SESSION_MAX_AGE_S", "API_USER", "WORKER_USER", "UNSAFE_METHODS"]

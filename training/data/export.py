@@ -36,6 +36,7 @@ from kafka.errors import KafkaError
 
 from pipeline.core.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.config.settings import INPUT_SOURCES, Settings
+from pipeline.kafka.security import kafka_python_kwargs
 from training.data.progress import Report
 from training.data.spool import BATCH_ROWS, Spool, SpoolError
 
@@ -132,7 +133,7 @@ def _consumer(settings: Settings) -> Any:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, client_id="churnwatch-export",
-                         enable_auto_commit=False, group_id=None, **settings.kafka_client_kwargs())
+                         enable_auto_commit=False, group_id=None, **kafka_python_kwargs(settings))
 
 
 def read_topics(settings: Settings, sources: Sequence[str], stats: ExportStats,

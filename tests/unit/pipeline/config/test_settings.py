@@ -204,7 +204,6 @@ def test_security_protocol_is_case_insensitive_and_normalised(raw, expected):
         env.update({k: v for k, v in SASL_PLAIN.items() if k != "CHURNWATCH_SECURITY_PROTOCOL"})
     s = Settings.from_env(env)
     assert s.security_protocol is expected and f"{s.security_protocol}" == expected.value
-    assert s.kafka_client_kwargs()["security_protocol"] == expected.value
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -396,13 +395,6 @@ def test_inbox_fields():
     assert Settings().inbox_token.get_secret_value() == ""
     # secrets are taken as given, never trimmed: a token with spaces around it is refused, not mended
     assert "CHURNWATCH_INBOX_TOKEN" in error_of({"CHURNWATCH_INBOX_TOKEN": " tok-0123456789abcdef "})
-
-
-def test_kafka_client_kwargs_plaintext_and_sasl():
-    assert Settings().kafka_client_kwargs() == {"security_protocol": "PLAINTEXT"}
-    s = Settings.from_env({**SASL_PLAIN, "CHURNWATCH_SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
-    assert s.kafka_client_kwargs() == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
-                                       "sasl_plain_username": "u", "sasl_plain_password": "p"}
 
 
 # ---- documentation -------------------------------------------------------------------------------

@@ -93,6 +93,12 @@ def test_kafka_python_kwargs_per_protocol(tmp_path):
     assert "ssl_context" not in plain and plain["security_protocol"] == "SASL_PLAINTEXT"
 
 
+def test_kafka_python_kwargs_for_sasl_plaintext_are_exactly_the_sasl_ones():
+    s = settings(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username="u", sasl_password="p")
+    assert security.kafka_python_kwargs(s) == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                                               "sasl_plain_username": "u", "sasl_plain_password": "p"}
+
+
 def test_kafka_python_kwargs_are_keywords_every_kafka_python_client_knows(tmp_path):
     token = tmp_path / "token"
     token.write_text("t")
