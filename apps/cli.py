@@ -13,7 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pipeline.config.settings import Settings, SettingsError
+from pipeline.config.fields import SettingsError
+from pipeline.config.settings import Settings
 
 
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01

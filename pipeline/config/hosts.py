@@ -61,3 +61,17 @@ def split_host(value: str) -> tuple[str, int | None] | None:
         port = int(port_text)
     norm = norm_host_name(name)
     return None if norm is None else (norm, port)
+
+
+# ---- the settings' host values ------------------------------------------------------------------------
+#: Addresses that mean "every interface": not an address another worker can connect to.
+ANY_ADDRESS = frozenset({"0.0.0.0", "::", "[::]", ""})
+#: ``host`` or ``host:port`` (a broker address, an allowed host).
+HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:\d{1,5})?$")
+#: A host without a port (an advertised address).
+HOST_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)$")
+
+
+def split_host_list(value: str) -> list[str]:
+    """A comma-separated list of hosts, trimmed and lower-cased, empty items dropped."""
+    return [h.strip().lower() for h in value.split(",") if h.strip()]

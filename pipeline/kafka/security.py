@@ -20,7 +20,7 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config.settings import SaslMechanism, SettingsError
+from pipeline.config.fields import SaslMechanism, SettingsError
 
 if TYPE_CHECKING:
     from pipeline.config.settings import Settings

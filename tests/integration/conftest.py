@@ -26,7 +26,8 @@ from devtools.broker import EmbeddedBroker, free_port, stop_process
 from apps.demo import scrape
 from pipeline.kafka.feed import read_all
 from pipeline.model.registry import Registry
-from pipeline.config.settings import ENV_PREFIX, Settings
+from pipeline.config.fields import ENV_PREFIX
+from pipeline.config.settings import Settings
 from devtools.simulator import SimConfig, simulate, write_jsonl
 from pipeline.kafka.topics import ensure_topics
 

@@ -21,7 +21,8 @@ from kafka import KafkaProducer
 
 from devtools.broker import free_port, stop_process
 from apps.demo import scrape
-from pipeline.config.settings import ENV_PREFIX, Settings
+from pipeline.config.fields import ENV_PREFIX
+from pipeline.config.settings import Settings
 from tests.integration.conftest import REPO, run_cli, wait_for
 
 pytestmark = pytest.mark.integration

@@ -66,13 +66,13 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_readme_settings_table_is_the_generated_one() -> None:
-    """The table is written by ``python -m pipeline.config.settings --readme`` from the field descriptions."""
-    from pipeline.config.settings import README_BEGIN, README_END
+    """The table is written by ``python -m pipeline.config.settings_table --readme`` from the field descriptions."""
+    from pipeline.config.settings_table import README_BEGIN, README_END, markdown_table
 
     readme = (ROOT / "README.md").read_text()
     assert readme.count(README_BEGIN) == 1 and readme.count(README_END) == 1
     table = readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"
-    assert table == Settings.markdown_table(), "README settings table is stale: run python -m pipeline.config.settings --readme"
+    assert table == markdown_table(), "README settings table is stale: run python -m pipeline.config.settings_table --readme"
     for name, field in Settings.model_fields.items():
         assert field.description, f"CHURNWATCH_{name.upper()} has no description"
 

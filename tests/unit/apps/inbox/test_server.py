@@ -17,7 +17,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from apps.inbox.server import create_app
 from apps.inbox.view import ACK_NOTE, InboxState
-from pipeline.config.settings import Settings, SettingsError
+from pipeline.config.fields import SettingsError
+from pipeline.config.settings import Settings
 from pipeline.core.contract import validate
 from pipeline.web.webauth import CSRF_HEADER
 from tests.unit.apps.inbox.records import EVIL, alert

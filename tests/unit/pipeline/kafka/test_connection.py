@@ -280,7 +280,7 @@ def test_other_client_failures_name_the_error(listen, monkeypatch):
 
 
 def test_unreadable_tls_files_stop_the_check_before_any_network(monkeypatch):
-    from pipeline.config.settings import SettingsError
+    from pipeline.config.fields import SettingsError
 
     monkeypatch.setattr(connection, "probe", lambda *a, **k: pytest.fail("probed despite a missing CA file"))
     s = _settings(1, CHURNWATCH_SECURITY_PROTOCOL="SSL", CHURNWATCH_SSL_CAFILE="/nonexistent/ca.pem")

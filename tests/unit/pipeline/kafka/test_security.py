@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.kafka import security
-from pipeline.config.settings import Settings, SettingsError
+from pipeline.config.fields import SettingsError
+from pipeline.config.settings import Settings
 
 TLS = Path(__file__).parent / "tls"
 CA, CLIENT_CERT, CLIENT_KEY = str(TLS / "ca.pem"), str(TLS / "client.pem"), str(TLS / "client.key")

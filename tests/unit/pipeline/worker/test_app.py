@@ -251,7 +251,7 @@ def test_worker_web_with_a_token(tmp_path):
 
 
 def test_worker_web_refuses_a_public_bind_without_a_guard(tmp_path):
-    from pipeline.config.settings import SettingsError
+    from pipeline.config.fields import SettingsError
 
     settings = Settings.from_env(env={}).with_(broker="kafka://127.0.0.1:1", models_dir=tmp_path / "models",
                                                data_dir=tmp_path / "data", web_host="0.0.0.0")
