@@ -309,7 +309,7 @@ def _announcer(settings: Settings) -> Callable[[str], None]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pipeline.worker.app import run_worker
+    from pipeline.worker.run import run_worker
     from pipeline.kafka.connection import check_connection
     from pipeline.config.logs import configure_logging
     from pipeline.kafka.topics import ensure_topics

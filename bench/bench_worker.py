@@ -7,7 +7,7 @@ that visible:
 
 * **transport**: a raw aiokafka consumer reading and ``orjson``-decoding the very same input topics (what
   any Python consumer pays before doing any work), and
-* **core**: the worker's own batch code (``pipeline.worker.app.Worker.process_batch``: parse, state load,
+* **core**: the worker's own batch code (``pipeline.worker.batch.BatchProcessor.process_batch``: parse, state load,
   ``apply``, ``vector``, batched predict, alert policy, state store) driven in-process on the same events in
   500-event batches, with Kafka sends stubbed out (what churnwatch's code costs without Faust and Kafka).
 
@@ -263,10 +263,10 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
     from pipeline.core.shadow import partitioner
 
     from pipeline.worker import metrics
-    from pipeline.worker.app import Worker
+    from pipeline.worker.batch import BatchProcessor
 
     logging.getLogger("churnwatch.scoring").setLevel(logging.ERROR)  # "loaded model" is not a figure
-    worker = Worker(settings.with_(broker="kafka://127.0.0.1:1"))  # never connects
+    worker = BatchProcessor(settings.with_(broker="kafka://127.0.0.1:1"))  # never connects
     worker.refresh_model()
     if worker.models.model is None:
         raise BenchError("core baseline: no model in the registry")

@@ -2,22 +2,22 @@
 
 Used to measure alert quality (``bench/alert_quality.py``: alerts per week, precision, lead time) without a
 broker. :class:`Replayer` folds time-ordered events through the *same pure functions*
-:class:`pipeline.worker.app.Worker` calls, in the same order:
+:class:`pipeline.worker.batch.BatchProcessor` calls, in the same order:
 
 * **micro-batches** of up to :data:`BATCH_MAX` events (the worker's ``take_events(500)``): each event is
-  folded into its customer's entry by :func:`pipeline.core.fold.fold`, the function ``Worker._fold`` calls (an
+  folded into its customer's entry by :func:`pipeline.core.fold.fold`, the function ``BatchProcessor._fold`` calls (an
   outcome feeds the alert memory, any other event runs the event rules and marks its customer for scoring);
 * every customer touched in the batch is scored **once**, as of its newest event (``state.last_ms``), all in
   one ``model.predict`` call; then :func:`pipeline.core.decisions.score_and_decide` — the very function
-  ``Worker.score_and_alert`` wraps with its I/O — applies :func:`pipeline.core.alerting.decide`, the model's reasons
+  ``BatchProcessor._decide`` wraps with its I/O — applies :func:`pipeline.core.alerting.decide`, the model's reasons
   and play, the score-time rules (:func:`pipeline.core.rules.on_score`, :func:`pipeline.core.rules.due`) and
   :func:`pipeline.core.alerting.record`;
 * the **silence sweep**: a :class:`pipeline.core.sweep.SweepClock` per partition (customers are spread over
   ``partitions`` with Kafka's default murmur2 partitioner, as the producers do); whenever a partition's event
   time has advanced by a day, its customers quiet for a day are re-scored as of that time (trigger
-  ``sweep``), exactly as ``Worker._sweep`` does.
+  ``sweep``), exactly as ``BatchProcessor.sweep`` does.
 
-``tests/unit/pipeline/core/test_shadow.py`` runs the real ``Worker.process_batch`` and ``Worker._sweep`` (Kafka
+``tests/unit/pipeline/core/test_shadow.py`` runs the real ``BatchProcessor.process_batch`` and ``BatchProcessor.sweep`` (Kafka
 stubbed) on the same events and requires identical alerts, so a change to the worker's batching or sweep
 that this module does not follow fails a test.
 
@@ -58,7 +58,7 @@ from pipeline.core.fold import fold
 from pipeline.core.policy import Policy
 from pipeline.core.sweep import SweepClock
 
-#: Events per micro-batch: the worker's ``pipeline.worker.app.BATCH_MAX`` (a unit test keeps the two equal).
+#: Events per micro-batch: the worker's ``pipeline.worker.batch.BATCH_MAX`` (a unit test keeps the two equal).
 BATCH_MAX = 500
 #: The worker's default partition count (``CHURNWATCH_PARTITIONS``); partitions only matter to the sweep.
 PARTITIONS = 4
@@ -117,7 +117,7 @@ class Replayer:
         #: seconds spent in batch processing and sweeps (the replay's own cost, without the event source)
         self.busy_s = 0.0
 
-    # ---- the event path (Worker._process_batch) -----------------------------------------------------
+    # ---- the event path (BatchProcessor._process_batch) ---------------------------------------------
     def run(self, events: Iterable[Event]) -> None:
         """Process ``events`` (time-ordered) in micro-batches of ``batch_max``, sweeping between batches."""
         batch: list[Event] = []
@@ -159,7 +159,7 @@ class Replayer:
         self.sweep()
         return self.alerts[n0:]
 
-    # ---- the silence sweep (Worker._sweep) ----------------------------------------------------------
+    # ---- the silence sweep (BatchProcessor.sweep) ---------------------------------------------------
     def sweep(self) -> list[Alert]:
         """Re-score customers gone quiet on every partition whose event clock moved a day (if any)."""
         if self.clock is None or self.model is None or not self.clock.clocks:

@@ -195,9 +195,9 @@ def test_bad_broker_flag(argv, no_network, capsys):
 
 
 def test_bad_metrics_port_stops_the_worker_before_it_starts(monkeypatch, no_network, capsys):
-    import pipeline.worker.app
+    import pipeline.worker.run
 
-    monkeypatch.setattr(pipeline.worker.app, "run_worker", lambda s: pytest.fail("worker started"))
+    monkeypatch.setattr(pipeline.worker.run, "run_worker", lambda s: pytest.fail("worker started"))
     code, out, err = run(["worker", "--metrics-port", "70000"], capsys)
     assert_one_line_error(code, out, err)
     assert "CHURNWATCH_METRICS_PORT (--metrics-port): must be 0..65535" in err and "got 70000" in err
@@ -211,9 +211,9 @@ def test_inbox_on_a_public_address_needs_a_guard(argv, monkeypatch, no_network, 
 
 
 def test_worker_web_on_a_public_address_needs_a_guard(monkeypatch, no_network, capsys):
-    import pipeline.worker.app
+    import pipeline.worker.run
 
-    monkeypatch.setattr(pipeline.worker.app, "run_worker", lambda s: pytest.fail("worker started"))
+    monkeypatch.setattr(pipeline.worker.run, "run_worker", lambda s: pytest.fail("worker started"))
     monkeypatch.setenv("CHURNWATCH_WEB_HOST", "0.0.0.0")  # no_network: refused before the connection check
     code, out, err = run(["worker"], capsys)
     assert_one_line_error(code, out, err)
@@ -416,20 +416,20 @@ def test_topics_check_exits_0_when_all_is_well(monkeypatch, capsys):
 @pytest.mark.parametrize("argv", [["topics", "create"], ["topics", "check"], ["worker"], ["alerts"], ["inbox"],
                                   ["export", "--out", "x.jsonl"], ["simulate"]])
 def test_a_failed_connection_check_is_one_line_and_nothing_else_runs(argv, monkeypatch, capsys):
-    import pipeline.worker.app
+    import pipeline.worker.run
 
     from devtools.broker import free_port
 
     free_ports(monkeypatch)
     _stub_broker(monkeypatch, fail="cannot use broker kafka://127.0.0.1:9092: 127.0.0.1:9092: connection refused")
-    monkeypatch.setattr(pipeline.worker.app, "run_worker", lambda s: pytest.fail("worker started"))
+    monkeypatch.setattr(pipeline.worker.run, "run_worker", lambda s: pytest.fail("worker started"))
     code, out, err = run(argv + (["--port", str(free_port())] if argv == ["inbox"] else []), capsys)
     assert_one_line_error(code, out, err)
     assert err.endswith(": error: cannot use broker kafka://127.0.0.1:9092: 127.0.0.1:9092: connection refused\n")
 
 
 def test_worker_runs_with_the_replication_resolved_from_the_cluster(monkeypatch, capsys):
-    import pipeline.worker.app
+    import pipeline.worker.run
     import pipeline.kafka.topics
     from pipeline.kafka.topics import TopicReport, plan_topics
 
@@ -438,7 +438,7 @@ def test_worker_runs_with_the_replication_resolved_from_the_cluster(monkeypatch,
     started = []
     monkeypatch.setattr(pipeline.kafka.topics, "ensure_topics",
                         lambda settings, cluster=None: TopicReport([], {}, plan_topics(settings, 5)))
-    monkeypatch.setattr(pipeline.worker.app, "run_worker", lambda settings, announce=None: started.append(settings))
+    monkeypatch.setattr(pipeline.worker.run, "run_worker", lambda settings, announce=None: started.append(settings))
     assert run(["worker"], capsys)[0] == 0
     assert (started[0].replication_factor, started[0].min_insync_replicas) == (3, 2)
 
@@ -594,10 +594,10 @@ def listening():
 ])
 def test_a_busy_worker_port_is_one_line_before_the_broker_is_reached(flag, names, listening, monkeypatch,
                                                                       no_network, capsys):
-    import pipeline.worker.app
+    import pipeline.worker.run
 
     free_ports(monkeypatch)
-    monkeypatch.setattr(pipeline.worker.app, "run_worker", lambda *a, **k: pytest.fail("worker started"))
+    monkeypatch.setattr(pipeline.worker.run, "run_worker", lambda *a, **k: pytest.fail("worker started"))
     code, out, err = run(["worker", flag, str(listening)], capsys)
     assert_one_line_error(code, out, err)
     assert err == (f"churnwatch worker: error: cannot listen on 127.0.0.1:{listening}: address already in use; "
@@ -615,7 +615,7 @@ def test_a_busy_inbox_port_is_one_line_before_anything_is_announced(listening, m
 
 
 def test_web_port_flag_and_metrics_port_0_reach_the_worker(monkeypatch, capsys):
-    import pipeline.worker.app
+    import pipeline.worker.run
     import pipeline.kafka.topics
     from devtools.broker import free_port
     from pipeline.kafka.topics import TopicReport, plan_topics
@@ -624,7 +624,7 @@ def test_web_port_flag_and_metrics_port_0_reach_the_worker(monkeypatch, capsys):
     monkeypatch.setattr(pipeline.kafka.topics, "ensure_topics",
                         lambda settings, cluster=None: TopicReport([], {}, plan_topics(settings, 1)))
     started = []
-    monkeypatch.setattr(pipeline.worker.app, "run_worker", lambda settings, announce=None: started.append((settings, announce)))
+    monkeypatch.setattr(pipeline.worker.run, "run_worker", lambda settings, announce=None: started.append((settings, announce)))
     port = free_port()
     assert run(["worker", "--web-port", str(port), "--metrics-port", "0"], capsys)[0] == 0
     settings, announce = started[0]
@@ -880,7 +880,7 @@ def test_train_shows_the_reading_of_the_log_before_the_replay(tmp_path):
 def test_the_worker_announces_its_addresses_as_a_json_line_with_json_logs(monkeypatch, capsys, restore_logging):
     import json
 
-    import pipeline.worker.app
+    import pipeline.worker.run
     import pipeline.kafka.topics
     from pipeline.kafka.topics import TopicReport, plan_topics
 
@@ -888,7 +888,7 @@ def test_the_worker_announces_its_addresses_as_a_json_line_with_json_logs(monkey
     free_ports(monkeypatch)
     monkeypatch.setattr(pipeline.kafka.topics, "ensure_topics",
                         lambda settings, cluster=None: TopicReport([], {}, plan_topics(settings, 1)))
-    monkeypatch.setattr(pipeline.worker.app, "run_worker",
+    monkeypatch.setattr(pipeline.worker.run, "run_worker",
                         lambda settings, announce=None: announce("churnwatch worker: metrics on http://h:1/metrics"))
     code, out, _ = run(["worker", "--log-format", "json"], capsys)
     assert code == 0

@@ -122,5 +122,5 @@ def test_the_feature_config_given_is_the_one_applied():
 
 def test_worker_and_replay_fold_with_this_very_function():
     assert shadow.fold is fold_module.fold
-    app = pytest.importorskip("pipeline.worker.app")
-    assert app.fold is fold_module.fold
+    batch = pytest.importorskip("pipeline.worker.batch")
+    assert batch.fold is fold_module.fold

@@ -92,9 +92,9 @@ def of(r: Replayer, cid: str) -> list:
 
 # ---- the worker's constants and types -----------------------------------------------------------------
 def test_batch_size_and_entry_type_match_the_worker():
-    app = pytest.importorskip("pipeline.worker.app")
-    assert rp.BATCH_MAX == app.BATCH_MAX
-    assert [f.name for f in dataclasses.fields(rp.Touched)] == [f.name for f in dataclasses.fields(app.Touched)]
+    batch = pytest.importorskip("pipeline.worker.batch")
+    assert rp.BATCH_MAX == batch.BATCH_MAX
+    assert [f.name for f in dataclasses.fields(rp.Touched)] == [f.name for f in dataclasses.fields(batch.Touched)]
 
 
 # ---- model alerts ------------------------------------------------------------------------------------
@@ -271,9 +271,9 @@ def tiny_registry(root: Path) -> Path:
 
 
 def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
-    """Worker.process_batch + Worker._sweep (Kafka stubbed) vs Replayer on the same simulated events."""
+    """BatchProcessor.process_batch + BatchProcessor.sweep (Kafka stubbed) vs Replayer on the same simulated events."""
     pytest.importorskip("faust")
-    from pipeline.worker.app import Worker
+    from pipeline.worker.batch import BatchProcessor
     from pipeline.model.registry import Registry
     from pipeline.model.scoring import load_current
     from pipeline.config.settings import Settings
@@ -283,7 +283,7 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     records = [r for r in simulate(cfg)]
     settings = Settings.from_env(env={}).with_(broker="kafka://127.0.0.1:1", models_dir=models,
                                                data_dir=tmp_path / "data", realtime_idle_s=1e9)
-    worker = Worker(settings)
+    worker = BatchProcessor(settings)
     worker.refresh_model()
     assert worker.models.model is not None
     sent: list[dict] = []
@@ -307,7 +307,7 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     async def drive() -> None:
         for i in range(0, len(fake), batch):
             await worker.process_batch(fake[i:i + batch])
-            await worker._sweep()
+            await worker.sweep()
 
     asyncio.run(drive())
 

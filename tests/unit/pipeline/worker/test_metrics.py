@@ -58,7 +58,7 @@ def test_every_model_rejection_reason_is_known() -> None:
 
 
 def test_every_internal_error_stage_and_restore_kind_is_known() -> None:
-    code = _source("pipeline/worker/app.py", "pipeline/worker/store.py")
+    code = _source("pipeline/worker/batch.py", "pipeline/worker/rebalance.py", "pipeline/worker/store.py")
     stages = set(re.findall(r'INTERNAL_ERRORS\.labels\(stage="(\w+)"\)', code))
     assert stages == set(metrics.INTERNAL_ERROR_STAGES)
     kinds = set(re.findall(r'\bhow(?:, \w+)? = (?:\w+, )?"(\w+)"', code))
@@ -72,12 +72,12 @@ def test_every_rule_name_is_a_known_trigger() -> None:
 
 def test_a_worker_initialises_its_labels(tmp_path: Path) -> None:
     pytest.importorskip("faust")
-    from pipeline.worker.app import Worker
+    from pipeline.worker.batch import BatchProcessor
     from pipeline.config.settings import Settings
 
     settings = Settings.from_env(env={}).with_(broker="kafka://127.0.0.1:1", topic_prefix="u2.",
                                                models_dir=tmp_path / "models", data_dir=tmp_path / "data")
-    Worker(settings)
+    BatchProcessor(settings)
     have = _samples()
     for topic in settings.input_topics.values():
         assert f'churnwatch_events_consumed_total{{topic="{topic}"}}' in have
