@@ -194,35 +194,12 @@ class Settings(BaseSettings):
     def _parse_text(cls, value: Any, info: Any) -> Any:
         return parse_text(cls.model_fields, info.field_name, value)
 
-    @field_validator("broker")
-    @classmethod
-    def _check_broker(cls, value: str) -> str:
-        return check_broker(value)
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _check_webhook(cls, value: SecretStr) -> SecretStr:
-        return check_webhook(value)
-
-    @field_validator("inbox_token")
-    @classmethod
-    def _check_token(cls, value: SecretStr) -> SecretStr:
-        return check_token(value)
-
-    @field_validator("trusted_user_header")
-    @classmethod
-    def _check_header(cls, value: str) -> str:
-        return check_header(value)
-
-    @field_validator("allowed_hosts")
-    @classmethod
-    def _check_hosts(cls, value: str) -> str:
-        return check_hosts(value)
-
-    @field_validator("web_advertised_host")
-    @classmethod
-    def _check_advertised(cls, value: str) -> str:
-        return check_advertised(value)
+    _check_broker = field_validator("broker")(staticmethod(check_broker))
+    _check_webhook = field_validator("webhook_url")(staticmethod(check_webhook))
+    _check_token = field_validator("inbox_token")(staticmethod(check_token))
+    _check_header = field_validator("trusted_user_header")(staticmethod(check_header))
+    _check_hosts = field_validator("allowed_hosts")(staticmethod(check_hosts))
+    _check_advertised = field_validator("web_advertised_host")(staticmethod(check_advertised))
 
     @model_validator(mode="after")
     def _check_combinations(self) -> "Settings":
