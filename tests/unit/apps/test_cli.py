@@ -1,4 +1,4 @@
-"""Unit tests for apps.cli: argument errors are one line + exit 2, and the offline subcommands work.
+"""Unit tests for apps.cli (the parser, main and every subcommand module): argument errors are one line + exit 2, and the offline subcommands work.
 
 No broker, worker or producer is ever started: the subcommands that would talk to Kafka are replaced
 by recorders (``stub_commands``) or their network helpers are made to fail the test if reached.
@@ -12,12 +12,14 @@ import types
 import pytest
 
 import apps.cli as cli
+from apps.cli import alerts, broker, demo, entry, simulate, topics, train, worker
 from pipeline.core.contract import parse_ts
 from pipeline.config.settings import Settings
 from tests.other_user import run_python, shared_dir  # noqa: F401 (shared_dir is a fixture)
 from tests.unit.pipeline.config.test_logs import restore_logging  # noqa: F401 (a fixture: json logs change hooks)
 
-NETWORK_COMMANDS = ("cmd_broker", "cmd_topics", "cmd_simulate", "cmd_worker", "cmd_alerts", "cmd_demo")
+NETWORK_COMMANDS = {"cmd_broker": broker, "cmd_topics": topics, "cmd_simulate": simulate, "cmd_worker": worker,
+                    "cmd_alerts": alerts, "cmd_demo": demo}
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +42,8 @@ def calls(monkeypatch) -> list:
             return 0
         return run
 
-    for name in NETWORK_COMMANDS:
-        monkeypatch.setattr(cli, name, recorder(name))
+    for name, module in NETWORK_COMMANDS.items():
+        monkeypatch.setattr(module, name, recorder(name))
     return seen
 
 
@@ -168,7 +170,7 @@ def test_interrupt_exits_130(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_demo", interrupted)
+    monkeypatch.setattr(demo, "cmd_demo", interrupted)
     assert run(["demo"], capsys)[0] == 130
 
 
@@ -176,7 +178,7 @@ def test_os_error_is_one_line(monkeypatch, capsys):
     def fails(args):
         raise FileNotFoundError(2, "No such file or directory", "/data/out.jsonl")
 
-    monkeypatch.setattr(cli, "cmd_simulate", fails)
+    monkeypatch.setattr(simulate, "cmd_simulate", fails)
     code, out, err = run(["simulate", "--out", "/data/out.jsonl"], capsys)
     assert_one_line_error(code, out, err)
     assert err == "churnwatch simulate: error: No such file or directory: /data/out.jsonl\n"
@@ -228,13 +230,17 @@ def test_bad_environment_variable(monkeypatch, capsys):
 
 
 # ---- train -------------------------------------------------------------------------------------------
-def _stub_training(monkeypatch) -> None:
+def _stub_training(monkeypatch, train: bool = True) -> None:
+    """training.fit.train replaced by a module with only its error class (which main() reports), and
+    with ``train`` a train_from_log that fails the test if reached."""
     stub = types.ModuleType("training.fit.train")
+    stub.TrainingError = type("TrainingError", (Exception,), {})
 
     def train_from_log(*a, **k):
         raise AssertionError("training started despite a missing event log")
 
-    stub.train_from_log = train_from_log
+    if train:
+        stub.train_from_log = train_from_log
     monkeypatch.setitem(sys.modules, "training.fit.train", stub)
 
 
@@ -253,7 +259,7 @@ def test_train_with_a_directory_as_event_log(monkeypatch, tmp_path, capsys):
 
 
 def test_train_checks_the_event_log_before_importing_training(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "training.fit.train", None)  # makes `import training.fit.train` fail
+    _stub_training(monkeypatch, train=False)  # importing anything of training.fit.train but its error fails
     code, out, err = run(["train", "--events", "/nonexistent", "--models-dir", str(tmp_path)], capsys)
     assert_one_line_error(code, out, err)
 
@@ -369,9 +375,10 @@ def test_every_command_is_listed_here():
 ])
 def test_a_bad_setting_stops_every_command_before_it_runs(command, variable, value, fragment, monkeypatch, capsys):
     reached = []
-    for name in dir(cli):
-        if name.startswith("cmd_"):
-            monkeypatch.setattr(cli, name, lambda args, name=name: reached.append(name) or 0)
+    for module in (*entry.COMMANDS, entry):
+        for name in dir(module):
+            if name.startswith("cmd_"):
+                monkeypatch.setattr(module, name, lambda args, name=name: reached.append(name) or 0)
     monkeypatch.setenv(variable, value)
     code, out, err = run(EVERY_COMMAND[command], capsys)
     assert_one_line_error(code, out, err)
@@ -507,10 +514,10 @@ def test_a_foreign_log_needs_exactly_one_churn_source(extra, monkeypatch, tmp_pa
 def test_tune_and_cv_flags_reach_the_training_config():
     args = cli.build_parser().parse_args(["train", "--events", "x.jsonl", "--tune", "--search-seconds", "30",
                                           "--cv-folds", "4", "--train-until", "2024-01-10"])
-    cfg = cli._train_config(args)
+    cfg = train._train_config(args)
     assert (cfg.search_candidates, cfg.search_seconds, cfg.cv_folds) == (8, 30.0, 4)
     assert cfg.train_until_ms == parse_ts("2024-01-10T00:00:00Z") and cfg.test_from_ms is None
-    default = cli._train_config(cli.build_parser().parse_args(["train", "--events", "x.jsonl"]))
+    default = train._train_config(cli.build_parser().parse_args(["train", "--events", "x.jsonl"]))
     assert (default.search_candidates, default.cv_folds) == (0, 3)  # the search is off unless asked for
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import apps.cli as cli
+from apps.cli.args import _PATH_DESTS
 from apps.completion import describe, script
 
 COMMANDS = ["broker", "topics", "simulate", "worker", "train", "dataset", "export", "inbox", "evaluate", "score",
@@ -21,12 +22,12 @@ COMMANDS = ["broker", "topics", "simulate", "worker", "train", "dataset", "expor
 
 def _script(shell: str, tmp_path: Path) -> Path:
     path = tmp_path / f"churnwatch.{shell}"
-    path.write_text(script(shell, cli.build_parser(), cli._PATH_DESTS))
+    path.write_text(script(shell, cli.build_parser(), _PATH_DESTS))
     return path
 
 
 def test_describe_lists_every_subcommand_with_its_flags_and_choices():
-    top, commands = describe(cli.build_parser(), cli._PATH_DESTS)
+    top, commands = describe(cli.build_parser(), _PATH_DESTS)
     assert [c.name for c in commands] == COMMANDS
     assert {n for o in top for n in o.names} == {"-h", "--help", "--version"}
     by_name = {c.name: c for c in commands}
