@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every flag's help ends with its default: argparse's ``(default: X)`` unless the text says it
     already. On/off switches get none, and neither do flags whose default is None: their help says
-    in words what happens without them (tests/unit/apps/test_cli.py checks that every flag does)."""
+    in words what happens without them (tests/unit/apps/cli/test_entry.py checks that every flag does)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
