@@ -8,8 +8,8 @@ import signal
 import sys
 import threading
 
-from apps.cli.args import _common
-from apps.cli.inputs import _connected
+from apps.cli.args import common_flags
+from apps.cli.inputs import connected_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--csm", action="append", metavar="CSM[,CSM…]",
                     help="only alerts of customers of these CSMs, '-' for customers without one; repeat or "
                          "separate by commas (default: every CSM)")
-    _common(sp)
+    common_flags(sp)
     sp.set_defaults(func=cmd_alerts)
 
 
@@ -34,7 +34,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from pipeline.kafka.feed import follow_raw
 
     tiers, csms = split_values(args.tier), split_values(args.csm)
-    settings, _ = _connected(args)
+    settings, _ = connected_settings(args)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     # wrapped at the terminal's width on a terminal; in a pipe or a file one alert line stays one line

@@ -13,12 +13,12 @@ from pipeline.config.settings import Settings
 MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + traceback
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every flag's help ends with its default: argparse's ``(default: X)`` unless the text says it
     already. On/off switches get none, and neither do flags whose default is None: their help says
     in words what happens without them (tests/unit/apps/cli/test_entry.py checks that every flag does)."""
@@ -31,19 +31,19 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text + " (default: %(default)s)"
 
 
-class _Subcommands(argparse._SubParsersAction):
+class SubcommandAction(argparse._SubParsersAction):
     """Subcommands whose --help starts with their one-line help and shows every flag's default."""
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs.setdefault("description", kwargs.get("help"))
-        kwargs.setdefault("formatter_class", _HelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         return super().add_parser(name, **kwargs)
 
 
 _SETTING_DEFAULTS = dict(Settings.documented())
 
 
-def _env_help(name: str, text: str) -> str:
+def env_help(name: str, text: str) -> str:
     """Help of a flag that overrides a setting: the variable it overrides and that one's default."""
     env = f"CHURNWATCH_{name.upper()}"
     default = _SETTING_DEFAULTS[env] or "none"
@@ -51,7 +51,7 @@ def _env_help(name: str, text: str) -> str:
 
 
 # ---- argument types -----------------------------------------------------------------------------
-def _ts(text: str) -> int:
+def timestamp(text: str) -> int:
     from pipeline.core.contract import InvalidEvent, Limits, parse_ts
 
     try:
@@ -63,7 +63,7 @@ def _ts(text: str) -> int:
     return value
 
 
-def _bounded(cast: type, ok: Any, rule: str) -> Any:
+def bounded(cast: type, ok: Any, rule: str) -> Any:
     """An argparse type: ``cast(text)``, refused with "must be <rule>" unless ``ok(value)``."""
     noun = "an integer" if cast is int else "a number"
 
@@ -79,28 +79,28 @@ def _bounded(cast: type, ok: Any, rule: str) -> Any:
     return parse
 
 
-_positive_int = _bounded(int, lambda v: v > 0, "> 0")
-_non_negative_int = _bounded(int, lambda v: v >= 0, ">= 0")
-_fraction = _bounded(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
-_users = _bounded(float, lambda v: 1.0 <= v <= 50.0, "between 1 and 50")
+positive_int = bounded(int, lambda v: v > 0, "> 0")
+non_negative_int = bounded(int, lambda v: v >= 0, ">= 0")
+fraction = bounded(float, lambda v: 0.0 <= v <= 1.0, "between 0 and 1")
+users_flag = bounded(float, lambda v: 1.0 <= v <= 50.0, "between 1 and 50")
 
 
-_top_k = _bounded(int, lambda v: 1 <= v <= 47, "within 1..47")
-_port = _bounded(int, lambda v: 1 <= v <= 65535, "a port within 1..65535")
+_top_k = bounded(int, lambda v: 1 <= v <= 47, "within 1..47")
+port_number = bounded(int, lambda v: 1 <= v <= 65535, "a port within 1..65535")
 
 
-def _speed(text: str) -> float | None:
+def speed_value(text: str) -> float | None:
     """``--speed``: simulated seconds per wall second, > 0; ``max`` (None) sends as fast as possible.
     0 and negative numbers are refused: they used to mean "as fast as possible" without saying so."""
     if text.strip().lower() == "max":
         return None
-    return _bounded(float, lambda v: 0 < v < float("inf"), "> 0 (or 'max': as fast as possible)")(text)
+    return bounded(float, lambda v: 0 < v < float("inf"), "> 0 (or 'max': as fast as possible)")(text)
 
 
 def _vocabulary(text: str) -> int:
     from devtools.simulator import VOCAB_MAX, VOCAB_MIN
 
-    return _bounded(int, lambda v: v == 0 or VOCAB_MIN <= v <= VOCAB_MAX, f"0 or within {VOCAB_MIN}..{VOCAB_MAX}")(text)
+    return bounded(int, lambda v: v == 0 or VOCAB_MIN <= v <= VOCAB_MAX, f"0 or within {VOCAB_MIN}..{VOCAB_MAX}")(text)
 
 
 #: Flags whose value is a path: completed with file names by the shell completion.
@@ -108,18 +108,18 @@ _PATH_DESTS = frozenset({"out", "events", "usage", "churn", "spec", "models_dir"
 
 
 # ---- flags shared by several subcommands --------------------------------------------------------
-def _common(sp: argparse.ArgumentParser, broker: bool = True) -> None:
+def common_flags(sp: argparse.ArgumentParser, broker: bool = True) -> None:
     if broker:
-        sp.add_argument("--broker", metavar="URL", help=_env_help("broker", "kafka://host:port[,kafka://host:port…]"))
-    sp.add_argument("--models-dir", metavar="DIR", help=_env_help("models_dir", "model registry directory"))
+        sp.add_argument("--broker", metavar="URL", help=env_help("broker", "kafka://host:port[,kafka://host:port…]"))
+    sp.add_argument("--models-dir", metavar="DIR", help=env_help("models_dir", "model registry directory"))
 
 
-def _partitions_flag(sp: argparse.ArgumentParser) -> None:
-    sp.add_argument("--partitions", type=_positive_int, metavar="N",
-                    help=_env_help("partitions", "partitions of every topic created"))
+def partitions_flag(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--partitions", type=positive_int, metavar="N",
+                    help=env_help("partitions", "partitions of every topic created"))
 
 
-def _input_flags(sp: argparse.ArgumentParser) -> None:
+def input_flags(sp: argparse.ArgumentParser) -> None:
     """--events, or a foreign log (--usage with --churn or --inactive-days): train and score read either."""
     src = sp.add_argument_group("input (either --events, or --usage with --churn)")
     src.add_argument("--events", metavar="FILE",
@@ -131,12 +131,12 @@ def _input_flags(sp: argparse.ArgumentParser) -> None:
     src.add_argument("--churn", metavar="FILE",
                      help="foreign churn dates or subscriptions table, with --usage (no default: this or "
                           "--inactive-days)")
-    src.add_argument("--inactive-days", type=_positive_int, metavar="N",
+    src.add_argument("--inactive-days", type=positive_int, metavar="N",
                      help="instead of --churn: an account N days without usage churned, dated the day after its "
                           "last row (docs/foreign-logs.md; default: none, --churn decides)")
 
 
-def _mapping_flags(sp: argparse.ArgumentParser) -> None:
+def mapping_flags(sp: argparse.ArgumentParser) -> None:
     fm = sp.add_argument_group("foreign-log mapping (docs/foreign-logs.md)")
     unread = "default: none, not read"
     for flag, helptext in (("--id-col", "usage account column (default account_id)"),
@@ -164,7 +164,7 @@ def _mapping_flags(sp: argparse.ArgumentParser) -> None:
                          "or onto another type of the log; repeatable (default: none, every type kept as it is)")
 
 
-def _spec_flags(sp: argparse.ArgumentParser) -> None:
+def spec_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--top-k", type=_top_k, default=16,
                     help="event types of the log that get features of their own, by volume (default 16)")
     sp.add_argument("--spec", metavar="FILE",
@@ -172,7 +172,7 @@ def _spec_flags(sp: argparse.ArgumentParser) -> None:
                          "learnt from the log)")
 
 
-def _split_flags(sp: argparse.ArgumentParser, command: str) -> None:
+def split_flags(sp: argparse.ArgumentParser, command: str) -> None:
     """--train-until, --test-from and --as-of: the same split (training.fit.train.time_split) and the
     same cut of the log (training.data.asof) on train, dataset and evaluate."""
     if command == "evaluate":
@@ -193,8 +193,8 @@ def _split_flags(sp: argparse.ArgumentParser, command: str) -> None:
                                                         " (default: the whole log)"))
 
 
-def _label_delay_flag(sp: argparse.ArgumentParser) -> None:
+def label_delay_flag(sp: argparse.ArgumentParser) -> None:
     """--label-delay-days of train and dataset: both label alike."""
-    sp.add_argument("--label-delay-days", type=_non_negative_int, default=0, metavar="D",
+    sp.add_argument("--label-delay-days", type=non_negative_int, default=0, metavar="D",
                     help="a churn is known only D days after its date (inactivity churn of a converted log: its "
                          "--inactive-days; set for you with --usage --inactive-days); default 0")

@@ -6,12 +6,12 @@ import argparse
 import signal
 import threading
 
-from apps.cli.args import _port
+from apps.cli.args import port_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu) on loopback")
-    sp.add_argument("--port", type=_port, help="port to listen on (default: a free one)")
+    sp.add_argument("--port", type=port_number, help="port to listen on (default: a free one)")
     sp.set_defaults(func=cmd_broker)
 
 

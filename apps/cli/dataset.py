@@ -8,25 +8,25 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from apps.cli.args import _label_delay_flag, _non_negative_int, _positive_int, _spec_flags, _split_flags
+from apps.cli.args import label_delay_flag, non_negative_int, positive_int, spec_flags, split_flags
 from apps.cli.errors import UserError
-from apps.cli.inputs import _dataset_config, _existing, _feature_spec, _split_times, _times
+from apps.cli.inputs import dataset_config_of, existing_path, feature_spec_of, split_times, parse_times
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("dataset", help="write the point-in-time training dataset of an event log (Parquet/CSV)")
     sp.add_argument("--events", required=True, help="event log: JSONL, CSV/TSV (.gz) or Parquet")
     sp.add_argument("--out", required=True, help="output .parquet, .csv or .csv.gz")
-    sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
-    sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
-    _label_delay_flag(sp)
-    sp.add_argument("--min-history-days", type=_non_negative_int, default=None,
+    sp.add_argument("--cadence-days", type=positive_int, default=7, help="days between observation times")
+    sp.add_argument("--horizon-days", type=positive_int, default=30, help="label: churn within this many days")
+    label_delay_flag(sp)
+    sp.add_argument("--min-history-days", type=non_negative_int, default=None,
                     help="history a customer needs to get a row (default: as train, from the first day)")
     sp.add_argument("--at", help="observe at exactly these times (comma separated), e.g. the times of a "
                                  "'churnwatch score' backtest, instead of every --cadence-days (default: every "
                                  "--cadence-days)")
-    _split_flags(sp, "dataset")
-    _spec_flags(sp)
+    split_flags(sp, "dataset")
+    spec_flags(sp)
     sp.set_defaults(func=cmd_dataset)
 
 
@@ -34,12 +34,12 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from training.rows.dataset import build_dataset, dataset_format, write_dataset
     from training.data.eventlog import read_events
 
-    source = _existing(args.events, "event log")
+    source = existing_path(args.events, "event log")
     try:
         dataset_format(Path(args.out))
     except ValueError as exc:  # unknown suffix, missing directory: say so before the replay, not after
         raise UserError(str(exc)) from None
-    times = _split_times(args)
+    times = split_times(args)
     log = read_events(source)
     if not log.events:
         raise UserError(f"{args.events}: no valid events ({log.stats.skipped} invalid records)")
@@ -49,11 +49,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     log = as_of.log
     extra: dict[str, Any] = {} if args.min_history_days is None else {"min_history_days": args.min_history_days}
     if args.at:
-        extra["at_ms"] = tuple(_times(args.at))
+        extra["at_ms"] = tuple(parse_times(args.at))
     if as_of.end_ms is not None:
         extra["log_end_ms"] = as_of.end_ms
-    cfg = _dataset_config(args, **extra)
-    spec = _feature_spec(args) or log.learn_spec(args.top_k)
+    cfg = dataset_config_of(args, **extra)
+    spec = feature_spec_of(args) or log.learn_spec(args.top_k)
     dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec), labels=log.labels())
     columns, split_note = {}, ""
     if len(dataset) and (times["train_until_ms"] is not None or times["test_from_ms"] is not None):

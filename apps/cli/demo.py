@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from apps.cli.args import _bounded, _common
-from apps.cli.inputs import _settings
+from apps.cli.args import bounded, common_flags
+from apps.cli.inputs import settings_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("demo", help="everything on an embedded broker: model, worker, live stream, alerts")
-    sp.add_argument("--seconds", type=_bounded(float, lambda v: v > 0, "> 0"),
+    sp.add_argument("--seconds", type=bounded(float, lambda v: v > 0, "> 0"),
                     help="stop after this many seconds (env DEMO_SECONDS; default: run until Ctrl-C)")
-    _common(sp)
+    common_flags(sp)
     sp.set_defaults(func=cmd_demo)
 
 
@@ -22,4 +22,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from apps.demo import run_demo
 
     seconds = args.seconds if args.seconds is not None else (float(os.environ["DEMO_SECONDS"]) if os.environ.get("DEMO_SECONDS") else None)
-    return run_demo(_settings(args), seconds=seconds)
+    return run_demo(settings_of(args), seconds=seconds)

@@ -14,9 +14,9 @@ from typing import Any, Callable, Sequence
 
 from apps.cli import (alerts, broker, config, dataset, demo, evaluate, export, inbox, models, score, simulate,
                       topics, train, worker)
-from apps.cli.args import _HelpFormatter, _Parser, _PATH_DESTS, _Subcommands
-from apps.cli.errors import _known_errors
-from apps.cli.inputs import _settings
+from apps.cli.args import HelpFormatter, Parser, _PATH_DESTS, SubcommandAction
+from apps.cli.errors import known_errors
+from apps.cli.inputs import settings_of
 
 #: The subcommand modules, in the order ``churnwatch --help`` lists them (``completion`` comes last).
 COMMANDS = (broker, topics, simulate, worker, train, dataset, export, inbox, evaluate, score, models, alerts,
@@ -40,11 +40,11 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.",
-                formatter_class=_HelpFormatter)
+    p = Parser(prog="churnwatch", description="Streaming churn early warning on Kafka.",
+                formatter_class=HelpFormatter)
     p.add_argument("--version", action="version", version=f"churnwatch {_version()}",
                    help="print the version and exit")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, action=_Subcommands,
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser, action=SubcommandAction,
                            metavar="COMMAND")
     for command in COMMANDS:
         command.register(sub)
@@ -92,14 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # every command reads the same settings: a bad or misspelt CHURNWATCH_* variable stops any of
         # them at once (exit 2, one line), not after a long run or only in the commands that use it
-        _settings(args)
+        settings_of(args)
         return func(args) or 0
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `churnwatch alerts | head`: the reader has what it wanted; no message
         _silence_stdout()
         return 141
-    except _known_errors() as exc:
+    except known_errors() as exc:
         print(f"churnwatch {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

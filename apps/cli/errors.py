@@ -8,7 +8,7 @@ class UserError(Exception):
     """Something the user can fix; printed as one line."""
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
+def known_errors() -> tuple[type[BaseException], ...]:
     from devtools.broker import BrokerError
     from pipeline.config.fields import SettingsError
     from pipeline.kafka.connection import ConnectError

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from apps.cli.args import _bounded, _common, _split_flags
+from apps.cli.args import bounded, common_flags, split_flags
 from apps.cli.errors import UserError
-from apps.cli.inputs import _existing, _registry, _split_times
+from apps.cli.inputs import existing_path, registry_of, split_times
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,24 +19,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--period", choices=["later", "all"], default="later",
                     help="with --events: observations from the model's test period on (default), or all of them")
     sp.add_argument("--out", help="output directory (default: the version's report/ for a re-draw, else ./churnwatch-eval-VERSION)")
-    sp.add_argument("--budget", type=_bounded(float, lambda v: v > 0, "> 0"),
+    sp.add_argument("--budget", type=bounded(float, lambda v: v > 0, "> 0"),
                     help="propose per-tier thresholds for this many new alerts per week per 1,000 customers "
                          "(default: none, the thresholds chosen at training are shown)")
-    _split_flags(sp, "evaluate")
+    split_flags(sp, "evaluate")
     sp.add_argument("--strict", action="store_true",
                     help="exit 2 when the evaluated period has fewer than 30 churners (the figures are mostly noise)")
-    _common(sp, broker=False)
+    common_flags(sp, broker=False)
     sp.set_defaults(func=cmd_evaluate)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    events = _existing(args.events, "event log") if args.events else None
-    times = _split_times(args)
+    events = existing_path(args.events, "event log") if args.events else None
+    times = split_times(args)
     if events is None and any(v is not None for v in times.values()):
         raise UserError("--train-until, --test-from and --as-of choose what of an event log is evaluated: give --events LOG")
     from training.fit.train import evaluate_version
 
-    result = evaluate_version(_registry(args), args.version, events=events, out=args.out, budget=args.budget,
+    result = evaluate_version(registry_of(args), args.version, events=events, out=args.out, budget=args.budget,
                               period=args.period, **times)
     result.print()
     return 2 if args.strict and result.few_churners else 0

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from apps.cli.args import _common
-from apps.cli.inputs import _connected
+from apps.cli.args import common_flags
+from apps.cli.inputs import connected_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="force a format, which must agree with the suffix (default: from the suffix)")
     sp.add_argument("--quiet", action="store_true",
                     help="no progress bars (there are none unless stderr is a terminal)")
-    _common(sp)
+    common_flags(sp)
     sp.set_defaults(func=cmd_export)
 
 
@@ -27,7 +27,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from training.data.export import export_topics, output_format
 
     output_format(Path(args.out), args.format)  # a bad name fails before the connection
-    settings, _ = _connected(args)
+    settings, _ = connected_settings(args)
     with Bars(wanted(args.quiet)) as bars:
         stats = export_topics(settings, args.out, args.format, progress=bars.report)
     print(stats.summary())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from apps.cli.args import _common, _port
-from apps.cli.inputs import _connected, _listenable, _settings
+from apps.cli.args import common_flags, port_number
+from apps.cli.inputs import connected_settings, listenable, settings_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--host", default="127.0.0.1",
                     help="listen address (default loopback; any other needs CHURNWATCH_INBOX_TOKEN or "
                          "CHURNWATCH_TRUSTED_USER_HEADER)")
-    sp.add_argument("--port", type=_port, default=8088, help="listen port")
-    _common(sp)
+    sp.add_argument("--port", type=port_number, default=8088, help="listen port")
+    common_flags(sp)
     sp.set_defaults(func=cmd_inbox)
 
 
@@ -23,8 +23,8 @@ def cmd_inbox(args: argparse.Namespace) -> int:
     from apps.inbox.server import run_inbox
     from pipeline.web.webauth import check_bind
 
-    check_bind(_settings(args), args.host, "inbox")  # before the broker is contacted
-    _listenable(args.host, args.port, "--port")
-    settings, _ = _connected(args)
+    check_bind(settings_of(args), args.host, "inbox")  # before the broker is contacted
+    listenable(args.host, args.port, "--port")
+    settings, _ = connected_settings(args)
     run_inbox(settings, host=args.host, port=args.port)
     return 0

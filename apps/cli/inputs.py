@@ -12,7 +12,7 @@ from apps.cli.errors import UserError
 from pipeline.config.settings import Settings
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_of(args: argparse.Namespace) -> Settings:
     overrides = {
         "broker": getattr(args, "broker", None),
         "partitions": getattr(args, "partitions", None),
@@ -26,22 +26,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def _connected(args: argparse.Namespace) -> tuple[Settings, Any]:
+def connected_settings(args: argparse.Namespace) -> tuple[Settings, Any]:
     """The settings and the cluster they reach: a command that talks to the broker checks first that it
     can (CHURNWATCH_CONNECT_TIMEOUT_S), so a wrong address, protocol or password fails in one line."""
     from pipeline.kafka.connection import check_connection
 
-    settings = _settings(args)
+    settings = settings_of(args)
     return settings, check_connection(settings)
 
 
-def _registry(args: argparse.Namespace):  # -> pipeline.model.registry.Registry
+def registry_of(args: argparse.Namespace):  # -> pipeline.model.registry.Registry
     from pipeline.model.registry import Registry
 
-    return Registry(_settings(args).models_dir)
+    return Registry(settings_of(args).models_dir)
 
 
-def _listenable(host: str, port: int, change: str) -> None:
+def listenable(host: str, port: int, change: str) -> None:
     """Stop with one line saying what to ``change`` (flag, variable) when ``host:port`` cannot be listened on."""
     from apps.ports import bind_problem, shown
 
@@ -50,25 +50,25 @@ def _listenable(host: str, port: int, change: str) -> None:
         raise UserError(f"cannot listen on {shown(host, port)}: {problem}; choose another port with {change}")
 
 
-def _existing(path_text: str, what: str) -> Path:
+def existing_path(path_text: str, what: str) -> Path:
     path = Path(path_text)
     if not path.is_file():
         raise UserError(f"{what} {path} not found")
     return path
 
 
-def _inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
+def log_inputs(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
     """(event log, usage log, churn table) as given, checked before any heavy import."""
     if bool(args.events) == bool(args.usage or args.churn or args.inactive_days):
         raise UserError("give either --events LOG, or --usage FILE with --churn FILE or --inactive-days N (a foreign log)")
     if args.events:
-        return _existing(args.events, "event log"), None, None
+        return existing_path(args.events, "event log"), None, None
     if not args.usage or bool(args.churn) == bool(args.inactive_days):
         raise UserError("a foreign log needs --usage FILE and either --churn FILE or --inactive-days N")
-    return None, _existing(args.usage, "usage log"), _existing(args.churn, "churn table") if args.churn else None
+    return None, existing_path(args.usage, "usage log"), existing_path(args.churn, "churn table") if args.churn else None
 
 
-def _times(text: str, flag: str = "--at") -> list[int]:
+def parse_times(text: str, flag: str = "--at") -> list[int]:
     """``--at 2026-05-01,2026-06-01T12:00:00Z``: ISO-8601 or epoch ms, comma separated."""
     from pipeline.core.contract import InvalidEvent, parse_ts
 
@@ -88,13 +88,13 @@ def _times(text: str, flag: str = "--at") -> list[int]:
 def _one_time(text: str | None, flag: str) -> int | None:
     if not text:
         return None
-    times = _times(text, flag)
+    times = parse_times(text, flag)
     if len(times) != 1:
         raise UserError(f"{flag} takes one date, e.g. {flag} 2026-05-01")
     return times[0]
 
 
-def _split_times(args: argparse.Namespace, as_of: bool = True) -> dict[str, int | None]:
+def split_times(args: argparse.Namespace, as_of: bool = True) -> dict[str, int | None]:
     """``--train-until``, ``--test-from`` and ``--as-of`` as epoch ms (None where not given); a date
     that does not parse is a one-line error. (A foreign log's ``--as-of`` is read by its conversion,
     in the formats its times may have: ``as_of=False`` leaves it out.)"""
@@ -105,7 +105,7 @@ def _split_times(args: argparse.Namespace, as_of: bool = True) -> dict[str, int 
     return out
 
 
-def _feature_spec(args: argparse.Namespace) -> Any:
+def feature_spec_of(args: argparse.Namespace) -> Any:
     """``--spec FILE`` as a :class:`pipeline.core.spec.FeatureSpec` (None: learn one from the log)."""
     path = getattr(args, "spec", None)
     if not path:
@@ -126,12 +126,12 @@ def _feature_spec(args: argparse.Namespace) -> Any:
         raise UserError(f"--spec {path}: {exc}") from None
 
 
-def _dataset_config(args: argparse.Namespace, **overrides: Any) -> Any:
+def dataset_config_of(args: argparse.Namespace, **overrides: Any) -> Any:
     """Dataset settings of ``train``/``dataset``: the feature settings come from the settings object,
     the same one the worker reads, so a model and the worker it is promoted to agree on them."""
     from training.rows.dataset import DatasetConfig
 
     values = dict(cadence_days=args.cadence_days, horizon_days=args.horizon_days,
                   label_delay_days=getattr(args, "label_delay_days", None) or 0,
-                  features=_settings(args).feature_config(), **overrides)
+                  features=settings_of(args).feature_config(), **overrides)
     return DatasetConfig(**values)

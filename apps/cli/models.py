@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from apps.cli.args import _common
+from apps.cli.args import common_flags
 from apps.cli.errors import UserError
-from apps.cli.inputs import _settings
+from apps.cli.inputs import settings_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="list: the versions, * the current one; promote VERSION: make it current after a check; "
                          "rollback: back to the previously current version")
     sp.add_argument("version", nargs="?", help="the version to promote, e.g. v3 (no default: promote needs one)")
-    _common(sp, broker=False)
+    common_flags(sp, broker=False)
     sp.set_defaults(func=cmd_models)
 
 
@@ -24,7 +24,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from pipeline.model.registry import Registry, RegistryError
     from pipeline.model.scoring import load_version
 
-    settings = _settings(args)
+    settings = settings_of(args)
     reg = Registry(settings.models_dir)
     if args.action == "list":
         try:

@@ -7,35 +7,35 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from apps.cli.args import _common, _input_flags, _mapping_flags
+from apps.cli.args import common_flags, input_flags, mapping_flags
 from apps.cli.errors import UserError
-from apps.cli.inputs import _inputs, _registry, _settings, _times
+from apps.cli.inputs import log_inputs, registry_of, settings_of, parse_times
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("score", help="batch-score every customer at chosen times, point in time (backtest, book of business)")
     sp.add_argument("version", nargs="?", help="registry version (default: the current one)")
-    _input_flags(sp)
+    input_flags(sp)
     sp.add_argument("--at", required=True, help="times to score at, comma separated (ISO-8601 or epoch ms): "
                                                 "every customer seen before and not churned by then, from the events before it")
     sp.add_argument("--out", required=True, help="output .csv, .csv.gz or .parquet")
     sp.add_argument("--no-reasons", action="store_true", help="skip the top reasons (faster on big populations)")
-    _mapping_flags(sp)
-    _common(sp, broker=False)
+    mapping_flags(sp)
+    common_flags(sp, broker=False)
     sp.set_defaults(func=cmd_score)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    source, usage, churn = _inputs(args)
-    times = _times(args.at)
+    source, usage, churn = log_inputs(args)
+    times = parse_times(args.at)
     if not Path(args.out).parent.is_dir() or not args.out.lower().endswith((".parquet", ".csv", ".csv.gz")):
         raise UserError(f"--out {args.out}: scores are written as .parquet, .csv or .csv.gz into an existing directory")
     from pipeline.core.alerting import PolicyConfig
     from pipeline.core.policy import load_policy
     from pipeline.model.scoring import load_version
 
-    settings = _settings(args)
-    reg = _registry(args)
+    settings = settings_of(args)
+    reg = registry_of(args)
     version = args.version or reg.current()
     if version is None:
         raise UserError(f"no model in {reg.root}: train one, or name a VERSION")

@@ -8,37 +8,37 @@ import signal
 import threading
 from pathlib import Path
 
-from apps.cli.args import (_common, _fraction, _partitions_flag, _positive_int, _speed, _ts, _users,
+from apps.cli.args import (common_flags, fraction, partitions_flag, positive_int, speed_value, timestamp, users_flag,
                            _vocabulary)
 from apps.cli.errors import UserError
-from apps.cli.inputs import _connected
+from apps.cli.inputs import connected_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("simulate", help="generate a simulated customer population's events")
-    sp.add_argument("--customers", type=_positive_int, default=1000, help="customers simulated")
-    sp.add_argument("--days", type=_positive_int, default=180, help="days simulated")
-    sp.add_argument("--start", type=_ts, help="first simulated day (ISO-8601 or epoch ms; default: DAYS before now)")
+    sp.add_argument("--customers", type=positive_int, default=1000, help="customers simulated")
+    sp.add_argument("--days", type=positive_int, default=180, help="days simulated")
+    sp.add_argument("--start", type=timestamp, help="first simulated day (ISO-8601 or epoch ms; default: DAYS before now)")
     sp.add_argument("--seed", type=int, default=7, help="random seed: equal seeds and flags give equal events")
-    sp.add_argument("--churn-rate", type=_fraction, default=0.25,
+    sp.add_argument("--churn-rate", type=fraction, default=0.25,
                     help="share of customers who churn within the simulated days")
-    sp.add_argument("--bad-rate", type=_fraction, default=0.0,
+    sp.add_argument("--bad-rate", type=fraction, default=0.0,
                     help="share of malformed records mixed in (JSONL output or Kafka only)")
     sp.add_argument("--vocabulary", type=_vocabulary, default=0,
                     help="0: the fixed login/feature_use/... vocabulary; 8..25: a foreign product with that many "
                          "event types of its own, multi-user accounts and churn at renewals (docs/simulator.md)")
-    sp.add_argument("--annual-share", type=_fraction, help="share of annual contracts (default: the per-plan mix)")
-    sp.add_argument("--users-per-account", type=_users,
+    sp.add_argument("--annual-share", type=fraction, help="share of annual contracts (default: the per-plan mix)")
+    sp.add_argument("--users-per-account", type=users_flag,
                     help="mean users per account, with --vocabulary only (default 3.5)")
     sp.add_argument("--out", metavar="FILE",
                     help="write an event log instead of producing to Kafka; the format follows the suffix: "
                          ".jsonl, .jsonl.gz, .csv, .csv.gz or .parquet (default: produce to Kafka)")
-    sp.add_argument("--speed", type=_speed, default="max", metavar="X|max",
+    sp.add_argument("--speed", type=speed_value, default="max", metavar="X|max",
                     help="when producing: simulated seconds per wall second (86400: a day a second), > 0; "
                          "'max': as fast as possible (default: max)")
     sp.add_argument("--quiet", action="store_true", help="no progress bar (there is none unless stderr is a terminal)")
-    _partitions_flag(sp)
-    _common(sp)
+    partitions_flag(sp)
+    common_flags(sp)
     sp.set_defaults(func=cmd_simulate)
 
 
@@ -76,7 +76,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.out:
         from pipeline.kafka.topics import ensure_topics
 
-        settings, cluster = _connected(args)
+        settings, cluster = connected_settings(args)
         ensure_topics(settings, cluster)
     with Bars(wanted(args.quiet)) as bars:
         records = simulator.simulate(cfg, progress=bars.report)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from apps.cli.args import _common, _partitions_flag
-from apps.cli.inputs import _connected
+from apps.cli.args import common_flags, partitions_flag
+from apps.cli.inputs import connected_settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,15 +13,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("action", choices=["create", "check"],
                     help="create: create the missing topics; check: report partitions, replication factor, "
                          "min.insync.replicas and co-partitioning, exit 1 when something is wrong")
-    _partitions_flag(sp)
-    _common(sp)
+    partitions_flag(sp)
+    common_flags(sp)
     sp.set_defaults(func=cmd_topics)
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
     from pipeline.kafka import topics
 
-    settings, cluster = _connected(args)
+    settings, cluster = connected_settings(args)
     if args.action == "check":
         report = topics.check(settings, cluster)
         print("\n".join(topics.format_report(report)))

@@ -6,28 +6,28 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from apps.cli.args import (_bounded, _common, _input_flags, _label_delay_flag, _mapping_flags, _positive_int,
-                           _spec_flags, _split_flags)
+from apps.cli.args import (bounded, common_flags, input_flags, label_delay_flag, mapping_flags, positive_int,
+                           spec_flags, split_flags)
 from apps.cli.errors import UserError
-from apps.cli.inputs import _dataset_config, _feature_spec, _inputs, _registry, _split_times
+from apps.cli.inputs import dataset_config_of, feature_spec_of, log_inputs, registry_of, split_times
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("train", help="train a model from an event log (or a foreign usage log) into the registry")
-    _input_flags(sp)
-    sp.add_argument("--horizon-days", type=_positive_int, default=30, help="label: churn within this many days")
-    _label_delay_flag(sp)
-    sp.add_argument("--cadence-days", type=_positive_int, default=7, help="days between observation times")
+    input_flags(sp)
+    sp.add_argument("--horizon-days", type=positive_int, default=30, help="label: churn within this many days")
+    label_delay_flag(sp)
+    sp.add_argument("--cadence-days", type=positive_int, default=7, help="days between observation times")
     sp.add_argument("--seed", type=int, default=42, help="random seed of the split draws, LightGBM and the baselines")
     sp.add_argument("--no-promote", action="store_true", help="save the model without making it current")
-    _split_flags(sp, "train")
-    sp.add_argument("--cv-folds", type=_bounded(int, lambda v: 1 <= v <= 10, "within 1..10"),
+    split_flags(sp, "train")
+    sp.add_argument("--cv-folds", type=bounded(int, lambda v: 1 <= v <= 10, "within 1..10"),
                     help="rolling-origin folds that choose the number of boosting rounds (default 3; 1: early "
                          "stopping on the validation period; docs/evaluation.md)")
     sp.add_argument("--tune", action="store_true",
                     help="also score 8 LightGBM settings (the defaults + seeded draws) on the folds and keep the best "
                          "(off by default: it did not beat noise on the simulator, docs/evaluation.md)")
-    sp.add_argument("--search-seconds", type=_bounded(float, lambda v: v > 0, "> 0"),
+    sp.add_argument("--search-seconds", type=bounded(float, lambda v: v > 0, "> 0"),
                     help="time budget of --tune: no further setting is tried after this many seconds (default 120)")
     sp.add_argument("--force-promote", action="store_true",
                     help="promote even if the promotion gate refuses (worse than the current model or a baseline)")
@@ -36,16 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "fewer than 30 churners")
     sp.add_argument("--quiet", action="store_true",
                     help="no progress bars (there are none unless stderr is a terminal)")
-    _mapping_flags(sp)
-    _spec_flags(sp)
-    _common(sp, broker=False)
+    mapping_flags(sp)
+    spec_flags(sp)
+    common_flags(sp, broker=False)
     sp.set_defaults(func=cmd_train)
 
 
-def _train_config(args: argparse.Namespace) -> Any:
+def train_config_of(args: argparse.Namespace) -> Any:
     from training.fit.train import TrainConfig
 
-    times = _split_times(args, as_of=False)
+    times = split_times(args, as_of=False)
     extra: dict[str, Any] = {}
     if args.search_seconds is not None and not args.tune:
         raise UserError("--search-seconds is the budget of --tune; give --tune too")
@@ -76,17 +76,17 @@ def _print_trained(result: Any, strict: bool = False) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from apps.bars import Bars, wanted
 
-    events, usage, churn = _inputs(args)
-    config = _train_config(args)
-    as_of_ms = _split_times(args)["as_of_ms"] if args.events else None
+    events, usage, churn = log_inputs(args)
+    config = train_config_of(args)
+    as_of_ms = split_times(args)["as_of_ms"] if args.events else None
     bars = wanted(args.quiet)
     kwargs = dict(seed=args.seed, promote=not args.no_promote, progress=bars,
-                  dataset_config=_dataset_config(args), spec=_feature_spec(args), top_k=args.top_k, strict=args.strict,
+                  dataset_config=dataset_config_of(args), spec=feature_spec_of(args), top_k=args.top_k, strict=args.strict,
                   gate=True, force_promote=args.force_promote, config=config)
     if args.events:
         from training.fit.train import train_from_log
 
-        result = train_from_log(events, _registry(args), as_of_ms=as_of_ms, **kwargs)
+        result = train_from_log(events, registry_of(args), as_of_ms=as_of_ms, **kwargs)
         return _print_trained(result, args.strict)
     from training.data.foreign.mapping import ForeignMapping
     from training.fit.foreign_run import train_foreign
@@ -99,6 +99,6 @@ def cmd_train(args: argparse.Namespace) -> int:
             conversion.stop()
             print(stats.summary(), flush=True)
 
-        foreign = train_foreign(usage, churn, _registry(args), mapping, log_out=args.save_log,
+        foreign = train_foreign(usage, churn, registry_of(args), mapping, log_out=args.save_log,
                                 on_converted=converted, convert_progress=conversion.report, **kwargs)
     return _print_trained(foreign.train, args.strict)

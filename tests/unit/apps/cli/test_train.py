@@ -9,7 +9,7 @@ import types
 import pytest
 
 import apps.cli as cli
-from apps.cli.train import _train_config
+from apps.cli.train import train_config_of
 from pipeline.core.contract import parse_ts
 from tests.unit.apps.cli.harness import assert_one_line_error, on_terminal, run
 
@@ -61,10 +61,10 @@ def test_a_foreign_log_needs_exactly_one_churn_source(extra, monkeypatch, tmp_pa
 def test_tune_and_cv_flags_reach_the_training_config():
     args = cli.build_parser().parse_args(["train", "--events", "x.jsonl", "--tune", "--search-seconds", "30",
                                           "--cv-folds", "4", "--train-until", "2024-01-10"])
-    cfg = _train_config(args)
+    cfg = train_config_of(args)
     assert (cfg.search_candidates, cfg.search_seconds, cfg.cv_folds) == (8, 30.0, 4)
     assert cfg.train_until_ms == parse_ts("2024-01-10T00:00:00Z") and cfg.test_from_ms is None
-    default = _train_config(cli.build_parser().parse_args(["train", "--events", "x.jsonl"]))
+    default = train_config_of(cli.build_parser().parse_args(["train", "--events", "x.jsonl"]))
     assert (default.search_candidates, default.cv_folds) == (0, 3)  # the search is off unless asked for
 
 

@@ -247,11 +247,11 @@ def test_backtest_uses_the_models_delay() -> None:
 
 def test_cli_takes_the_label_delay() -> None:
     from apps import cli
-    from apps.cli.inputs import _dataset_config
+    from apps.cli.inputs import dataset_config_of
 
     args = cli.build_parser().parse_args(["dataset", "--events", "x.jsonl", "--out", "y.csv", "--label-delay-days", "7"])
-    assert _dataset_config(args).label_delay_days == 7
+    assert dataset_config_of(args).label_delay_days == 7
     args = cli.build_parser().parse_args(["train", "--events", "x.jsonl"])
-    assert _dataset_config(args).label_delay_days == 0
+    assert dataset_config_of(args).label_delay_days == 0
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "--events", "x.jsonl", "--label-delay-days", "-1"])
