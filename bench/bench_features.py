@@ -21,7 +21,7 @@ from _common import (BenchError, Report, best_of_interleaved, dict_counters, loa
                      per_call_ns, percentile, section)
 
 from pipeline.core.contract import DAY_MS, Event, parse, validate
-from pipeline.core.features import CustomerState, FeatureConfig, apply, replay, vector
+from pipeline.core.features import CustomerState, FeatureConfig, apply, states_from_events, vector
 from devtools.simulator import SimConfig, encode_value, simulate
 
 #: Fixed window start (2025-01-01 UTC) so every run folds exactly the same events.
@@ -54,7 +54,7 @@ def fold(events: list[Event], with_offsets: bool, cfg: FeatureConfig) -> dict[st
             next_offset[ev.source] = off + 1
             apply(st, ev, off, cfg)
         return states
-    return replay(events, cfg)
+    return states_from_events(events, cfg)
 
 
 def fold_batches(events: list[Event], cfg: FeatureConfig, batch: int, serialize: bool) -> int:

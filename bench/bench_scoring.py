@@ -30,7 +30,7 @@ import numpy as np
 
 from _common import BenchError, Report, load_note, main_guard, parser, per_call_ns_interleaved, percentile, section
 
-from pipeline.core.features import FEATURES, replay, vector
+from pipeline.core.features import FEATURES, states_from_events, vector
 from pipeline.model.registry import Registry
 from pipeline.model.scoring import Model, load_current
 from devtools.simulator import SimConfig, simulate, write_jsonl
@@ -75,7 +75,7 @@ def feature_rows(log: Path, n: int) -> list[list[float]]:
     rows: list[list[float]] = []
     cut = len(events) // 4
     for k in (1, 2, 3, 4):  # snapshots a quarter, half, three quarters and all the way through
-        for st in replay(events[: k * cut]).values():
+        for st in states_from_events(events[: k * cut]).values():
             rows.append(vector(st, st.last_ms))
     if not rows:
         raise BenchError("no feature rows from the simulated log")

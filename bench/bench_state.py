@@ -28,7 +28,7 @@ from _common import (BenchError, Report, best_of, best_of_interleaved, dict_coun
                      parser, per_call_ns_interleaved, percentile, section)
 
 from pipeline.core.contract import Event
-from pipeline.core.features import CustomerState, replay
+from pipeline.core.features import CustomerState, states_from_events
 from pipeline.core.shadow import events_from_records
 from devtools.simulator import SimConfig, simulate
 from pipeline.core.spec import DEFAULT_TOP_K, CompiledSpec, FeatureSpec, compile_spec, learn
@@ -102,7 +102,7 @@ def measure(pop: Population, customers: int, days: int, seed: int, repeats: int,
         gc.disable()
         try:
             t0 = time.perf_counter()
-            folded = replay(events)
+            folded = states_from_events(events)
             t["apply"] = min(t["apply"], time.perf_counter() - t0)
         finally:
             gc.enable()

@@ -32,6 +32,7 @@ import orjson
 
 SCHEMA_VERSION = 1
 DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
 
 #: Every reason the contract can give; the dead-letter metric is labelled with these.
 REASONS = (

@@ -13,10 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.core.contract import DAY_MS, Event
+from pipeline.core.contract import DAY_MS, HOUR_MS, Event
 from pipeline.core.features import CustomerState, FEATURE_INDEX
-
-HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)

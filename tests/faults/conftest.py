@@ -1,7 +1,7 @@
 """Harness of the fault suite: real processes, faults injected from outside, an independent oracle.
 
 Why a separate suite: the integration tests check the worker against the project's own offline code
-(``features.replay``), so a bug shared by both passes unseen. Here every test
+(``features.states_from_events``), so a bug shared by both passes unseen. Here every test
 
 * starts its own Tansu broker (``EmbeddedBroker``, memory storage, a free loopback port) and its own
   ``python -m apps.cli worker`` processes, each with its own ports and data dir;

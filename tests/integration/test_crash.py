@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from pipeline.core.contract import DAY_MS, validate
-from pipeline.core.features import CustomerState, replay, vector
+from pipeline.core.features import CustomerState, states_from_events, vector
 from pipeline.kafka.feed import read_all
 from pipeline.config.settings import Settings
 from devtools.simulator import SimConfig, simulate
@@ -42,7 +42,7 @@ def test_kill_9_twice_mid_stream_loses_nothing_and_counts_nothing_twice(settings
     cfg = SimConfig(customers=300, days=12, start_ms=(now // DAY_MS - 13) * DAY_MS, seed=31, id_prefix="crash-")
     records = list(simulate(cfg))
     events = [validate(r.source, r.value, now) for r in records]
-    expected = replay(events)
+    expected = states_from_events(events)
     total = len(records)
     assert total > 5000 and len(expected) >= 250
 

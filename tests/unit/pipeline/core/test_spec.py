@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from pipeline.core.contract import DAY_MS, Event, validate
-from pipeline.core.features import FEATURES, OTHER_TYPE, TYPE_CAP, CustomerState, apply, replay, vector
+from pipeline.core.features import FEATURES, OTHER_TYPE, TYPE_CAP, CustomerState, apply, states_from_events, vector
 from pipeline.core.spec import FeatureSpec, SpecError, compile_spec, learn, safe_name, spec_of_meta
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, a UTC midnight
@@ -25,7 +25,7 @@ def ev(typ: str, day: float, source: str = "interactions", cid: str = "c1", **da
 
 
 def state_of(events: list[Event]) -> CustomerState:
-    return replay(sorted(events, key=lambda e: e.ts_ms))["c1"]
+    return states_from_events(sorted(events, key=lambda e: e.ts_ms))["c1"]
 
 
 def features(spec: FeatureSpec, st: CustomerState, now: int = NOW) -> dict[str, float]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.contract import DAY_MS, Event
-from pipeline.core.features import FEATURES, replay, vector
+from pipeline.core.features import FEATURES, states_from_events, vector
 from training.rows.dataset import DatasetConfig, build_dataset, next_midnight, observation_times, write_dataset
 from training.data.eventlog import read_events
 from training.rows.labels import labels_from_events
@@ -150,7 +150,7 @@ def test_rows_are_the_stream_feature_code_applied_to_the_past() -> None:
     events = hand_made_log()
     ds = build_dataset(events, DatasetConfig())
     for cid, t, x in list(zip(ds.customer_ids, ds.obs_ms, ds.X))[::9]:
-        state = replay(e for e in events if e.customer_id == cid and e.ts_ms < t)[cid]
+        state = states_from_events(e for e in events if e.customer_id == cid and e.ts_ms < t)[cid]
         np.testing.assert_array_equal(x, np.asarray(vector(state, int(t)), dtype=np.float64))
 
 
