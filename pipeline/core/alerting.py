@@ -1,7 +1,8 @@
 """Alert policy: when a score becomes an alert, and the alert record a CSM receives.
 
-Pure code over a small per-customer memory (``CustomerState.alert``), so the decisions survive a crash
-with the rest of the state and can be unit-tested without a broker. The policy errs on the side of
+Pure code over a small per-customer memory (``CustomerState.alert``, a
+:class:`~pipeline.core.alert_memory.AlertMemory`), so the decisions survive a crash with the rest of the
+state and can be unit-tested without a broker. The policy errs on the side of
 silence once it has spoken: a customer is alerted once, stays quiet while the alert is open, and is
 re-armed only after the score drops below a lower mark (hysteresis) and a cool-down has passed.
 """
@@ -12,6 +13,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.contract import DAY_MS, Event, format_ts
 from pipeline.core.reasons import Reason
 
@@ -22,8 +24,6 @@ from pipeline.core.reasons import Reason
 #: ~10 % more, hardly better than picking new accounts at random, and makes a worker starting on an
 #: existing customer base (everybody looks new) send ~3 normal weeks' model alerts a week for a month.
 MIN_HISTORY_DAYS = 7
-#: alerts remembered per customer for the customer view (the alert topic keeps them all)
-HISTORY_KEPT = 10
 #: Days after which an open alert expires unless the policy file says otherwise.
 EXPIRE_DAYS = 30.0
 #: Outcomes by which a CSM closes an open alert (an ``alert_id`` in the outcome names the one it closes).
@@ -103,50 +103,34 @@ def alert_id(customer_id: str, event_ms: int, trigger: str) -> str:
     return hashlib.sha1(f"{customer_id}|{event_ms}|{trigger}".encode()).hexdigest()[:16]
 
 
-def decide(memory: dict[str, Any], *, score: float, tier: str, now_ms: int, history_days: float,
+def decide(memory: AlertMemory, *, score: float, tier: str, now_ms: int, history_days: float,
            churned: bool, cfg: PolicyConfig, model_thresholds: dict[str, float] | None = None,
            trigger: str = "event") -> Decision | None:
     """Update ``memory`` with this score and return a Decision when an alert must go out."""
     t = cfg.threshold(tier, model_thresholds)
     if churned or history_days < cfg.min_history_days:
         return None
-    armed = memory.get("armed", True)
-    if not armed and score < t * cfg.rearm_ratio:
-        memory["armed"] = armed = True
-    open_id = memory.get("open")
-    if open_id and now_ms - memory.get("open_ms", now_ms) > cfg.expire_days * DAY_MS:
-        memory["open"] = open_id = None
-    if open_id:
-        if score >= memory.get("open_score", 1.0) + cfg.escalate_delta:
-            memory["open_score"] = score
+    if not memory.armed and score < t * cfg.rearm_ratio:
+        memory.rearm()
+    if memory.open and memory.open_expired(now_ms, cfg.expire_days * DAY_MS):
+        memory.forget_open()
+    if memory.open:
+        open_score = memory.open_score if memory.open_score is not None else 1.0
+        if score >= open_score + cfg.escalate_delta:
+            memory.escalated(score)
             return Decision("escalation", "escalation", t, band(score, t))
         return None
-    if score < t or not armed:
+    if score < t or not memory.armed:
         return None
-    last = memory.get("last_ms")
-    if last is not None and now_ms - last < cfg.cooldown_days * DAY_MS:
+    if memory.in_cooldown(now_ms, cfg.cooldown_days * DAY_MS):
         return None
     return Decision("new", trigger, t, band(score, t))
 
 
-def record(memory: dict[str, Any], alert: Alert) -> None:
-    """Remember an emitted alert (called after the alert is built, so ids match)."""
-    history = memory.setdefault("history", [])
-    history.append({"alert_id": alert.alert_id, "event_ms": alert.event_ms, "trigger": alert.trigger,
-                    "kind": alert.kind, "score": None if alert.score != alert.score else round(alert.score, 4)})
-    del history[:-HISTORY_KEPT]
-    if alert.kind == "new":
-        memory.update(open=alert.alert_id, open_ms=alert.event_ms, open_score=alert.score,
-                      armed=False, last_ms=alert.event_ms)
-
-
-def on_outcome(memory: dict[str, Any], event: Event) -> None:
+def on_outcome(memory: AlertMemory, event: Event) -> None:
     """Close the loop: an acknowledgement closes the open alert (the cool-down keeps running)."""
-    if event.type in CLOSING_OUTCOMES and memory.get("open"):
-        ack_id = event.data.get("alert_id")
-        if ack_id is None or ack_id == memory["open"]:
-            memory["open"] = None
-            memory["acked_ms"] = event.ts_ms
+    if event.type in CLOSING_OUTCOMES:
+        memory.acknowledge(event.data.get("alert_id"), event.ts_ms)
 
 
 def build(customer_id: str, tier: str, csm: str, score: float, decision: Decision, reasons: Sequence[Reason],

@@ -123,7 +123,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                 reasons = top_reasons(row, contrib, names=names)
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, judged, decision, reasons,
                                              suggest_play(reasons, policy.plays), version, as_of, now_ms))
-                alerting.record(st.alert, alerts[-1])  # before the rules, which see it open
+                st.alert.record(alerts[-1])  # before the rules, which see it open
         if not st.churned_ms:
             # a score without the minimum history is no risk estimate, for the rules either
             risk = judged if history_days >= policy.alerts.min_history_days else None
@@ -131,7 +131,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
             for hit in hits:
                 # an event rule belongs to its event's moment, even when a micro-batch carried later events too
                 at = hit.ts_ms if hit.ts_ms is not None else as_of
-                if not rules.due(st.alert, hit, at, policy.rules):
+                if not st.alert.rule_due(hit.rule, at, policy.rules.cooldown_ms(hit.rule)):
                     continue
                 if contrib is None and model is not None:
                     contrib = model.contributions([row])[0]
@@ -143,7 +143,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
                                              decision, reasons, policy.plays.get(hit.category, ""),
                                              version, at, now_ms))
-                alerting.record(st.alert, alerts[-1])
+                st.alert.record(alerts[-1])
         out.append(Scoring(entry, row, score, threshold, trigger, alerts, is_held))
     return out
 

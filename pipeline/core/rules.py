@@ -11,7 +11,6 @@ Pure code: rules read the validated event and the customer's state after the eve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pipeline.core.contract import DAY_MS, HOUR_MS, Event
 from pipeline.core.features import CustomerState, FEATURE_INDEX
@@ -91,7 +90,7 @@ def on_score(state: CustomerState, vec: list[float], score: float | None, thresh
     on = cfg.enabled
     # For customers the model has not flagged: one with an open model alert already has a CSM on it, and
     # a second task about the same customer is the duplicate CSMs complain about.
-    if "renewal_at_risk" in on and score is not None and not state.alert.get("open"):
+    if "renewal_at_risk" in on and score is not None and not state.alert.open:
         days = vec[FEATURE_INDEX["days_to_renewal"]]
         if 0 <= days <= cfg.renewal_days and score >= threshold * cfg.renewal_risk_ratio:
             hits.append(RuleHit("renewal_at_risk", "renewal", "days_to_renewal", days,
@@ -103,12 +102,3 @@ def on_score(state: CustomerState, vec: list[float], score: float | None, thresh
                                 f"VIP with {_n(past)} open ticket{'s' if past != 1 else ''} past SLA"))
     return hits
 
-
-def due(memory: dict[str, Any], hit: RuleHit, now_ms: int, cfg: RulesConfig) -> bool:
-    """True when ``hit`` may alert now (its per-customer cool-down has passed); records it if so."""
-    fired = memory.setdefault("rules", {})
-    last = fired.get(hit.rule)
-    if last is not None and now_ms - last < cfg.cooldown_ms(hit.rule):
-        return False
-    fired[hit.rule] = now_ms
-    return True

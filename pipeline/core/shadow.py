@@ -10,8 +10,9 @@ broker. :class:`Replayer` folds time-ordered events through the *same pure funct
 * every customer touched in the batch is scored **once**, as of its newest event (``state.last_ms``), all in
   one ``model.predict`` call; then :func:`pipeline.core.decisions.score_and_decide` — the very function
   ``BatchProcessor._decide`` wraps with its I/O — applies :func:`pipeline.core.alerting.decide`, the model's reasons
-  and play, the score-time rules (:func:`pipeline.core.rules.on_score`, :func:`pipeline.core.rules.due`) and
-  :func:`pipeline.core.alerting.record`;
+  and play, the score-time rules (:func:`pipeline.core.rules.on_score`, their cool-downs
+  :meth:`pipeline.core.alert_memory.AlertMemory.rule_due`) and
+  :meth:`pipeline.core.alert_memory.AlertMemory.record`;
 * the **silence sweep**: a :class:`pipeline.core.sweep.SweepClock` per partition (customers are spread over
   ``partitions`` with Kafka's default murmur2 partitioner, as the producers do); whenever a partition's event
   time has advanced by a day, its customers quiet for a day are re-scored as of that time (trigger
@@ -50,6 +51,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pipeline.core import alerting
+from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.alerting import Alert, PolicyConfig
 from pipeline.core.contract import DAY_MS, Event, InvalidEvent, Limits, parse, validate
 from pipeline.core.decisions import Scoring, ScoringModel, Touched, score_and_decide
@@ -209,17 +211,18 @@ class ShadowPolicy:
         self.name = name
         self.signal = signal
         self.cfg = replace(cfg, thresholds={"standard": 0.5}, file_thresholds={})
-        self.memory: dict[str, dict[str, Any]] = {}
+        self.memory: dict[str, AlertMemory] = {}
         self.alerts: list[ShadowAlert] = []
 
     def __call__(self, s: Scoring) -> None:
         st, as_of = s.entry.state, s.entry.as_of_ms
-        memory = self.memory.setdefault(st.customer_id, {})
+        memory = self.memory.get(st.customer_id)
+        if memory is None:
+            memory = self.memory[st.customer_id] = AlertMemory()
         score = 1.0 if self.signal(s.row) else 0.0
         decision = alerting.decide(memory, score=score, tier=st.tier, now_ms=as_of,
                                    history_days=(as_of - st.first_ms) / DAY_MS if st.first_ms else 0.0,
                                    churned=bool(st.churned_ms), cfg=self.cfg, trigger=self.name)
         if decision is not None and decision.kind == "new":
-            alerting.record(memory, alerting.build(st.customer_id, st.tier, st.csm, score, decision, [], "", None,
-                                                   as_of, as_of))
+            memory.record(alerting.build(st.customer_id, st.tier, st.csm, score, decision, [], "", None, as_of, as_of))
             self.alerts.append(ShadowAlert(st.customer_id, st.tier, as_of, self.name))

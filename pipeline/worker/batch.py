@@ -398,18 +398,18 @@ class BatchProcessor:
                 entries[key] = Touched(state, p, True, as_of)
             if not entries:
                 return
-            before = {k: orjson.dumps(e.state.alert) for k, e in entries.items()}
+            before = {k: e.state.alert.copy() for k, e in entries.items()}
             results = self._decide(list(entries.values()), now_ms, "sweep")
             states: dict[int, dict[bytes, bytes]] = {}
             for key, entry in entries.items():
-                if orjson.dumps(entry.state.alert) != before[key]:
+                if entry.state.alert != before[key]:
                     states.setdefault(entry.partition, {})[key] = entry.state.to_bytes()
             await self._commit(states, results, [], now_ms)
 
     def _count_outcome(self, state: CustomerState, ev: Event) -> None:
         """Closing the loop: outcomes overall, and outcomes of customers churnwatch had alerted."""
         metrics.OUTCOMES.labels(type=ev.type).inc()
-        if state.alert.get("last_ms") is not None and ev.ts_ms >= state.alert["last_ms"]:
+        if state.alert.alerted_before(ev.ts_ms):
             metrics.ALERTED_OUTCOMES.labels(type=ev.type).inc()
             self.alerted_outcomes[ev.type] = self.alerted_outcomes.get(ev.type, 0) + 1
             saved, churned = self.alerted_outcomes.get("saved", 0), self.alerted_outcomes.get("churned", 0)

@@ -105,9 +105,9 @@ class CustomerRoutes:
             "events": st.events, "applied": dict(st.applied), "partition": st.partition,
             "features": {k: (None if v != v else v) for k, v in zip(names, row)},
             "score": None, "threshold": None, "reasons": [], "model_version": None,
-            "open_alert": st.alert.get("open"),
-            "alert_history": [{**h, "event_time": format_ts(h["event_ms"])} for h in st.alert.get("history", [])],
-            "rules_fired": {k: format_ts(v) for k, v in st.alert.get("rules", {}).items()},
+            "open_alert": st.alert.open,
+            "alert_history": [{**h, "event_time": format_ts(h["event_ms"])} for h in st.alert.history],
+            "rules_fired": {k: format_ts(v) for k, v in st.alert.rules.items()},
         }
         if model is not None:
             score = float(model.predict([row])[0])

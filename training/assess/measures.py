@@ -174,11 +174,12 @@ def policy_alerts(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarra
                   thresholds: dict[str, float], policy: Any = None) -> np.ndarray:
     """Which rows would raise a *new* alert if the worker scored each customer at its snapshot times.
 
-    Uses :func:`pipeline.core.alerting.decide` and :func:`pipeline.core.alerting.record` unchanged, so volume
+    Uses :func:`pipeline.core.alerting.decide` and :meth:`pipeline.core.alert_memory.AlertMemory.record` unchanged, so volume
     estimates follow the policy the worker runs. Offline there are no acknowledgements, which only
     matters for escalations (not counted here): a new alert needs re-arming and the cool-down either way.
     """
     from pipeline.core import alerting
+    from pipeline.core.alert_memory import AlertMemory
 
     cfg = policy if policy is not None else alerting.PolicyConfig()
     n = len(p)
@@ -186,18 +187,18 @@ def policy_alerts(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarra
     if n == 0:
         return out
     order = np.lexsort((obs_ms, customer_ids.astype(str)))
-    memory: dict[str, Any] = {}
+    memory = AlertMemory()
     current = None
     for i in order:
         cid = customer_ids[i]
         if cid != current:
-            current, memory = cid, {}
+            current, memory = cid, AlertMemory()
         score, tier, now = float(p[i]), str(tiers[i]), int(obs_ms[i])
         decision = alerting.decide(memory, score=score, tier=tier, now_ms=now, history_days=math.inf,
                                    churned=False, cfg=cfg, model_thresholds=thresholds)
         if decision is not None and decision.kind == "new":
             alert = alerting.build(str(cid), tier, "", score, decision, [], "", None, now, now)
-            alerting.record(memory, alert)
+            memory.record(alert)
             out[i] = True
     return out
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.contract import DAY_MS
 from pipeline.core.features.seen import SeenIds
 
@@ -120,8 +121,8 @@ class CustomerState:
     offsets: dict[str, int] = field(default_factory=dict)
     #: events applied per source (what an operator's own count of produced events is checked against)
     applied: dict[str, int] = field(default_factory=dict)
-    # alert policy memory (owned by pipeline.core.alerting; opaque here)
-    alert: dict[str, Any] = field(default_factory=dict)
+    # alert policy memory (pipeline.core.alert_memory; decided on by pipeline.core.alerting)
+    alert: AlertMemory = field(default_factory=AlertMemory)
     events: int = 0
     #: Partition of the customer's events in the worker that owns it (-1 offline); lets the silence
     #: sweep write the state to the right changelog partition outside any event's context.
@@ -160,6 +161,7 @@ class CustomerState:
         d["udays"] = [[day, *hashes] for day, hashes in sorted(self.udays.items())]
         d["vdays"] = [[day, v] for day, v in sorted(self.vdays.items())]
         d["seen"] = self.seen.packed()
+        d["alert"] = self.alert.to_json()
         if math.isnan(self.mrr):
             d["mrr"] = None
         return orjson.dumps(d)
@@ -172,6 +174,7 @@ class CustomerState:
             d[name] = {row[0]: row[1:] for row in d.get(name, ())}
         d["vdays"] = {row[0]: row[1] for row in d.get("vdays", ())}
         d["seen"] = SeenIds.unpacked(d.get("seen", ()))
+        d["alert"] = AlertMemory.from_json(d.get("alert", {}))
         if d.get("mrr") is None:
             d["mrr"] = NAN
         return cls(**d)

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.core import alerting
-from pipeline.core.alerting import Alert, Decision, PolicyConfig, alert_id, band, build, decide, on_outcome, record
+from pipeline.core.alert_memory import AlertMemory
+from pipeline.core.alerting import Alert, Decision, PolicyConfig, alert_id, band, build, decide, on_outcome
 from pipeline.core.contract import DAY_MS, Event, format_ts
 from pipeline.core.reasons import Reason
 
@@ -19,7 +20,7 @@ HOUR = 3_600_000
 CFG = PolicyConfig()  # vip 0.35, standard 0.5, rearm 0.8, cool-down 14 d, expiry 30 d, escalate +0.15
 
 
-def step(memory: dict, score: float, now_ms: int, *, tier: str = "standard", history_days: float = 60.0,
+def step(memory: AlertMemory, score: float, now_ms: int, *, tier: str = "standard", history_days: float = 60.0,
          churned: bool = False, cfg: PolicyConfig = CFG, model_thresholds=None, trigger: str = "event",
          emit: bool = True) -> Decision | None:
     """One scoring, as the worker does it: decide, then build and record the alert when one is due."""
@@ -27,19 +28,19 @@ def step(memory: dict, score: float, now_ms: int, *, tier: str = "standard", his
                       cfg=cfg, model_thresholds=model_thresholds, trigger=trigger)
     if decision is not None and emit:
         alert = build("c1", tier, "ann", score, decision, [], "play", "v1", now_ms, now_ms + 5)
-        record(memory, alert)
+        memory.record(alert)
     return decision
 
 
-def ack(memory: dict, ts_ms: int, typ: str = "alert_ack", alert_id_: str | None = None) -> None:
+def ack(memory: AlertMemory, ts_ms: int, typ: str = "alert_ack", alert_id_: str | None = None) -> None:
     data = {} if alert_id_ is None else {"alert_id": alert_id_}
     on_outcome(memory, Event("outcomes", "o1", "c1", ts_ms, typ, data))
 
 
 # ---- thresholds ------------------------------------------------------------------------------------
 def test_vip_is_alerted_at_a_score_where_standard_is_not():
-    assert step({}, 0.4, T0, tier="vip") is not None
-    assert step({}, 0.4, T0, tier="standard") is None
+    assert step(AlertMemory(), 0.4, T0, tier="vip") is not None
+    assert step(AlertMemory(), 0.4, T0, tier="standard") is None
 
 
 @pytest.mark.parametrize(("tier", "score", "alerted"), [
@@ -48,7 +49,7 @@ def test_vip_is_alerted_at_a_score_where_standard_is_not():
     ("smb", 0.499, False), ("smb", 0.5, True),  # unknown tiers use the standard threshold
 ])
 def test_default_thresholds(tier, score, alerted):
-    d = step({}, score, T0, tier=tier)
+    d = step(AlertMemory(), score, T0, tier=tier)
     assert (d is not None) == alerted
     if d is not None:
         assert d.threshold == CFG.thresholds.get(tier, 0.5)
@@ -56,17 +57,17 @@ def test_default_thresholds(tier, score, alerted):
 
 def test_model_thresholds_override_defaults():
     model = {"standard": 0.3, "vip": 0.2}
-    d = step({}, 0.31, T0, model_thresholds=model)
+    d = step(AlertMemory(), 0.31, T0, model_thresholds=model)
     assert d is not None and d.threshold == 0.3
-    assert step({}, 0.45, T0, tier="vip", model_thresholds={"vip": 0.6}) is None
+    assert step(AlertMemory(), 0.45, T0, tier="vip", model_thresholds={"vip": 0.6}) is None
     # a model that only proposes a vip threshold keeps the default for standard
     assert CFG.threshold("standard", {"vip": 0.1}) == 0.5
     assert CFG.threshold("gold", {"standard": 0.42}) == 0.42
 
 
 def test_min_history_guard():
-    assert step({}, 0.99, T0, history_days=alerting.MIN_HISTORY_DAYS - 0.1) is None
-    assert step({}, 0.99, T0, history_days=alerting.MIN_HISTORY_DAYS) is not None
+    assert step(AlertMemory(), 0.99, T0, history_days=alerting.MIN_HISTORY_DAYS - 0.1) is None
+    assert step(AlertMemory(), 0.99, T0, history_days=alerting.MIN_HISTORY_DAYS) is not None
 
 
 @pytest.mark.parametrize(("min_history", "history", "alerted"), [
@@ -74,15 +75,15 @@ def test_min_history_guard():
 ])
 def test_min_history_is_the_policys(min_history, history, alerted):
     cfg = PolicyConfig(min_history_days=min_history)
-    memory: dict = {}
+    memory = AlertMemory()
     assert (step(memory, 0.99, T0, history_days=history, cfg=cfg) is not None) == alerted
-    assert bool(memory) == alerted  # a guarded score leaves no trace: the first one after the guard alerts
+    assert bool(memory.to_json()) == alerted  # a guarded score leaves no trace: the first one after the guard alerts
 
 
 def test_churned_customers_are_never_alerted():
-    memory: dict = {}
+    memory = AlertMemory()
     assert step(memory, 0.99, T0, churned=True) is None
-    assert memory == {}
+    assert memory.to_json() == {}
     assert step(memory, 0.99, T0 + 40 * DAY_MS, churned=True, tier="vip") is None
 
 
@@ -91,42 +92,42 @@ def test_band():
     assert band(0.75, 0.5) == "critical"
     assert band(0.74, 0.5) == "high"
     assert band(0.49, 0.5) == "watch"  # a rule alert below the model's threshold
-    assert step({}, 0.9, T0).band == "critical"
+    assert step(AlertMemory(), 0.9, T0).band == "critical"
 
 
 # ---- hysteresis, cool-down, one open alert -------------------------------------------------------------
 def test_one_open_alert_per_customer():
-    memory: dict = {}
+    memory = AlertMemory()
     first = step(memory, 0.6, T0)
     assert first is not None and first.kind == "new" and first.trigger == "event"
     for i in range(1, 20):  # still high, still open: silence (and no escalation below +0.15)
         assert step(memory, 0.74, T0 + i * DAY_MS) is None
-    assert memory["open"] == alert_id("c1", T0, "event")
+    assert memory.open == alert_id("c1", T0, "event")
 
 
 def test_escalation_when_score_keeps_rising():
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     d = step(memory, 0.75, T0 + DAY_MS)
     assert d is not None and d.kind == "escalation" and d.trigger == "escalation"
-    assert memory["open"] == alert_id("c1", T0, "event")  # the escalation does not replace the open alert
+    assert memory.open == alert_id("c1", T0, "event")  # the escalation does not replace the open alert
     assert step(memory, 0.8, T0 + 2 * DAY_MS) is None  # next escalation needs +0.15 over 0.75
     assert step(memory, 0.9, T0 + 3 * DAY_MS).kind == "escalation"
 
 
 def test_open_alert_expires():
     cfg = PolicyConfig(rearm_ratio=1.0)  # keep hysteresis out of the way: only expiry is tested
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0, cfg=cfg)
     step(memory, 0.1, T0 + DAY_MS, cfg=cfg)  # re-armed, but the alert is still open
     assert step(memory, 0.6, T0 + 30 * DAY_MS, cfg=cfg) is None  # exactly at expiry: still open
     d = step(memory, 0.6, T0 + 30 * DAY_MS + 1, cfg=cfg)
     assert d is not None and d.kind == "new"
-    assert memory["open"] == alert_id("c1", T0 + 30 * DAY_MS + 1, "event")
+    assert memory.open == alert_id("c1", T0 + 30 * DAY_MS + 1, "event")
 
 
 def test_hysteresis_needs_a_drop_below_the_lower_mark():
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     ack(memory, T0 + HOUR)
     later = T0 + 20 * DAY_MS  # after the cool-down
@@ -141,7 +142,7 @@ def test_hysteresis_needs_a_drop_below_the_lower_mark():
 
 
 def test_cool_down_after_an_alert():
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     ack(memory, T0 + HOUR)
     step(memory, 0.1, T0 + DAY_MS)  # re-armed
@@ -151,7 +152,7 @@ def test_cool_down_after_an_alert():
 
 def test_cool_down_is_configurable():
     cfg = PolicyConfig(cooldown_days=1.0)
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0, cfg=cfg)
     ack(memory, T0 + 1)
     step(memory, 0.1, T0 + 2, cfg=cfg)
@@ -160,7 +161,7 @@ def test_cool_down_is_configurable():
 
 
 def test_undelivered_decision_does_not_start_cool_down():
-    memory: dict = {}
+    memory = AlertMemory()
     assert step(memory, 0.6, T0, emit=False) is not None
     assert step(memory, 0.6, T0 + 1) is not None
 
@@ -169,37 +170,37 @@ def test_undelivered_decision_does_not_start_cool_down():
 
 @pytest.mark.parametrize("typ", ["alert_ack", "contacted", "saved"])
 def test_outcome_without_id_closes_open_alert(typ):
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     ack(memory, T0 + HOUR, typ)
-    assert memory["open"] is None and memory["acked_ms"] == T0 + HOUR
+    assert memory.open is None and memory.acked_ms == T0 + HOUR
 
 
 def test_ack_with_matching_id_closes_and_other_id_does_not():
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     ack(memory, T0 + HOUR, alert_id_="0000000000000000")  # an old alert's ack
-    assert memory["open"] == alert_id("c1", T0, "event")
+    assert memory.open == alert_id("c1", T0, "event")
     ack(memory, T0 + 2 * HOUR, alert_id_=alert_id("c1", T0, "event"))
-    assert memory["open"] is None
+    assert memory.open is None
 
 
 @pytest.mark.parametrize("typ", ["churned", "renewed"])
 def test_other_outcomes_do_not_close(typ):
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     ack(memory, T0 + HOUR, typ)
-    assert memory["open"] == alert_id("c1", T0, "event")
+    assert memory.open == alert_id("c1", T0, "event")
 
 
 def test_ack_without_open_alert_is_a_no_op():
-    memory: dict = {}
+    memory = AlertMemory()
     ack(memory, T0)
-    assert memory == {}
+    assert memory.to_json() == {}
 
 
 def test_ack_stops_escalations_of_the_closed_alert():
-    memory: dict = {}
+    memory = AlertMemory()
     step(memory, 0.6, T0)
     ack(memory, T0 + HOUR)
     assert step(memory, 0.95, T0 + DAY_MS) is None  # closed, not re-armed, in cool-down
@@ -209,7 +210,7 @@ def test_ack_stops_escalations_of_the_closed_alert():
 @given(scores=st.lists(st.floats(min_value=0, max_value=1), min_size=1, max_size=60),
        gap_h=st.integers(min_value=1, max_value=96))
 def test_never_two_new_alerts_within_the_cool_down(scores, gap_h):
-    memory: dict = {}
+    memory = AlertMemory()
     news = []
     for i, score in enumerate(scores):
         now = T0 + i * gap_h * HOUR

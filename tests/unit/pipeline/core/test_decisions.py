@@ -72,4 +72,4 @@ def test_a_held_partition_gets_event_rules_but_no_risk_decisions() -> None:
     apply(st, csat)
     hits = on_event(st, csat, RulesConfig())
     assert triggers(st, as_of, 0.9, hits=hits, held=lambda partition: True) == ["csat_low"]
-    assert "open" not in st.alert or st.alert["open"] is None
+    assert st.alert.open is None

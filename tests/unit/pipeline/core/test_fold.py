@@ -32,19 +32,19 @@ def entry(partition: int = 3) -> Touched:
 
 def test_an_outcome_goes_to_the_alert_memory_and_does_not_mark_scoring():
     e = entry()
-    e.state.alert["open"] = "A1"
+    e.state.alert.open = "A1"
     result = fold(e, ev("outcomes", "alert_ack", T0, alert_id="A1"), CFG, RULES)
     assert result is Applied.APPLIED
-    assert e.state.alert["open"] is None and e.state.alert["acked_ms"] == T0
+    assert e.state.alert.open is None and e.state.alert.acked_ms == T0
     assert e.score_needed is False and e.rule_hits == []
     assert e.state.applied == {"outcomes": 1} and e.state.partition == 3
 
 
 def test_an_acknowledgement_of_another_alert_leaves_the_open_one_open():
     e = entry()
-    e.state.alert["open"] = "A1"
+    e.state.alert.open = "A1"
     fold(e, ev("outcomes", "alert_ack", T0, alert_id="A0"), CFG, RULES)
-    assert e.state.alert["open"] == "A1" and "acked_ms" not in e.state.alert and not e.score_needed
+    assert e.state.alert.open == "A1" and "acked_ms" not in e.state.alert.to_json() and not e.score_needed
 
 
 def test_a_duplicate_changes_nothing_and_is_returned_as_such():
@@ -60,12 +60,12 @@ def test_a_duplicate_changes_nothing_and_is_returned_as_such():
 
 def test_a_duplicate_outcome_does_not_touch_the_alert_memory_again():
     e = entry()
-    e.state.alert["open"] = "A1"
+    e.state.alert.open = "A1"
     ack = ev("outcomes", "alert_ack", T0, alert_id="A1")
     fold(e, ack, CFG, RULES)
-    e.state.alert["open"] = "A2"  # a later alert, opened after the acknowledgement
+    e.state.alert.open = "A2"  # a later alert, opened after the acknowledgement
     assert fold(e, ack, CFG, RULES) is Applied.DUPLICATE
-    assert e.state.alert["open"] == "A2" and e.state.alert["acked_ms"] == T0
+    assert e.state.alert.open == "A2" and e.state.alert.acked_ms == T0
 
 
 def test_a_too_late_event_changes_nothing():

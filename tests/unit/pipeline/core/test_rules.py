@@ -4,7 +4,8 @@ import pytest
 
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.features import FEATURE_INDEX, FEATURES, CustomerState, apply, vector
-from pipeline.core.rules import RuleHit, RulesConfig, due, on_event, on_score
+from pipeline.core.alert_memory import AlertMemory
+from pipeline.core.rules import RuleHit, RulesConfig, on_event, on_score
 
 T0 = parse_ts("2026-05-10T12:00:00Z")
 H = 3_600_000
@@ -64,7 +65,7 @@ def test_renewal_at_risk_needs_elevated_score_and_near_renewal():
     assert on_score(s, _vec(days_to_renewal=45), 0.9, 0.5, CFG) == []      # too far
     assert on_score(s, _vec(days_to_renewal=-1), 0.9, 0.5, CFG) == []      # passed
     assert on_score(s, _vec(days_to_renewal=20), None, 0.5, CFG) == []     # no model, no risk
-    s.alert["open"] = "a-1"
+    s.alert.open = "a-1"
     assert on_score(s, _vec(days_to_renewal=20), 0.9, 0.5, CFG) == []      # the model's open alert covers it
 
 
@@ -85,13 +86,17 @@ def test_disabled_rule_does_not_fire():
 
 
 def test_cooldown_per_rule_and_customer():
-    memory: dict = {}
+    memory = AlertMemory()
     hit = RuleHit("csat_low", "service", "min_csat_30d", 1.0, "x")
     other = RuleHit("nps_detractor", "value", "last_nps", 2.0, "y")
+
+    def due(memory: AlertMemory, hit: RuleHit, now_ms: int, cfg: RulesConfig) -> bool:
+        return memory.rule_due(hit.rule, now_ms, cfg.cooldown_ms(hit.rule))
+
     assert due(memory, hit, T0, CFG)
     assert not due(memory, hit, T0 + 6 * DAY_MS, CFG)
     assert due(memory, other, T0 + DAY_MS, CFG)
     assert due(memory, hit, T0 + 7 * DAY_MS, CFG)
     short = RulesConfig(cooldowns={"csat_low": 1.0})
-    m2: dict = {}
+    m2 = AlertMemory()
     assert due(m2, hit, T0, short) and due(m2, hit, T0 + DAY_MS, short)

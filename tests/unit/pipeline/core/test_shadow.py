@@ -238,7 +238,7 @@ def test_score_and_decide_without_a_model_runs_rules_only():
     entry = rp.Touched(st, 0, True, T0, on_event(st, csat, RulesConfig()))
     [s] = score_and_decide([entry], None, Policy(), "event")
     assert s.score is None and [a.trigger for a in s.alerts] == ["csat_low"] and math.isnan(s.alerts[0].score)
-    assert st.alert["rules"]["csat_low"] == T0 and st.alert["history"][0]["trigger"] == "csat_low"
+    assert st.alert.rules["csat_low"] == T0 and st.alert.history[0]["trigger"] == "csat_low"
 
 
 def test_events_from_records_validates_and_counts_invalid():

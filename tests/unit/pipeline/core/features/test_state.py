@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.contract import DAY_MS, Event
 from pipeline.core.features import CustomerState, FeatureConfig, apply, vector
 from tests.unit.pipeline.core.features.events import T0, any_event, ev, login, same_vector
@@ -21,7 +22,7 @@ def test_serialisation_round_trip_gives_identical_vectors(events, lateness):
     s = CustomerState("c1")
     for i, e in enumerate(events):
         apply(s, e, offset=i, cfg=cfg)
-    s.alert = {"open": "abc", "open_score": 0.61, "armed": False}
+    s.alert = AlertMemory.from_json({"open": "abc", "open_score": 0.61, "armed": False})
     raw = s.to_bytes()
     back = CustomerState.from_bytes(raw)
     assert back.to_bytes() == raw
@@ -54,7 +55,8 @@ def _ninety_day_active_customer() -> CustomerState:
         if d % 30 == 0:
             for typ, score in (("nps", 7.0), ("csat", 4.0), ("ces", 3.0)):
                 put(ev("surveys", typ, day0, cid=s.customer_id, score=score))
-    s.alert = {"open": "0123456789abcdef", "open_ms": T0, "open_score": 0.7, "armed": False, "last_ms": T0}
+    s.alert = AlertMemory.from_json({"open": "0123456789abcdef", "open_ms": T0, "open_score": 0.7, "armed": False,
+                                     "last_ms": T0})
     return s
 
 
