@@ -80,7 +80,7 @@ class AlertMemory:
                              "kind": alert.kind,
                              "score": None if alert.score != alert.score else round(alert.score, 4)})
         del self.history[:-HISTORY_KEPT]
-        if alert.kind == "new":
+        if alert.opens:
             self._set(open=alert.alert_id, open_ms=alert.event_ms, open_score=alert.score, armed=False,
                       last_ms=alert.event_ms)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from pipeline.core.alert_memory import AlertMemory
-from pipeline.core.contract import DAY_MS, Event, format_ts
+from pipeline.core.contract import DAY_MS, DEFAULT_TIER, VIP_TIER, Event, format_ts
 from pipeline.core.reasons import Reason
 
 #: Default of the policy's ``min_history_days``: how long a customer must have been seen before a model
@@ -28,6 +28,15 @@ MIN_HISTORY_DAYS = 7
 EXPIRE_DAYS = 30.0
 #: Outcomes by which a CSM closes an open alert (an ``alert_id`` in the outcome names the one it closes).
 CLOSING_OUTCOMES = frozenset({"alert_ack", "contacted", "saved"})
+#: Built-in per-tier thresholds, used when neither the policy file nor the model proposes one; a tier
+#: without a threshold of its own is judged as :data:`~pipeline.core.contract.DEFAULT_TIER`.
+DEFAULT_THRESHOLDS = {VIP_TIER: 0.35, DEFAULT_TIER: 0.5}
+#: Alert kinds (an alert's ``kind``): a new alert opens; an escalation re-raises the open one; a rule
+#: alert stands beside the model's and opens nothing.
+NEW, ESCALATION, RULE = "new", "escalation", "rule"
+#: Triggers of a model alert: a scoring after an event, or the silence sweep (a rule alert's trigger is
+#: its rule's name, an escalation's is :data:`ESCALATION`).
+EVENT, SWEEP = "event", "sweep"
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class PolicyConfig:
     """Alert policy knobs (see ``docs/alerts.md``); loaded from the policy file by ``pipeline.core.policy``."""
 
     #: built-in defaults, used when neither the policy file nor the model proposes a threshold
-    thresholds: dict[str, float] = field(default_factory=lambda: {"vip": 0.35, "standard": 0.5})
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     #: thresholds written in the policy file: they win over the model's proposals
     file_thresholds: dict[str, float] = field(default_factory=dict)
     #: Re-arm once the score falls below threshold * rearm_ratio.
@@ -49,7 +58,7 @@ class PolicyConfig:
 
     def threshold(self, tier: str, model_thresholds: dict[str, float] | None = None) -> float:
         merged = {**self.thresholds, **(model_thresholds or {}), **self.file_thresholds}
-        return merged.get(tier, merged.get("standard", 0.5))
+        return merged.get(tier, merged.get(DEFAULT_TIER, DEFAULT_THRESHOLDS[DEFAULT_TIER]))
 
 
 @dataclass
@@ -67,7 +76,12 @@ class Alert:
     model_version: str | None
     event_ms: int
     emit_ms: int
-    kind: str = "new"  # new | escalation
+    kind: str = NEW  # NEW | ESCALATION | RULE
+
+    @property
+    def opens(self) -> bool:
+        """Whether this alert is the customer's open one from now on."""
+        return self.kind == NEW
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -81,7 +95,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Decision:
-    """What the policy wants: ``kind`` is 'new' or 'escalation'; reasons are added by the caller
+    """What the policy wants: ``kind`` is :data:`NEW`, :data:`ESCALATION` or :data:`RULE`; reasons are added by the caller
     (they need the model's contributions, which are computed only for decisions)."""
 
     kind: str
@@ -105,7 +119,7 @@ def alert_id(customer_id: str, event_ms: int, trigger: str) -> str:
 
 def decide(memory: AlertMemory, *, score: float, tier: str, now_ms: int, history_days: float,
            churned: bool, cfg: PolicyConfig, model_thresholds: dict[str, float] | None = None,
-           trigger: str = "event") -> Decision | None:
+           trigger: str = EVENT) -> Decision | None:
     """Update ``memory`` with this score and return a Decision when an alert must go out."""
     t = cfg.threshold(tier, model_thresholds)
     if churned or history_days < cfg.min_history_days:
@@ -118,13 +132,13 @@ def decide(memory: AlertMemory, *, score: float, tier: str, now_ms: int, history
         open_score = memory.open_score if memory.open_score is not None else 1.0
         if score >= open_score + cfg.escalate_delta:
             memory.escalated(score)
-            return Decision("escalation", "escalation", t, band(score, t))
+            return Decision(ESCALATION, ESCALATION, t, band(score, t))
         return None
     if score < t or not memory.armed:
         return None
     if memory.in_cooldown(now_ms, cfg.cooldown_days * DAY_MS):
         return None
-    return Decision("new", trigger, t, band(score, t))
+    return Decision(NEW, trigger, t, band(score, t))
 
 
 def on_outcome(memory: AlertMemory, event: Event) -> None:

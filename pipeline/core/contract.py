@@ -79,6 +79,10 @@ SEVERITIES = ("low", "medium", "high", "critical")
 SURVEY_RANGES = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
 OUTCOME_TYPES = frozenset({"churned", "renewed", "contacted", "saved", "alert_ack"})
 PROFILE_TYPES = frozenset({"profile"})
+#: A profile's ``tier`` is the account's own word; these two the pipeline knows: the tier of a customer whose
+#: profile names none, and the tier with alert thresholds and rules of its own.
+DEFAULT_TIER = "standard"
+VIP_TIER = "vip"
 
 
 class InvalidEvent(ValueError):

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from pipeline.core import alerting
-from pipeline.core.reasons import Reason, suggest_play, top_reasons
+from pipeline.core.plays import suggest_play
+from pipeline.core.reasons import Reason, top_reasons
 from pipeline.core import rules
 from pipeline.core.alerting import Alert
 from pipeline.core.contract import DAY_MS
@@ -138,7 +139,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
                 reasons = [Reason(hit.feature, hit.value, 0.0, hit.category, hit.text)]
                 if contrib is not None:
                     reasons += [r for r in top_reasons(row, contrib, names=names) if r.feature != hit.feature][:2]
-                decision = alerting.Decision("rule", hit.rule, threshold,
+                decision = alerting.Decision(alerting.RULE, hit.rule, threshold,
                                              alerting.band(score, threshold) if score is not None else "high")
                 alerts.append(alerting.build(st.customer_id, st.tier, st.csm, score if score is not None else float("nan"),
                                              decision, reasons, policy.plays.get(hit.category, ""),

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.alerting import PolicyConfig
-from pipeline.core.reasons import PLAYS
-from pipeline.core.rules import RulesConfig
+from pipeline.core.plays import PLAYS
+from pipeline.core.rules import RULES, VIP_SLA_BREACH, RulesConfig
 
 
 class PolicyError(ValueError):
@@ -83,8 +83,8 @@ def load_policy(path: Path | str | None) -> Policy:
                 changes["cooldown_days"] = _number(path, "rules.cooldown_days", section)
                 continue
             raise PolicyError(f"{path}: rules.{name} must be a table")
-        if name not in RulesConfig().enabled:
-            raise PolicyError(f"{path}: unknown rule {name!r} (known: {sorted(RulesConfig().enabled)})")
+        if name not in RULES:
+            raise PolicyError(f"{path}: unknown rule {name!r} (known: {sorted(RULES)})")
         for key, value in section.items():
             if key == "enabled":
                 (enabled.add if value else enabled.discard)(name)
@@ -93,7 +93,7 @@ def load_policy(path: Path | str | None) -> Policy:
             elif key in tunables:
                 number = _number(path, f"rules.{name}.{key}", value)
                 changes[key] = int(number) if key == "failed_help_count" else number
-            elif key == "tiers" and name == "vip_sla_breach":
+            elif key == "tiers" and name == VIP_SLA_BREACH:
                 changes["vip_tiers"] = frozenset(str(t).lower() for t in value)
             else:
                 raise PolicyError(f"{path}: unknown key rules.{name}.{key}")

@@ -1,4 +1,4 @@
-"""Turning per-feature contributions into reasons a customer-success manager can read, and a play.
+"""Turning per-feature contributions into reasons a customer-success manager can read.
 
 A score alone is not actionable; "logins down 80% vs the previous week" is. Each feature has a
 category (what kind of problem it points at) and a sentence template that reads the feature vector,
@@ -30,16 +30,6 @@ class Reason:
         d["value"] = None if self.value is None or math.isnan(self.value) else round(self.value, 4)
         d["contribution"] = round(self.contribution, 4)
         return d
-
-
-#: Suggested play per reason category (overridable by the alert policy file in later versions).
-PLAYS = {
-    "adoption": "Guided training: book an adoption session on the workflows they stopped using",
-    "service": "Service recovery: escalate the open tickets and call the customer's main contact",
-    "value": "Business review: go through their feedback and the value delivered so far",
-    "renewal": "Renewal preparation: review usage and outcomes with the decision maker before renewal",
-    "profile": "Account review: check the account's plan fit with the CSM lead",
-}
 
 
 def _v(vec: Vec, name: str) -> float:
@@ -253,14 +243,3 @@ def top_reasons(vec: Vec, contrib: Sequence[float], k: int = 3, *, names: Sequen
         seen.add(text)
         out.append(Reason(name, float(vec[i]), float(contrib[i]), cat, text))
     return out
-
-
-def suggest_play(reasons: Sequence[Reason], plays: dict[str, str] = PLAYS) -> str:
-    """The play for the category carrying the most contribution among the reasons."""
-    weight: dict[str, float] = {}
-    for r in reasons:
-        weight[r.category] = weight.get(r.category, 0.0) + r.contribution
-    if not weight:
-        return plays.get("value", "")
-    best = max(weight, key=lambda c: weight[c])
-    return plays.get(best, plays.get("value", ""))

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.core.contract import DAY_MS, HOUR_MS, Event
+from pipeline.core.contract import DAY_MS, HOUR_MS, VIP_TIER, Event
 from pipeline.core.features import CustomerState, FEATURE_INDEX
+
+#: The rules, by the name an alert carries as its trigger and the policy file's ``[rules.<name>]`` uses.
+CSAT_LOW, NPS_DETRACTOR, REPEATED_FAILED_HELP = "csat_low", "nps_detractor", "repeated_failed_help"
+RENEWAL_AT_RISK, VIP_SLA_BREACH = "renewal_at_risk", "vip_sla_breach"
+RULES = frozenset({CSAT_LOW, NPS_DETRACTOR, REPEATED_FAILED_HELP, RENEWAL_AT_RISK, VIP_SLA_BREACH})
 
 
 @dataclass(frozen=True)
 class RulesConfig:
     """Every rule can be switched off or tuned in the policy file (``[rules.<name>]``)."""
 
-    enabled: frozenset[str] = frozenset(
-        {"csat_low", "nps_detractor", "repeated_failed_help", "renewal_at_risk", "vip_sla_breach"})
+    enabled: frozenset[str] = RULES
     cooldown_days: float = 7.0
     csat_max: float = 2.0
     nps_max: float = 6.0
@@ -31,11 +35,11 @@ class RulesConfig:
     #: "risk is elevated" for the renewal rule: score at or above this share of the tier threshold (the
     #: alert policy's re-arm mark: close to alerting, not merely above average)
     renewal_risk_ratio: float = 0.8
-    vip_tiers: frozenset[str] = frozenset({"vip"})
+    vip_tiers: frozenset[str] = frozenset({VIP_TIER})
     #: Per-rule cool-downs. A renewal is one episode: alerting about it weekly (monthly plans are always
     #: within 30 days of one) made this rule most of all alerts in a simulated month, so it fires at
     #: most once per renewal window.
-    cooldowns: dict[str, float] = field(default_factory=lambda: {"renewal_at_risk": 35.0})
+    cooldowns: dict[str, float] = field(default_factory=lambda: {RENEWAL_AT_RISK: 35.0})
 
     def cooldown_ms(self, rule: str) -> int:
         return int(self.cooldowns.get(rule, self.cooldown_days) * DAY_MS)
@@ -64,20 +68,20 @@ def on_event(state: CustomerState, ev: Event, cfg: RulesConfig) -> list[RuleHit]
     on = cfg.enabled
     if ev.source == "surveys":
         score = ev.data["score"]
-        if ev.type == "csat" and "csat_low" in on and score <= cfg.csat_max:
-            hits.append(RuleHit("csat_low", "service", "min_csat_30d", score,
+        if ev.type == "csat" and CSAT_LOW in on and score <= cfg.csat_max:
+            hits.append(RuleHit(CSAT_LOW, "service", "min_csat_30d", score,
                                 f"rated support {_n(score)}/5 (CSAT)", ev.ts_ms))
-        if ev.type == "nps" and "nps_detractor" in on and score <= cfg.nps_max:
-            hits.append(RuleHit("nps_detractor", "value", "last_nps", score,
+        if ev.type == "nps" and NPS_DETRACTOR in on and score <= cfg.nps_max:
+            hits.append(RuleHit(NPS_DETRACTOR, "value", "last_nps", score,
                                 f"NPS {_n(score)} (detractor)", ev.ts_ms))
     elif ev.source == "interactions" and ev.type == "help_view" and ev.data.get("success") is False:
-        if "repeated_failed_help" in on:
+        if REPEATED_FAILED_HELP in on:
             feature = ev.data.get("feature", "")
             since = ev.ts_ms - int(cfg.failed_help_window_h * HOUR_MS)
             n = sum(1 for ts, f in state.recent_failed_help if f == feature and since <= ts <= ev.ts_ms)
             if n >= cfg.failed_help_count:
                 what = f"on {feature}" if feature else ""
-                hits.append(RuleHit("repeated_failed_help", "adoption", "failed_help_7d", float(n),
+                hits.append(RuleHit(REPEATED_FAILED_HELP, "adoption", "failed_help_7d", float(n),
                                     f"{n} unsuccessful help-article views {what} within {_n(cfg.failed_help_window_h)} h".replace("  ", " "),
                                     ev.ts_ms))
     return hits
@@ -90,15 +94,15 @@ def on_score(state: CustomerState, vec: list[float], score: float | None, thresh
     on = cfg.enabled
     # For customers the model has not flagged: one with an open model alert already has a CSM on it, and
     # a second task about the same customer is the duplicate CSMs complain about.
-    if "renewal_at_risk" in on and score is not None and not state.alert.open:
+    if RENEWAL_AT_RISK in on and score is not None and not state.alert.open:
         days = vec[FEATURE_INDEX["days_to_renewal"]]
         if 0 <= days <= cfg.renewal_days and score >= threshold * cfg.renewal_risk_ratio:
-            hits.append(RuleHit("renewal_at_risk", "renewal", "days_to_renewal", days,
+            hits.append(RuleHit(RENEWAL_AT_RISK, "renewal", "days_to_renewal", days,
                                 f"renewal in {_n(days)} days with churn risk {score:.0%}"))
-    if "vip_sla_breach" in on and state.tier in cfg.vip_tiers:
+    if VIP_SLA_BREACH in on and state.tier in cfg.vip_tiers:
         past = vec[FEATURE_INDEX["open_past_sla"]]
         if past >= 1:
-            hits.append(RuleHit("vip_sla_breach", "service", "open_past_sla", past,
+            hits.append(RuleHit(VIP_SLA_BREACH, "service", "open_past_sla", past,
                                 f"VIP with {_n(past)} open ticket{'s' if past != 1 else ''} past SLA"))
     return hits
 

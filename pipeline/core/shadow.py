@@ -53,7 +53,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from pipeline.core import alerting
 from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.alerting import Alert, PolicyConfig
-from pipeline.core.contract import DAY_MS, Event, InvalidEvent, Limits, parse, validate
+from pipeline.core.contract import DAY_MS, DEFAULT_TIER, Event, InvalidEvent, Limits, parse, validate
 from pipeline.core.decisions import Scoring, ScoringModel, Touched, score_and_decide
 from pipeline.core.features import CustomerState, FeatureConfig
 from pipeline.core.fold import fold
@@ -156,7 +156,7 @@ class Replayer:
         scored = [t for t in touched.values() if t.score_needed]
         for entry in scored:
             entry.as_of_ms = entry.state.last_ms
-        self._score(scored, "event")
+        self._score(scored, alerting.EVENT)
         self.busy_s += time.perf_counter() - t0
         self.sweep()
         return self.alerts[n0:]
@@ -174,7 +174,7 @@ class Replayer:
         entries = [Touched(st, st.partition, True, due[st.partition]) for st in self.states.values()
                    if st.partition in due and not st.churned_ms and self.clock.is_idle(st.last_ms, due[st.partition])]
         self.counts["sweeps"] += 1
-        self._score(entries, "sweep")
+        self._score(entries, alerting.SWEEP)
         self.busy_s += time.perf_counter() - t0
         return self.alerts[n0:]
 
@@ -210,7 +210,7 @@ class ShadowPolicy:
     def __init__(self, name: str, signal: Callable[[Sequence[float]], bool], cfg: PolicyConfig = PolicyConfig()) -> None:
         self.name = name
         self.signal = signal
-        self.cfg = replace(cfg, thresholds={"standard": 0.5}, file_thresholds={})
+        self.cfg = replace(cfg, thresholds={DEFAULT_TIER: 0.5}, file_thresholds={})
         self.memory: dict[str, AlertMemory] = {}
         self.alerts: list[ShadowAlert] = []
 
@@ -223,6 +223,6 @@ class ShadowPolicy:
         decision = alerting.decide(memory, score=score, tier=st.tier, now_ms=as_of,
                                    history_days=(as_of - st.first_ms) / DAY_MS if st.first_ms else 0.0,
                                    churned=bool(st.churned_ms), cfg=self.cfg, trigger=self.name)
-        if decision is not None and decision.kind == "new":
+        if decision is not None and decision.kind == alerting.NEW:
             memory.record(alerting.build(st.customer_id, st.tier, st.csm, score, decision, [], "", None, as_of, as_of))
             self.alerts.append(ShadowAlert(st.customer_id, st.tier, as_of, self.name))

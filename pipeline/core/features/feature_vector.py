@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from pipeline.core.contract import DAY_MS
+from pipeline.core.contract import DAY_MS, VIP_TIER
 from pipeline.core.features.state import (ACTIVITY_CH, CH, CHANNELS, N_CH, N_INTERACTION_CH, NAN, RING_DAYS,
                                           SEVERITY_RANK, WINDOWS, CustomerState, day_of)
 
@@ -116,7 +116,7 @@ def vector(state: CustomerState, now_ms: int) -> list[float]:
     active = (a7, a30, a90)
     prev7 = bands[1]
     out: list[float] = [
-        1.0 if state.tier == "vip" else 0.0,
+        1.0 if state.tier == VIP_TIER else 0.0,
         PLAN_LEVEL.get(state.plan, NAN),
         state.mrr,
         _days_since(now_ms, state.signup_ms),

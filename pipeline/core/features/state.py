@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from pipeline.core.alert_memory import AlertMemory
-from pipeline.core.contract import DAY_MS
+from pipeline.core.contract import DAY_MS, DEFAULT_TIER
 from pipeline.core.features.seen import SeenIds
 
 #: Longest window; day buckets older than this (relative to the newest event) are dropped.
@@ -73,7 +73,7 @@ class CustomerState:
     first_ms: int = 0
     last_ms: int = 0
     # profile
-    tier: str = "standard"
+    tier: str = DEFAULT_TIER
     plan: str = ""
     mrr: float = NAN
     signup_ms: int = 0

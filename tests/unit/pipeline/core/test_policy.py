@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.alerting import PolicyConfig
-from pipeline.core.reasons import PLAYS
+from pipeline.core.plays import PLAYS
 from pipeline.core.policy import PolicyError, load_policy
 
 

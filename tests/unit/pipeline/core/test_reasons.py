@@ -1,4 +1,4 @@
-"""Unit tests for pipeline.core.reasons: reasons in words and the suggested play."""
+"""Unit tests for pipeline.core.reasons: reasons in words."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.reasons import PLAYS, Reason, category, suggest_play, top_reasons
+from pipeline.core.plays import PLAYS
+from pipeline.core.reasons import Reason, category, top_reasons
 from pipeline.core.features import FEATURE_INDEX, FEATURES
 
 NAN = float("nan")
@@ -140,22 +141,6 @@ def test_every_feature_has_a_text(feature):
         assert isinstance(r.text, str) and r.text.strip()
         assert "nan" not in r.text.lower()  # a missing value reads "unknown", never "nan"
         assert r.category in PLAYS
-
-
-# ---- plays -----------------------------------------------------------------------------------------
-def test_play_follows_the_category_with_most_contribution():
-    reasons = [reason("logins_trend_7d", 0.3), reason("open_tickets", 0.25), reason("open_past_sla", 0.2)]
-    assert suggest_play(reasons) == PLAYS["service"]  # 0.45 service beats 0.3 adoption
-    reasons = [reason("logins_trend_7d", 0.5), reason("open_tickets", 0.25), reason("open_past_sla", 0.2)]
-    assert suggest_play(reasons) == PLAYS["adoption"]
-    assert suggest_play([reason("days_to_renewal", 0.1)]) == PLAYS["renewal"]
-
-
-def test_play_without_reasons_and_custom_plays():
-    assert suggest_play([]) == PLAYS["value"]
-    plays = {"value": "default play", "service": "call them"}
-    assert suggest_play([reason("open_tickets", 0.1)], plays) == "call them"
-    assert suggest_play([reason("mrr", 0.1)], plays) == "default play"  # no 'profile' play: fall back
 
 
 def test_reason_to_json_rounds_and_hides_nan():
