@@ -10,7 +10,7 @@ churners are alerted early enough to act — the alerting issue's "done when" fi
    run's (the simulator's ``churn_rate`` is a share *per window*, so equal rates on windows of different
    length would mean different monthly churn).
 3. **Replay** warm-up + month through ``pipeline.core.shadow.Replayer``: the worker's own feature state,
-   micro-batch scoring, alert policy (default ``pipeline.core.policy``), proactive-service rules and silence
+   micro-batch scoring, alert policy (default ``pipeline.core.policy.AlertPolicy``), proactive-service rules and silence
    sweep (see that module for where a replay differs from a live worker: no acknowledgements, mainly).
    Customers are spread over 4 partitions as Kafka would; ``--jobs`` processes each own a share of the
    partitions, like workers in one consumer group (each simulates the stream and keeps its customers).
@@ -59,9 +59,9 @@ from _common import BenchError, Figure, Report, load_note, main_guard, parser, s
 
 from pipeline.core.contract import DAY_MS, format_ts
 from pipeline.core.features import FEATURE_INDEX
-from pipeline.core.policy import Policy
+from pipeline.core.policy import AlertPolicy
 from pipeline.model.registry import Registry
-from pipeline.core.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowPolicy, events_from_records, partitioner
+from pipeline.core.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowSignal, events_from_records, partitioner
 from pipeline.model.scoring import load_current
 from devtools.simulator import SimConfig, ground_truth, simulate, write_jsonl
 
@@ -99,9 +99,9 @@ class Shard:
     min_history_days: float | None = None
 
 
-def bench_policy(min_history_days: float | None) -> Policy:
+def bench_policy(min_history_days: float | None) -> AlertPolicy:
     """The default policy, with the minimum history for model alerts under test when one is given."""
-    policy = Policy()
+    policy = AlertPolicy()
     if min_history_days is None:
         return policy
     return replace(policy, alerts=replace(policy.alerts, min_history_days=min_history_days))
@@ -115,7 +115,7 @@ def run_shard(shard: Shard) -> dict[str, Any]:
     part_of = partitioner(PARTITIONS)
     mine: dict[str, bool] = {}
     policy = bench_policy(shard.min_history_days)
-    baseline = ShadowPolicy("logins_halved", naive_login_drop, policy.alerts)
+    baseline = ShadowSignal("logins_halved", naive_login_drop, policy.alerts)
     replay = Replayer(model, policy, batch_max=shard.batch_max, partitions=PARTITIONS, observers=[baseline])
     stats: Counter = Counter()
     churned_seen: dict[str, int] = {}

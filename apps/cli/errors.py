@@ -12,7 +12,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from devtools.broker import BrokerError
     from pipeline.config.fields import SettingsError
     from pipeline.kafka.connection import ConnectError
-    from pipeline.core.policy import PolicyError
+    from pipeline.config.policy_file import PolicyError
     from pipeline.model.registry import RegistryError
     from pipeline.model.scoring import ModelError
     from pipeline.kafka.topics import TopicError

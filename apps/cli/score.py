@@ -30,8 +30,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     times = parse_times(args.at)
     if not Path(args.out).parent.is_dir() or not args.out.lower().endswith((".parquet", ".csv", ".csv.gz")):
         raise UserError(f"--out {args.out}: scores are written as .parquet, .csv or .csv.gz into an existing directory")
-    from pipeline.core.alerting import PolicyConfig
-    from pipeline.core.policy import load_policy
+    from pipeline.core.alerting import AlertConfig
+    from pipeline.config.policy_file import load_policy
     from pipeline.model.scoring import load_version
 
     settings = settings_of(args)
@@ -40,7 +40,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     if version is None:
         raise UserError(f"no model in {reg.root}: train one, or name a VERSION")
     model = load_version(reg, version, timeout_s=settings.model_check_timeout_s, feature_cfg=settings.feature_config())
-    policy: PolicyConfig = load_policy(settings.policy_file).alerts
+    policy: AlertConfig = load_policy(settings.policy_file).alerts
     if source is not None:
         return _score_log(args, source, model, version, times, settings, policy)
     import tempfile

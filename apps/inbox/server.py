@@ -128,7 +128,7 @@ def create_app(settings: Settings, *, state: InboxState | None = None, sink: Ack
     proxy header raises SettingsError, and ``host:port`` is one of the Host names it answers to."""
     auth = WebAuth.for_server(settings, host, port, "inbox")
     if state is None:
-        from pipeline.core.policy import load_policy
+        from pipeline.config.policy_file import load_policy
 
         state = InboxState(expire_days=load_policy(settings.policy_file).alerts.expire_days)
     app = web.Application(middlewares=[webguard.middleware(auth, classify)])

@@ -40,8 +40,9 @@ EVENT, SWEEP = "event", "sweep"
 
 
 @dataclass(frozen=True)
-class PolicyConfig:
-    """Alert policy knobs (see ``docs/alerts.md``); loaded from the policy file by ``pipeline.core.policy``."""
+class AlertConfig:
+    """The model alerts' knobs (see ``docs/alerts.md``); read from the policy file by
+    ``pipeline.config.policy_file``, part of a :class:`pipeline.core.policy.AlertPolicy`."""
 
     #: built-in defaults, used when neither the policy file nor the model proposes a threshold
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
@@ -118,7 +119,7 @@ def alert_id(customer_id: str, event_ms: int, trigger: str) -> str:
 
 
 def decide(memory: AlertMemory, *, score: float, tier: str, now_ms: int, history_days: float,
-           churned: bool, cfg: PolicyConfig, model_thresholds: dict[str, float] | None = None,
+           churned: bool, cfg: AlertConfig, model_thresholds: dict[str, float] | None = None,
            trigger: str = EVENT) -> Decision | None:
     """Update ``memory`` with this score and return a Decision when an alert must go out."""
     t = cfg.threshold(tier, model_thresholds)

@@ -27,7 +27,7 @@ from pipeline.core import rules
 from pipeline.core.alerting import Alert
 from pipeline.core.contract import DAY_MS
 from pipeline.core.features import FEATURES, CustomerState, vector
-from pipeline.core.policy import Policy
+from pipeline.core.policy import AlertPolicy
 
 
 class ScoringModel(Protocol):
@@ -81,7 +81,7 @@ class Scoring:
     held: bool = False
 
 
-def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, policy: Policy, trigger: str,
+def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, policy: AlertPolicy, trigger: str,
                      emit_ms: int | None = None, *, held: Callable[[int], bool] | None = None,
                      on_predict: Callable[[float, int], None] | None = None) -> list[Scoring]:
     """Score ``entries`` in one call and decide their alerts, updating each customer's alert memory.

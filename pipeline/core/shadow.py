@@ -52,12 +52,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from pipeline.core import alerting
 from pipeline.core.alert_memory import AlertMemory
-from pipeline.core.alerting import Alert, PolicyConfig
+from pipeline.core.alerting import Alert, AlertConfig
 from pipeline.core.contract import DAY_MS, DEFAULT_TIER, Event, InvalidEvent, Limits, parse, validate
 from pipeline.core.decisions import Scoring, ScoringModel, Touched, score_and_decide
 from pipeline.core.features import CustomerState, FeatureConfig
 from pipeline.core.fold import fold
-from pipeline.core.policy import Policy
+from pipeline.core.policy import AlertPolicy
 from pipeline.core.sweep import SweepClock
 
 #: Events per micro-batch: the worker's ``pipeline.worker.batch.BATCH_MAX`` (a unit test keeps the two equal).
@@ -99,14 +99,14 @@ class Replayer:
     ends up in :attr:`alerts`; every scoring (event or sweep) is passed to each observer.
     """
 
-    def __init__(self, model: ScoringModel | None, policy: Policy | None = None, *,
+    def __init__(self, model: ScoringModel | None, policy: AlertPolicy | None = None, *,
                  feature_cfg: FeatureConfig = FeatureConfig(), batch_max: int = BATCH_MAX,
                  partitions: int = PARTITIONS, sweep: SweepClock | None = None, use_sweep: bool = True,
                  observers: Sequence[Observer] = ()) -> None:
         if batch_max < 1:
             raise ValueError("batch_max must be >= 1")
         self.model = model
-        self.policy = policy or Policy()
+        self.policy = policy or AlertPolicy()
         self.feature_cfg = feature_cfg
         self.batch_max = batch_max
         self.partition_of = partitioner(partitions)
@@ -198,7 +198,7 @@ class ShadowAlert:
     trigger: str
 
 
-class ShadowPolicy:
+class ShadowSignal:
     """A what-if signal under the *same* alert policy, fed the replay's scorings (an observer).
 
     ``signal(row)`` is a yes/no rule on the feature vector (e.g. "logins halved week over week"). It is run
@@ -207,7 +207,7 @@ class ShadowPolicy:
     once the signal clears (escalations cannot happen). So a baseline and the model differ only in signal.
     """
 
-    def __init__(self, name: str, signal: Callable[[Sequence[float]], bool], cfg: PolicyConfig = PolicyConfig()) -> None:
+    def __init__(self, name: str, signal: Callable[[Sequence[float]], bool], cfg: AlertConfig = AlertConfig()) -> None:
         self.name = name
         self.signal = signal
         self.cfg = replace(cfg, thresholds={DEFAULT_TIER: 0.5}, file_thresholds={})

@@ -29,7 +29,7 @@ from pipeline.core.contract import Event, InvalidEvent, Limits, parse
 from pipeline.core.decisions import Touched, score_and_decide, vectorizer
 from pipeline.core.features import Applied, CustomerState
 from pipeline.core.fold import fold
-from pipeline.core.policy import load_policy
+from pipeline.config.policy_file import load_policy
 from pipeline.core.rules import RulesConfig
 from pipeline.core.sweep import SweepClock
 from pipeline.model.registry import Registry

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.reasons import top_reasons
-from pipeline.core.alerting import PolicyConfig
+from pipeline.core.alerting import AlertConfig
 from pipeline.core.contract import DAY_MS, Event, format_ts
 from pipeline.core.features import CustomerState, FeatureConfig
 from pipeline.model.scoring import Model
@@ -62,7 +62,7 @@ def band_of(score: float, threshold: float) -> str:
 
 
 def score_log(events: Iterable[Event], model: Model, at_ms: Sequence[int], *,
-              feature_cfg: FeatureConfig = FeatureConfig(), policy: PolicyConfig = PolicyConfig(),
+              feature_cfg: FeatureConfig = FeatureConfig(), policy: AlertConfig = AlertConfig(),
               reasons: int = 3, labels: Labels | None = None, label_delay_days: int | None = None) -> Scored:
     """Score every customer active at each of ``at_ms`` (sorted here) from the events before it.
 
@@ -90,7 +90,7 @@ def score_log(events: Iterable[Event], model: Model, at_ms: Sequence[int], *,
 _EVER = 1 << 62
 
 
-def _snapshot(states: dict[str, CustomerState], t_ms: int, model: Model, policy: PolicyConfig,
+def _snapshot(states: dict[str, CustomerState], t_ms: int, model: Model, policy: AlertConfig,
               delay_ms: int, k: int, out: Scored, labels: Labels) -> None:
     active = [st for st in states.values()
               if st.first_ms < t_ms and not labels.known_churned(st.customer_id, t_ms, delay_ms)]

@@ -181,7 +181,7 @@ def policy_alerts(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarra
     from pipeline.core import alerting
     from pipeline.core.alert_memory import AlertMemory
 
-    cfg = policy if policy is not None else alerting.PolicyConfig()
+    cfg = policy if policy is not None else alerting.AlertConfig()
     n = len(p)
     out = np.zeros(n, dtype=bool)
     if n == 0:

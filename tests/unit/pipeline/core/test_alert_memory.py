@@ -49,7 +49,7 @@ def test_the_same_steps_write_the_same_bytes_as_before():
     assert m.rule_due("csat_low", T0, RulesConfig().cooldown_ms("csat_low"))
     rule = alerting.Decision("rule", "csat_low", 0.35, "watch")
     m.record(alerting.build("c-old", "vip", "Ann", 0.2, rule, [], "", "v1", T0, T0))
-    cfg = alerting.PolicyConfig()
+    cfg = alerting.AlertConfig()
     d = alerting.decide(m, score=0.6, tier="vip", now_ms=T0 + DAY_MS, history_days=41, churned=False, cfg=cfg)
     m.record(alerting.build("c-old", "vip", "Ann", 0.6, d, [], "", "v1", T0 + DAY_MS, T0 + DAY_MS))
     alerting.on_outcome(m, Event("outcomes", "o1", "c-old", T0 + 2 * DAY_MS, "alert_ack", {}))

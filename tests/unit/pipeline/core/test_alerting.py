@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 
 from pipeline.core import alerting
 from pipeline.core.alert_memory import AlertMemory
-from pipeline.core.alerting import Alert, Decision, PolicyConfig, alert_id, band, build, decide, on_outcome
+from pipeline.core.alerting import Alert, Decision, AlertConfig, alert_id, band, build, decide, on_outcome
 from pipeline.core.contract import DAY_MS, Event, format_ts
 from pipeline.core.reasons import Reason
 
 T0 = 1_718_452_800_000  # 2024-06-15T12:00:00Z
 HOUR = 3_600_000
-CFG = PolicyConfig()  # vip 0.35, standard 0.5, rearm 0.8, cool-down 14 d, expiry 30 d, escalate +0.15
+CFG = AlertConfig()  # vip 0.35, standard 0.5, rearm 0.8, cool-down 14 d, expiry 30 d, escalate +0.15
 
 
 def step(memory: AlertMemory, score: float, now_ms: int, *, tier: str = "standard", history_days: float = 60.0,
-         churned: bool = False, cfg: PolicyConfig = CFG, model_thresholds=None, trigger: str = "event",
+         churned: bool = False, cfg: AlertConfig = CFG, model_thresholds=None, trigger: str = "event",
          emit: bool = True) -> Decision | None:
     """One scoring, as the worker does it: decide, then build and record the alert when one is due."""
     decision = decide(memory, score=score, tier=tier, now_ms=now_ms, history_days=history_days, churned=churned,
@@ -74,7 +74,7 @@ def test_min_history_guard():
     (0.0, 0.0, True), (7.0, 6.9, False), (7.0, 7.0, True), (14.0, 13.0, False), (28.0, 27.9, False), (28.0, 28.0, True),
 ])
 def test_min_history_is_the_policys(min_history, history, alerted):
-    cfg = PolicyConfig(min_history_days=min_history)
+    cfg = AlertConfig(min_history_days=min_history)
     memory = AlertMemory()
     assert (step(memory, 0.99, T0, history_days=history, cfg=cfg) is not None) == alerted
     assert bool(memory.to_json()) == alerted  # a guarded score leaves no trace: the first one after the guard alerts
@@ -116,7 +116,7 @@ def test_escalation_when_score_keeps_rising():
 
 
 def test_open_alert_expires():
-    cfg = PolicyConfig(rearm_ratio=1.0)  # keep hysteresis out of the way: only expiry is tested
+    cfg = AlertConfig(rearm_ratio=1.0)  # keep hysteresis out of the way: only expiry is tested
     memory = AlertMemory()
     step(memory, 0.6, T0, cfg=cfg)
     step(memory, 0.1, T0 + DAY_MS, cfg=cfg)  # re-armed, but the alert is still open
@@ -151,7 +151,7 @@ def test_cool_down_after_an_alert():
 
 
 def test_cool_down_is_configurable():
-    cfg = PolicyConfig(cooldown_days=1.0)
+    cfg = AlertConfig(cooldown_days=1.0)
     memory = AlertMemory()
     step(memory, 0.6, T0, cfg=cfg)
     ack(memory, T0 + 1)

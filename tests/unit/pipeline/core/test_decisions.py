@@ -9,7 +9,7 @@ import numpy as np
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.decisions import Touched, score_and_decide
 from pipeline.core.features import FEATURES, CustomerState, apply
-from pipeline.core.policy import Policy
+from pipeline.core.policy import AlertPolicy
 from pipeline.core.rules import RulesConfig, on_event
 
 T0 = parse_ts("2025-03-03T00:00:00Z")
@@ -45,7 +45,7 @@ def customer(history_days: int) -> tuple[CustomerState, int]:
 
 
 def triggers(st: CustomerState, as_of: int, score: float, **kw: Any) -> list[str]:
-    [s] = score_and_decide([Touched(st, 0, True, as_of, kw.pop("hits", []))], FixedModel(score), Policy(), "event", **kw)
+    [s] = score_and_decide([Touched(st, 0, True, as_of, kw.pop("hits", []))], FixedModel(score), AlertPolicy(), "event", **kw)
     return [a.trigger for a in s.alerts]
 
 

@@ -15,11 +15,11 @@ import orjson
 import pytest
 
 from pipeline.core import shadow as rp
-from pipeline.core.alerting import PolicyConfig
+from pipeline.core.alerting import AlertConfig
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.features import FEATURE_INDEX, FEATURES, CustomerState, apply
-from pipeline.core.policy import Policy
-from pipeline.core.shadow import Replayer, ShadowPolicy, Scoring, events_from_records, score_and_decide
+from pipeline.core.policy import AlertPolicy
+from pipeline.core.shadow import Replayer, ShadowSignal, Scoring, events_from_records, score_and_decide
 from pipeline.core.rules import RulesConfig, on_event
 from devtools.simulator import SimConfig, encode_value, simulate
 
@@ -118,7 +118,7 @@ def test_no_model_alert_before_the_minimum_history():
     # silent from day 2: the score passes 0.5 on day 7, but this policy waits for 28 days of history
     early = [profile("c1")] + daily_logins("c1", 0, 2)
     busy = [profile("c2")] + daily_logins("c2", 0, 40, hour=15)
-    policy = Policy(alerts=PolicyConfig(min_history_days=28))
+    policy = AlertPolicy(alerts=AlertConfig(min_history_days=28))
     alerts = of(replay(ordered(early, busy), policy=policy), "c1")
     assert len(alerts) == 1 and alerts[0].event_ms - T0 >= 28 * DAY_MS
 
@@ -186,11 +186,11 @@ def test_repeated_failed_help_rule():
              for k in range(3)]
     r = replay(ordered([profile("c1")] + daily_logins("c1", 0, 6), views))
     assert [(a.trigger, a.event_ms) for a in of(r, "c1")] == [("repeated_failed_help", views[2].ts_ms)]
-    assert of(r, "c1")[0].play == Policy().plays["adoption"]
+    assert of(r, "c1")[0].play == AlertPolicy().plays["adoption"]
 
 
 def test_disabled_rules_stay_off():
-    policy = Policy(rules=RulesConfig(enabled=frozenset()))
+    policy = AlertPolicy(rules=RulesConfig(enabled=frozenset()))
     c1 = [profile("c1")] + daily_logins("c1", 0, 5) + [ev("c1", "surveys", "csat", T0 + 5 * DAY_MS + 11 * H, score=1.0)]
     assert of(replay(ordered(c1), policy=policy), "c1") == []
 
@@ -221,7 +221,7 @@ def test_shadow_policy_uses_the_same_policy_memory_rules():
 
     c1 = [profile("c1")] + daily_logins("c1", 0, 29) + daily_logins("c1", 33, 35) + daily_logins("c1", 60, 61)
     busy = [profile("c2")] + daily_logins("c2", 0, 70, hour=15)
-    shadow = ShadowPolicy("no_logins_7d", signal_on)
+    shadow = ShadowSignal("no_logins_7d", signal_on)
     replay(ordered(c1, busy), observers=[shadow])
     mine = [a for a in shadow.alerts if a.customer_id == "c1"]
     assert len(mine) >= 1 and all(a.trigger == "no_logins_7d" for a in mine)
@@ -236,7 +236,7 @@ def test_score_and_decide_without_a_model_runs_rules_only():
     csat = ev("c1", "surveys", "csat", T0, score=1.0)
     apply(st, csat)
     entry = rp.Touched(st, 0, True, T0, on_event(st, csat, RulesConfig()))
-    [s] = score_and_decide([entry], None, Policy(), "event")
+    [s] = score_and_decide([entry], None, AlertPolicy(), "event")
     assert s.score is None and [a.trigger for a in s.alerts] == ["csat_low"] and math.isnan(s.alerts[0].score)
     assert st.alert.rules["csat_low"] == T0 and st.alert.history[0]["trigger"] == "csat_low"
 
@@ -311,7 +311,7 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
 
     asyncio.run(drive())
 
-    r = Replayer(load_current(Registry(models)), Policy(), batch_max=batch, partitions=settings.partitions)
+    r = Replayer(load_current(Registry(models)), AlertPolicy(), batch_max=batch, partitions=settings.partitions)
     r.run(events_from_records(records))
 
     def key(a: dict) -> dict:

@@ -1,12 +1,14 @@
+"""Unit tests for pipeline.config.policy_file: reading the alert policy file."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from pipeline.core.alerting import PolicyConfig
+from pipeline.core.alerting import AlertConfig
 from pipeline.core.plays import PLAYS
-from pipeline.core.policy import PolicyError, load_policy
+from pipeline.config.policy_file import PolicyError, load_policy
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -17,7 +19,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_no_file_gives_defaults():
     policy = load_policy(None)
-    assert policy.alerts == PolicyConfig() and policy.plays == PLAYS
+    assert policy.alerts == AlertConfig() and policy.plays == PLAYS
 
 
 def test_threshold_precedence_file_then_model_then_defaults(tmp_path):
@@ -47,7 +49,7 @@ enabled = false
 tiers = ["VIP", "gold"]
 """))
     assert policy.alerts.cooldown_days == 3 and policy.alerts.rearm_ratio == 0.5
-    assert policy.alerts.min_history_days == PolicyConfig().min_history_days  # absent: the default
+    assert policy.alerts.min_history_days == AlertConfig().min_history_days  # absent: the default
     assert policy.plays["renewal"] == "Send the renewal deck" and policy.plays["service"] == PLAYS["service"]
     r = policy.rules
     assert r.csat_max == 1 and r.cooldown_days == 2 and r.cooldowns == {"csat_low": 10, "renewal_at_risk": 35}
