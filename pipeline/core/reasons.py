@@ -36,7 +36,8 @@ def _v(vec: Vec, name: str) -> float:
     return vec[FEATURE_INDEX[name]]
 
 
-def _n(x: float) -> str:
+def figure(x: float) -> str:
+    """A number as a sentence shows it: whole numbers without decimals, others with one; NaN as "unknown"."""
     if math.isnan(x):
         return "unknown"
     return f"{x:.0f}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
@@ -48,24 +49,24 @@ def _pct_change(vec: Vec, trend_name: str, last_name: str, what: str) -> str:
     if math.isnan(trend):
         return f"{what} trend unknown"
     if trend < 0:
-        return f"{what} down {min(100, round(-trend * 100))}% vs the previous week ({_n(last7)} in the last 7 days)"
+        return f"{what} down {min(100, round(-trend * 100))}% vs the previous week ({figure(last7)} in the last 7 days)"
     if trend > 0:
-        return f"{what} up {round(trend * 100)}% vs the previous week ({_n(last7)} in the last 7 days)"
-    return f"{what} flat vs the previous week ({_n(last7)} in the last 7 days)"
+        return f"{what} up {round(trend * 100)}% vs the previous week ({figure(last7)} in the last 7 days)"
+    return f"{what} flat vs the previous week ({figure(last7)} in the last 7 days)"
 
 
 def _activity_text(vec: Vec) -> str:
     trend = _v(vec, "activity_trend_7d")
     days = _v(vec, "active_days_7d")
     if math.isnan(trend) or trend == 0:
-        return f"product activity flat vs the previous week (active {_n(days)} of the last 7 days)"
+        return f"product activity flat vs the previous week (active {figure(days)} of the last 7 days)"
     direction = "down" if trend < 0 else "up"
     pct = min(100, round(-trend * 100)) if trend < 0 else round(trend * 100)
-    return f"product activity {direction} {pct}% vs the previous week (active {_n(days)} of the last 7 days)"
+    return f"product activity {direction} {pct}% vs the previous week (active {figure(days)} of the last 7 days)"
 
 
 def _plural(x: float, word: str) -> str:
-    return f"{_n(x)} {word}" if x == 1 else f"{_n(x)} {word}s"
+    return f"{figure(x)} {word}" if x == 1 else f"{figure(x)} {word}s"
 
 
 def _nps_text(vec: Vec) -> str:
@@ -73,7 +74,7 @@ def _nps_text(vec: Vec) -> str:
     if math.isnan(score):
         return "no NPS answer yet"
     label = "detractor" if score <= 6 else ("passive" if score <= 8 else "promoter")
-    return f"NPS {_n(score)} ({label}) {_plural(_v(vec, 'days_since_nps'), 'day')} ago"
+    return f"NPS {figure(score)} ({label}) {_plural(_v(vec, 'days_since_nps'), 'day')} ago"
 
 
 def _vs_own(vec: Vec, name: str, what: str, recent: str, base: str) -> str:
@@ -101,10 +102,10 @@ def _failed_share(vec: Vec, name: str, days: int) -> str:
 Template = Callable[[Vec], str]
 _TEXT: dict[str, tuple[str, Template]] = {
     "is_vip": ("profile", lambda v: "VIP account"),
-    "plan_level": ("profile", lambda v: f"plan level {_n(_v(v, 'plan_level'))}"),
-    "mrr": ("profile", lambda v: f"MRR {_n(_v(v, 'mrr'))}"),
-    "tenure_days": ("profile", lambda v: f"customer for {_n(_v(v, 'tenure_days'))} days"),
-    "days_to_renewal": ("renewal", lambda v: f"renewal in {_n(_v(v, 'days_to_renewal'))} days"),
+    "plan_level": ("profile", lambda v: f"plan level {figure(_v(v, 'plan_level'))}"),
+    "mrr": ("profile", lambda v: f"MRR {figure(_v(v, 'mrr'))}"),
+    "tenure_days": ("profile", lambda v: f"customer for {figure(_v(v, 'tenure_days'))} days"),
+    "days_to_renewal": ("renewal", lambda v: f"renewal in {figure(_v(v, 'days_to_renewal'))} days"),
     "logins_trend_7d": ("adoption", lambda v: _pct_change(v, "logins_trend_7d", "logins_7d", "logins")),
     "activity_trend_7d": ("adoption", lambda v: _activity_text(v)),
     "feature_uses_trend_7d": ("adoption", lambda v: _pct_change(v, "feature_uses_trend_7d", "feature_uses_7d", "feature use")),
@@ -128,16 +129,16 @@ _TEXT: dict[str, tuple[str, Template]] = {
     "tickets_30d": ("service", lambda v: f"{_plural(_v(v, 'tickets_30d'), 'ticket')} opened in 30 days"),
     "high_sev_tickets_30d": ("service", lambda v: f"{_plural(_v(v, 'high_sev_tickets_30d'), 'high-severity ticket')} in 30 days"),
     "escalations_30d": ("service", lambda v: f"{_plural(_v(v, 'escalations_30d'), 'ticket escalation')} in 30 days"),
-    "sla_breaches_30d": ("service", lambda v: f"{_n(_v(v, 'sla_breaches_30d'))} SLA breach{'' if _v(v, 'sla_breaches_30d') == 1 else 'es'} in 30 days"),
+    "sla_breaches_30d": ("service", lambda v: f"{figure(_v(v, 'sla_breaches_30d'))} SLA breach{'' if _v(v, 'sla_breaches_30d') == 1 else 'es'} in 30 days"),
     "reopens_90d": ("service", lambda v: f"{_plural(_v(v, 'reopens_90d'), 'ticket')} reopened in 90 days"),
-    "mean_resolve_hours": ("service", lambda v: f"tickets take {_n(_v(v, 'mean_resolve_hours'))} h to resolve on average"),
+    "mean_resolve_hours": ("service", lambda v: f"tickets take {figure(_v(v, 'mean_resolve_hours'))} h to resolve on average"),
     "last_nps": ("value", _nps_text),
     "nps_category": ("value", _nps_text),
-    "nps_change": ("value", lambda v: f"NPS changed by {_n(_v(v, 'nps_change'))} since the previous answer"),
+    "nps_change": ("value", lambda v: f"NPS changed by {figure(_v(v, 'nps_change'))} since the previous answer"),
     "days_since_nps": ("value", _nps_text),
-    "min_csat_30d": ("value", lambda v: f"lowest CSAT in 30 days: {_n(_v(v, 'min_csat_30d'))}/5"),
-    "mean_csat_90d": ("value", lambda v: f"average CSAT over 90 days: {_n(_v(v, 'mean_csat_90d'))}/5"),
-    "mean_ces_90d": ("value", lambda v: f"customer effort score {_n(_v(v, 'mean_ces_90d'))}/7 (higher is harder)"),
+    "min_csat_30d": ("value", lambda v: f"lowest CSAT in 30 days: {figure(_v(v, 'min_csat_30d'))}/5"),
+    "mean_csat_90d": ("value", lambda v: f"average CSAT over 90 days: {figure(_v(v, 'mean_csat_90d'))}/5"),
+    "mean_ces_90d": ("value", lambda v: f"customer effort score {figure(_v(v, 'mean_ces_90d'))}/7 (higher is harder)"),
 }
 _WINDOW_WORDS = {
     "logins": "logins", "feature_uses": "feature uses", "page_views": "page views", "help_views": "help-article views",
@@ -148,7 +149,7 @@ for _w in WINDOWS:
     for _ch, _words in _WINDOW_WORDS.items():
         _name = f"{_ch}_{_w}d"
         _cat = "service" if _ch == "failed_help" else "adoption"
-        _TEXT[_name] = (_cat, (lambda name, words, w: lambda v: f"{_n(_v(v, name))} {words} in the last {w} days")(_name, _words, _w))
+        _TEXT[_name] = (_cat, (lambda name, words, w: lambda v: f"{figure(_v(v, name))} {words} in the last {w} days")(_name, _words, _w))
 
 assert set(_TEXT) == set(FEATURES), sorted(set(FEATURES) ^ set(_TEXT))
 
@@ -160,40 +161,40 @@ _FRICTION = ("fail", "error", "crash", "timeout", "denied", "reject", "bounce", 
              "remove", "delete", "unsubscribe", "uninstall", "unfriend", "block", "report_issue")
 _SPEC_PATTERNS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], float], tuple[str, str]]], ...] = (
     (re.compile(r"^type_(.+)_(\d+)d_vs_(\d+)d$"), lambda m, x: (
-        _kind(m[1]), f"{_words(m[1])} at {_n(x * 100)}% of the customer's usual rate (last {m[2]} vs {m[3]} days)")),
+        _kind(m[1]), f"{_words(m[1])} at {figure(x * 100)}% of the customer's usual rate (last {m[2]} vs {m[3]} days)")),
     (re.compile(r"^type_(.+)_trend_(\d+)d$"), lambda m, x: (
-        _kind(m[1]), f"{_words(m[1])} {'down' if x < 0 else 'up'} {_n(min(100.0, abs(x) * 100) if x < 0 else abs(x) * 100)}% "
+        _kind(m[1]), f"{_words(m[1])} {'down' if x < 0 else 'up'} {figure(min(100.0, abs(x) * 100) if x < 0 else abs(x) * 100)}% "
                      f"vs the {m[2]} days before")),
     (re.compile(r"^type_(.+)_active_days_(\d+)d$"), lambda m, x: (
-        _kind(m[1]), f"{_words(m[1])} on {_n(x)} of the last {m[2]} days")),
+        _kind(m[1]), f"{_words(m[1])} on {figure(x)} of the last {m[2]} days")),
     (re.compile(r"^type_(.+)_days_since$"), lambda m, x: (
-        _kind(m[1]), f"{_n(x)} days since the last {_words(m[1])}" if not math.isnan(x) else f"never a {_words(m[1])}")),
+        _kind(m[1]), f"{figure(x)} days since the last {_words(m[1])}" if not math.isnan(x) else f"never a {_words(m[1])}")),
     (re.compile(r"^type_(.+)_share_(\d+)d$"), lambda m, x: (
-        _kind(m[1]), f"{_words(m[1])} {_n(x * 100)}% of all activity in the last {m[2]} days")),
+        _kind(m[1]), f"{_words(m[1])} {figure(x * 100)}% of all activity in the last {m[2]} days")),
     (re.compile(r"^type_(.+)_per_active_day_(\d+)d$"), lambda m, x: (
-        _kind(m[1]), f"{_n(x)} {_words(m[1])} per active day (last {m[2]} days)")),
+        _kind(m[1]), f"{figure(x)} {_words(m[1])} per active day (last {m[2]} days)")),
     (re.compile(r"^type_(.+)_(\d+)d$"), lambda m, x: (
-        _kind(m[1]), f"{_n(x)} {_words(m[1])} events in the last {m[2]} days")),
+        _kind(m[1]), f"{figure(x)} {_words(m[1])} events in the last {m[2]} days")),
     (re.compile(r"^ratio_(.+)_per_(.+)_(\d+)d$"), lambda m, x: (
-        "adoption", f"{_n(x)} {_words(m[1])} per {_words(m[2])} (last {m[3]} days)")),
+        "adoption", f"{figure(x)} {_words(m[1])} per {_words(m[2])} (last {m[3]} days)")),
     (re.compile(r"^usage_events_(\d+)d_vs_(\d+)d$"), lambda m, x: (
-        "adoption", f"activity at {_n(x * 100)}% of the customer's usual rate (last {m[1]} vs {m[2]} days)")),
+        "adoption", f"activity at {figure(x * 100)}% of the customer's usual rate (last {m[1]} vs {m[2]} days)")),
     (re.compile(r"^usage_events_trend_(\d+)d$"), lambda m, x: (
-        "adoption", f"activity {'down' if x < 0 else 'up'} {_n(abs(x) * 100)}% vs the {m[1]} days before")),
-    (re.compile(r"^usage_events_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} product events in the last {m[1]} days")),
-    (re.compile(r"^usage_active_days_(\d+)d$"), lambda m, x: ("adoption", f"active on {_n(x)} of the last {m[1]} days")),
-    (re.compile(r"^usage_types_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} kinds of product events in the last {m[1]} days")),
-    (re.compile(r"^usage_observed_days$"), lambda m, x: ("profile", f"{_n(x)} days of activity history")),
-    (re.compile(r"^other_types_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} other product events in the last {m[1]} days")),
-    (re.compile(r"^users_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} active users in the last {m[1]} days")),
-    (re.compile(r"^events_per_user_(\d+)d$"), lambda m, x: ("adoption", f"{_n(x)} events per active user (last {m[1]} days)")),
+        "adoption", f"activity {'down' if x < 0 else 'up'} {figure(abs(x) * 100)}% vs the {m[1]} days before")),
+    (re.compile(r"^usage_events_(\d+)d$"), lambda m, x: ("adoption", f"{figure(x)} product events in the last {m[1]} days")),
+    (re.compile(r"^usage_active_days_(\d+)d$"), lambda m, x: ("adoption", f"active on {figure(x)} of the last {m[1]} days")),
+    (re.compile(r"^usage_types_(\d+)d$"), lambda m, x: ("adoption", f"{figure(x)} kinds of product events in the last {m[1]} days")),
+    (re.compile(r"^usage_observed_days$"), lambda m, x: ("profile", f"{figure(x)} days of activity history")),
+    (re.compile(r"^other_types_(\d+)d$"), lambda m, x: ("adoption", f"{figure(x)} other product events in the last {m[1]} days")),
+    (re.compile(r"^users_(\d+)d$"), lambda m, x: ("adoption", f"{figure(x)} active users in the last {m[1]} days")),
+    (re.compile(r"^events_per_user_(\d+)d$"), lambda m, x: ("adoption", f"{figure(x)} events per active user (last {m[1]} days)")),
     (re.compile(r"^value_trend_(\d+)d$"), lambda m, x: (
-        "value", f"value {'down' if x < 0 else 'up'} {_n(abs(x) * 100)}% vs the {m[1]} days before")),
-    (re.compile(r"^value_(\d+)d$"), lambda m, x: ("value", f"value {_n(x)} in the last {m[1]} days")),
-    (re.compile(r"^period_days$"), lambda m, x: ("renewal", f"billing period of {_n(x)} days")),
-    (re.compile(r"^days_into_period$"), lambda m, x: ("renewal", f"{_n(x)} days into the billing period")),
+        "value", f"value {'down' if x < 0 else 'up'} {figure(abs(x) * 100)}% vs the {m[1]} days before")),
+    (re.compile(r"^value_(\d+)d$"), lambda m, x: ("value", f"value {figure(x)} in the last {m[1]} days")),
+    (re.compile(r"^period_days$"), lambda m, x: ("renewal", f"billing period of {figure(x)} days")),
+    (re.compile(r"^days_into_period$"), lambda m, x: ("renewal", f"{figure(x)} days into the billing period")),
     (re.compile(r"^period_events_vs_prev$"), lambda m, x: (
-        "renewal", f"activity this billing period at {_n(x * 100)}% of the same span before it")),
+        "renewal", f"activity this billing period at {figure(x * 100)}% of the same span before it")),
 )
 
 
@@ -210,7 +211,7 @@ def _spec_reason(name: str, value: float) -> tuple[str, str]:
         m = pattern.match(name)
         if m:
             return make(m, value)
-    return "value", f"{name.replace('_', ' ')} {_n(value)}"
+    return "value", f"{name.replace('_', ' ')} {figure(value)}"
 
 
 def category(feature: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pipeline.core.contract import DAY_MS, HOUR_MS, VIP_TIER, Event
 from pipeline.core.features import CustomerState, FEATURE_INDEX
+from pipeline.core.reasons import figure
 
 #: The rules, by the name an alert carries as its trigger and the policy file's ``[rules.<name>]`` uses.
 CSAT_LOW, NPS_DETRACTOR, REPEATED_FAILED_HELP = "csat_low", "nps_detractor", "repeated_failed_help"
@@ -58,10 +59,6 @@ class RuleHit:
     ts_ms: int | None = None
 
 
-def _n(x: float) -> str:
-    return f"{x:.0f}" if abs(x - round(x)) < 1e-9 else f"{x:.1f}"
-
-
 def on_event(state: CustomerState, ev: Event, cfg: RulesConfig) -> list[RuleHit]:
     """Rules triggered by one event (already applied to ``state``)."""
     hits: list[RuleHit] = []
@@ -70,10 +67,10 @@ def on_event(state: CustomerState, ev: Event, cfg: RulesConfig) -> list[RuleHit]
         score = ev.data["score"]
         if ev.type == "csat" and CSAT_LOW in on and score <= cfg.csat_max:
             hits.append(RuleHit(CSAT_LOW, "service", "min_csat_30d", score,
-                                f"rated support {_n(score)}/5 (CSAT)", ev.ts_ms))
+                                f"rated support {figure(score)}/5 (CSAT)", ev.ts_ms))
         if ev.type == "nps" and NPS_DETRACTOR in on and score <= cfg.nps_max:
             hits.append(RuleHit(NPS_DETRACTOR, "value", "last_nps", score,
-                                f"NPS {_n(score)} (detractor)", ev.ts_ms))
+                                f"NPS {figure(score)} (detractor)", ev.ts_ms))
     elif ev.source == "interactions" and ev.type == "help_view" and ev.data.get("success") is False:
         if REPEATED_FAILED_HELP in on:
             feature = ev.data.get("feature", "")
@@ -82,7 +79,7 @@ def on_event(state: CustomerState, ev: Event, cfg: RulesConfig) -> list[RuleHit]
             if n >= cfg.failed_help_count:
                 what = f"on {feature}" if feature else ""
                 hits.append(RuleHit(REPEATED_FAILED_HELP, "adoption", "failed_help_7d", float(n),
-                                    f"{n} unsuccessful help-article views {what} within {_n(cfg.failed_help_window_h)} h".replace("  ", " "),
+                                    f"{n} unsuccessful help-article views {what} within {figure(cfg.failed_help_window_h)} h".replace("  ", " "),
                                     ev.ts_ms))
     return hits
 
@@ -98,11 +95,11 @@ def on_score(state: CustomerState, vec: list[float], score: float | None, thresh
         days = vec[FEATURE_INDEX["days_to_renewal"]]
         if 0 <= days <= cfg.renewal_days and score >= threshold * cfg.renewal_risk_ratio:
             hits.append(RuleHit(RENEWAL_AT_RISK, "renewal", "days_to_renewal", days,
-                                f"renewal in {_n(days)} days with churn risk {score:.0%}"))
+                                f"renewal in {figure(days)} days with churn risk {score:.0%}"))
     if VIP_SLA_BREACH in on and state.tier in cfg.vip_tiers:
         past = vec[FEATURE_INDEX["open_past_sla"]]
         if past >= 1:
             hits.append(RuleHit(VIP_SLA_BREACH, "service", "open_past_sla", past,
-                                f"VIP with {_n(past)} open ticket{'s' if past != 1 else ''} past SLA"))
+                                f"VIP with {figure(past)} open ticket{'s' if past != 1 else ''} past SLA"))
     return hits
 

@@ -38,6 +38,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from pipeline.core.contract import DAY_MS, TERM_DAYS, Event
 from pipeline.core.features import (FEATURES, OTHER_TYPE, RING_DAYS, TYPE_CAP, VALUE_SCALE, CustomerState, day_of,
                                vector as base_vector)
+from pipeline.core.features.feature_vector import days_covered, rate_ratio, trend
 
 SPEC_VERSION = 1
 DEFAULT_WINDOWS = (7, 14, 28, 90)
@@ -220,12 +221,6 @@ def compile_spec(spec: FeatureSpec) -> CompiledSpec:
     return CompiledSpec(spec, full, edges, main, band_of, window_of)
 
 
-def _rate_ratio(recent: float, recent_days: int, total: float, total_days: int) -> float:
-    if total <= 0 or total_days <= 0 or recent_days <= 0:
-        return NAN
-    return (recent / recent_days) / (total / total_days)
-
-
 def _extension(c: CompiledSpec, state: CustomerState, now_ms: int) -> list[float]:
     spec = c.spec
     w, edges, main = spec.windows, c.edges, c.main
@@ -253,14 +248,14 @@ def _extension(c: CompiledSpec, state: CustomerState, now_ms: int) -> list[float
             main_rows += rows
     slot_active = [sum(map(bool, col)) for col in zip_longest(*main_rows, zero, fillvalue=0)] if main_rows else zero
     totals = {edge: float(sum(v)) for edge, v in cum.items()}
-    covered = now_day - day_of(state.first_ms) + 1 if state.first_ms else 0
+    covered = days_covered(state, now_day)
     d1, dl = min(w[1], covered), min(w[-1], covered)
     w0, w2 = w[0], 2 * w[0]
     first, before = totals[w0], totals[w2] - totals[w0]
     out: list[float] = [totals[x] for x in w]
     out += [float(cum_active[x]) for x in w]
-    out += [float(sum(1 for n in cum[main] if n)), (first - before) / max(before, 1.0),
-            _rate_ratio(totals[w[1]], d1, totals[w[-1]], dl), state.observed_days]
+    out += [float(sum(1 for n in cum[main] if n)), trend(first, before),
+            rate_ratio(totals[w[1]], d1, totals[w[-1]], dl), state.observed_days]
     index = state.type_index()
     main_all, main_active = totals[main], cum_active[main]
     main_counts: dict[str, float] = {}
@@ -277,7 +272,7 @@ def _extension(c: CompiledSpec, state: CustomerState, now_ms: int) -> list[float
         a, prev = cum[w0][slot], cum[w2][slot] - cum[w0][slot]
         last = state.tlast[slot]
         out += [float(slot_active[slot]), (now_ms - last) / DAY_MS if last and last <= now_ms else NAN,
-                (a - prev) / max(prev, 1.0), _rate_ratio(cum[w[1]][slot], d1, counts[-1], dl),
+                trend(a, prev), rate_ratio(cum[w[1]][slot], d1, counts[-1], dl),
                 m / main_all if main_all else NAN, m / main_active if main_active else NAN]
     named = {index[t] for t in spec.types if t in index}
     out += [totals[x] - float(sum(cum[x][i] for i in named)) for x in w]
@@ -328,7 +323,7 @@ def _cycle(state: CustomerState, now_ms: int, now_day: int) -> list[float]:
     if not 0 <= into <= period:
         return [period, NAN, NAN]  # renewal date stale or far ahead: no period to place "now" in
     span = int(into) + 1  # whole days of this period, today included
-    covered = now_day - day_of(state.first_ms) + 1 if state.first_ms else 0
+    covered = days_covered(state, now_day)
     if 2 * span > min(covered, RING_DAYS):
         return [period, into, NAN]
     this = prev = 0

@@ -76,10 +76,10 @@ def _add(a: list[float], b: list[float]) -> list[float]:
     return [x + y for x, y in zip(a, b)]
 
 
-def _rate_ratio(recent: float, recent_days: int, total: float, total_days: int) -> float:
+def rate_ratio(recent: float, recent_days: int, total: float, total_days: int) -> float:
     """Per-day rate over the recent window / per-day rate over the whole (longer) window; NaN when the
-    longer window is empty (no baseline to compare with)."""
-    if total <= 0 or total_days <= 0:
+    longer window is empty (no baseline to compare with). Shared with the learnt specs' features."""
+    if total <= 0 or total_days <= 0 or recent_days <= 0:
         return NAN
     return (recent / recent_days) / (total / total_days)
 
@@ -88,9 +88,16 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else NAN
 
 
-def _trend(now: float, before: float) -> float:
-    """Relative change of the last 7 days vs the 7 before; 0 when both are empty."""
+def trend(now: float, before: float) -> float:
+    """Relative change of a window vs the one before it (the last 7 days vs the 7 before); 0 when both are
+    empty."""
     return (now - before) / max(before, 1.0)
+
+
+def days_covered(state: CustomerState, now_day: int) -> int:
+    """Days the state covers as of ``now_day``, the first event's day and today included (0: no event yet):
+    the customer's own baseline is capped at this."""
+    return now_day - day_of(state.first_ms) + 1 if state.first_ms else 0
 
 
 def _days_since(now_ms: int, ts_ms: int) -> float:
@@ -127,23 +134,23 @@ def vector(state: CustomerState, now_ms: int) -> list[float]:
         out.append(float(active[wi]))
     act7, act14 = sum(s7[c] for c in ACTIVITY_CH), sum(s14[c] for c in ACTIVITY_CH)
     act30, act90 = sum(s30[c] for c in ACTIVITY_CH), sum(s90[c] for c in ACTIVITY_CH)
-    out.append(_trend(s7[CH["logins"]], prev7[CH["logins"]]))
-    out.append(_trend(act7, act14 - act7))
-    out.append(_trend(s7[CH["feature_uses"]], prev7[CH["feature_uses"]]))
+    out.append(trend(s7[CH["logins"]], prev7[CH["logins"]]))
+    out.append(trend(act7, act14 - act7))
+    out.append(trend(s7[CH["feature_uses"]], prev7[CH["feature_uses"]]))
     # own baseline: days the state covers (since the customer's first event), capped per window
-    covered = now_day - day_of(state.first_ms) + 1 if state.first_ms else 0
+    covered = days_covered(state, now_day)
     d7, d14, d30, d90 = (min(w, covered) for w in (7, 14, 30, RING_DAYS))
     logins, uses = CH["logins"], CH["feature_uses"]
     out += [
-        _rate_ratio(s14[logins], d14, s90[logins], d90),
-        _rate_ratio(s14[uses], d14, s90[uses], d90),
-        _rate_ratio(act14, d14, act90, d90),
-        _rate_ratio(a14, d14, a90, d90),
-        _rate_ratio(s7[logins], d7, s90[logins], d90),
+        rate_ratio(s14[logins], d14, s90[logins], d90),
+        rate_ratio(s14[uses], d14, s90[uses], d90),
+        rate_ratio(act14, d14, act90, d90),
+        rate_ratio(a14, d14, a90, d90),
+        rate_ratio(s7[logins], d7, s90[logins], d90),
     ]
     if d90 - d30 >= 7:  # at least a week before the last 30 days to compare with
-        out.append(_rate_ratio(act30, d30, act90 - act30, d90 - d30) if act90 > act30 else NAN)
-        out.append(_rate_ratio(a30, d30, a90 - a30, d90 - d30) if a90 > a30 else NAN)
+        out.append(rate_ratio(act30, d30, act90 - act30, d90 - d30) if act90 > act30 else NAN)
+        out.append(rate_ratio(a30, d30, a90 - a30, d90 - d30) if a90 > a30 else NAN)
     else:
         out += [NAN, NAN]
     views, help_, failed = CH["page_views"], CH["help_views"], CH["failed_help"]
