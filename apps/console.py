@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from pipeline.core.alerting import ESCALATION, RULE
+
 BAND_STYLE = {"critical": "bold red", "high": "yellow", "watch": "cyan"}
 
 
@@ -20,9 +22,9 @@ def alert_text(alert: dict[str, Any]) -> Text:
     score = alert.get("score")
     t.append(f"risk {score:.0%}" if isinstance(score, (int, float)) else "risk n/a", style="bold")
     t.append(f" (threshold {alert.get('threshold', 0):.0%}, {alert.get('trigger')}, model {alert.get('model_version')})")
-    if alert.get("kind") == "escalation":
+    if alert.get("kind") == ESCALATION:
         t.append(" ESCALATED", style="bold magenta")
-    elif alert.get("kind") == "rule":
+    elif alert.get("kind") == RULE:
         t.append(f" RULE {alert.get('trigger')}", style="bold blue")
     for r in alert.get("reasons", []):
         t.append(f"\n    - {r.get('text')}", style="cyan")

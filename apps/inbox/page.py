@@ -20,16 +20,18 @@ from markupsafe import Markup
 
 from apps.inbox.view import UNASSIGNED, as_score, as_text
 from pipeline.core.contract import InvalidEvent, format_ts, parse_ts
+from pipeline.core.alerting import ESCALATION, EVENT, SWEEP
+from pipeline.core.rules import CSAT_LOW, NPS_DETRACTOR, RENEWAL_AT_RISK, REPEATED_FAILED_HELP, VIP_SLA_BREACH
 
 TRIGGER_LABELS = {
-    "event": "Model: new activity",
-    "sweep": "Model: gone quiet",
-    "escalation": "Escalation",
-    "csat_low": "Rule: low CSAT",
-    "nps_detractor": "Rule: NPS detractor",
-    "repeated_failed_help": "Rule: failed help views",
-    "renewal_at_risk": "Rule: renewal at risk",
-    "vip_sla_breach": "Rule: VIP SLA breach",
+    EVENT: "Model: new activity",
+    SWEEP: "Model: gone quiet",
+    ESCALATION: "Escalation",
+    CSAT_LOW: "Rule: low CSAT",
+    NPS_DETRACTOR: "Rule: NPS detractor",
+    REPEATED_FAILED_HELP: "Rule: failed help views",
+    RENEWAL_AT_RISK: "Rule: renewal at risk",
+    VIP_SLA_BREACH: "Rule: VIP SLA breach",
 }
 
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("apps.inbox", "templates"), autoescape=True,

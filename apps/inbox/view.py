@@ -38,6 +38,7 @@ from typing import Any
 
 from pipeline.core.alerting import CLOSING_OUTCOMES as ALERT_CLOSING_OUTCOMES, EXPIRE_DAYS
 from pipeline.core.contract import DAY_MS, InvalidEvent, Limits, format_ts, parse_ts, validate
+from pipeline.core.alerting import ESCALATION
 
 #: Outcomes that close a customer's entry: those that close the worker's open alert, plus churn.
 CLOSING_OUTCOMES = ALERT_CLOSING_OUTCOMES | {"churned"}
@@ -132,7 +133,7 @@ class InboxState:
                 return False  # acknowledged, closed by an outcome, or a duplicate (replay)
             record = dict(alert)
             cur = self._open.get(cid)
-            if alert.get("kind") == "escalation" and cur is not None:
+            if alert.get("kind") == ESCALATION and cur is not None:
                 # same alert, higher risk: new score/band/reasons, the escalated alert's id and trigger
                 record.update(alert_id=cur.alert_id, trigger=cur.record.get("trigger"))
                 cur.record, cur.event_ms, cur.escalated = record, max(cur.event_ms, event_ms), True
@@ -143,7 +144,7 @@ class InboxState:
                 cur.folded[aid] = event_ms  # an older alert read late: the entry keeps the newer one
                 self._by_id[aid] = cid
                 return True
-            entry = _Entry(record, aid, event_ms, event_ms, escalated=alert.get("kind") == "escalation")
+            entry = _Entry(record, aid, event_ms, event_ms, escalated=alert.get("kind") == ESCALATION)
             if cur is not None:  # the newer alert supersedes; the older ones stay unacknowledged under it
                 entry.folded = {cur.alert_id: cur.opened_ms, **{a: cur.opened_ms for a in cur.aliases},
                                 **cur.folded}

@@ -39,6 +39,8 @@ from pipeline.worker.deadletter import deadletter_record
 from pipeline.worker.health import Health
 from pipeline.worker.store import Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.worker.webhook import WebhookSink
+from pipeline.core.alerting import EVENT, SWEEP
+from pipeline.core.contract import DEFAULT_TIER
 
 log = logging.getLogger("churnwatch.worker")
 
@@ -72,7 +74,7 @@ class BatchProcessor:
         self.policy = load_policy(settings.policy_file)
         alerts, rules = self.policy.alerts, self.policy.rules
         metrics.init_labels(settings.input_topics.values(),
-                            tiers={"standard", *alerts.thresholds, *alerts.file_thresholds, *rules.vip_tiers},
+                            tiers={DEFAULT_TIER, *alerts.thresholds, *alerts.file_thresholds, *rules.vip_tiers},
                             rules=RulesConfig().enabled | rules.enabled)
         self.alerted_outcomes: dict[str, int] = {}
         self.limits = Limits(
@@ -308,7 +310,7 @@ class BatchProcessor:
         if newest:
             metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
         scored = [entry for entry, _ in touched.values() if entry.score_needed]  # rows kept by _check
-        results = self._decide(scored, now_ms, "event")
+        results = self._decide(scored, now_ms, EVENT)
         states: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
         for key, (entry, value) in touched.items():
             if entry.score_needed:
@@ -399,7 +401,7 @@ class BatchProcessor:
             if not entries:
                 return
             before = {k: e.state.alert.copy() for k, e in entries.items()}
-            results = self._decide(list(entries.values()), now_ms, "sweep")
+            results = self._decide(list(entries.values()), now_ms, SWEEP)
             states: dict[int, dict[bytes, bytes]] = {}
             for key, entry in entries.items():
                 if entry.state.alert != before[key]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
 from pipeline.core.contract import OUTCOME_TYPES, REASONS
+from pipeline.core.alerting import EVENT, SWEEP
 
 disable_created_metrics()  # the *_created samples double the page for no dashboard use
 
@@ -20,7 +21,7 @@ RESTORE_KINDS = ("restored", "kept", "reseed")
 RELOAD_FAILURE_REASONS = ("corrupt", "feature_mismatch", "bad_spec", "feature_config", "bad_calibration",
                           "crashed", "timeout", "check_error", "registry_error")
 #: ``trigger`` of :data:`ALERTS` besides the rule names: a scoring after an event, or the silence sweep.
-SCORING_TRIGGERS = ("event", "sweep")
+SCORING_TRIGGERS = (EVENT, SWEEP)
 
 EVENTS_CONSUMED = Counter("churnwatch_events_consumed", "Input events consumed, valid or not", ["topic"])
 DEADLETTERS = Counter("churnwatch_deadletters", "Input events rejected to the dead-letter topic", ["reason"])

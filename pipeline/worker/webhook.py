@@ -33,6 +33,7 @@ import orjson
 from pipeline.worker.metrics import WEBHOOK_DELIVERIES as DELIVERIES
 from pipeline.worker.metrics import WEBHOOK_LATENCY as LATENCY
 from pipeline.worker.metrics import WEBHOOK_OUTCOMES as OUTCOMES  # noqa: F401  (re-exported for callers)
+from pipeline.core.alerting import ESCALATION, RULE
 
 log = logging.getLogger("churnwatch.webhook")
 
@@ -145,9 +146,9 @@ def chat_text(alert: Mapping[str, Any]) -> str:
     """The readable summary: who, how risky, why (the reasons in words), what to do (the play)."""
     band = _inline(alert.get("band") or "high", 20).upper()
     kind = alert.get("kind")
-    if kind == "escalation":
+    if kind == ESCALATION:
         headline = "Churn risk ESCALATED"
-    elif kind == "rule":  # a proactive-service rule fired (e.g. csat_low), whatever the score says
+    elif kind == RULE:  # a proactive-service rule fired (e.g. csat_low), whatever the score says
         headline = f"Service alert {_inline(alert.get('trigger'), 40)}"
     else:
         headline = f"Churn risk {band}"
