@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import TYPE_CHECKING
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -18,8 +18,6 @@ from pydantic import SecretStr
 from pipeline.config.fields import ENV_PREFIX, SaslMechanism, is_set
 from pipeline.config.hosts import ANY_ADDRESS, HOST_NAME, HOST_PORT, split_host, split_host_list
 
-if TYPE_CHECKING:
-    from pipeline.config.settings import Settings
 
 #: An HTTP header name (RFC 9110 token).
 _HEADER = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -90,8 +88,11 @@ def check_advertised(value: str) -> str:
     return value
 
 
-def check_combinations(s: "Settings") -> None:
-    """Settings that are valid alone but not together; each message names both variables."""
+def check_combinations(s: Any) -> None:
+    """Settings that are valid alone but not together; each message names both variables.
+
+    ``s`` is the :class:`~pipeline.config.settings.Settings` being validated, read by attribute: the model
+    imports this module, so this module does not import the model back."""
     def env(name: str) -> str:
         return ENV_PREFIX + name.upper()
 

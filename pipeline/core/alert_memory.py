@@ -10,10 +10,21 @@ same bytes, and a memory that was never touched is ``{}``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping, Protocol
 
-if TYPE_CHECKING:
-    from pipeline.core.alerting import Alert
+class RaisedAlert(Protocol):
+    """What the memory keeps of an alert that went out (:class:`pipeline.core.alerting.Alert` has it; the
+    policy module imports this one, so this one names the fields it reads instead of importing it)."""
+
+    alert_id: str
+    event_ms: int
+    trigger: str
+    kind: str
+    score: float
+
+    @property
+    def opens(self) -> bool: ...
+
 
 #: alerts remembered per customer for the customer view (the alert topic keeps them all)
 HISTORY_KEPT = 10
@@ -73,7 +84,7 @@ class AlertMemory:
         """Whether a new alert went out at or before ``ts_ms`` (an outcome then follows an alert)."""
         return self.last_ms is not None and ts_ms >= self.last_ms
 
-    def record(self, alert: "Alert") -> None:
+    def record(self, alert: RaisedAlert) -> None:
         """Remember an emitted alert (called after the alert is built, so ids match)."""
         self._set(history=self.history)
         self.history.append({"alert_id": alert.alert_id, "event_ms": alert.event_ms, "trigger": alert.trigger,
