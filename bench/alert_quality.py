@@ -2,7 +2,7 @@
 churners are alerted early enough to act — the alerting issue's "done when" figures.
 
 1. **Train** a model on simulated history (``--train-customers`` × ``--train-days``, its own seed) into a
-   throw-away registry under /tmp (``training.fit.train.train_from_log``, what ``churnwatch train`` runs).
+   throw-away registry under /tmp (``training.fit.run.train_from_log``, what ``churnwatch train`` runs).
    ``--models-dir`` reuses a registry's promoted model instead.
 2. **Simulate a fresh population** (``--customers``, ``--seed``, a later window): ``--warmup-days`` of
    history, then the measured month (``--month-days``), then ``--follow-days`` in which churn is still
@@ -218,7 +218,7 @@ def report_quality(report: Report, label: str, q: Quality, base_rate: float) -> 
 
 # ---- stages ----------------------------------------------------------------------------------------
 def train_model(root: Path, customers: int, days: int, seed: int, churn_rate: float) -> Path:
-    from training.fit.train import train_from_log
+    from training.fit.run import train_from_log
 
     log = root / "history.jsonl"
     cfg = SimConfig(customers=customers, days=days, seed=seed, start_ms=TRAIN_START_MS, churn_rate=churn_rate,

@@ -158,7 +158,7 @@ def train_registry(root: Path, spec: str = "default") -> Path:
     exist, the built-in features before); ``"legacy"`` asks for the built-in features only, so a tree with
     specs can be measured at the feature set of one without.
     """
-    from training.fit.train import train_from_log
+    from training.fit.run import train_from_log
 
     kwargs: dict[str, Any] = {}
     if spec == "legacy":

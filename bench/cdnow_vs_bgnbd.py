@@ -397,7 +397,7 @@ def main() -> int:
         p = read_purchases(args.cache)
         print(f"CDNOW: {n_rows:,} purchases, {len(p.ids):,} customers, {iso(p.day.min())} .. {iso(p.day.max())} "
               f"(dates +28 years); lifetimes venv pins: {' '.join(PINS)}", flush=True)
-        from training.fit.train import TrainingError
+        from training.fit.config import TrainingError
 
         for n in inactive:
             try:

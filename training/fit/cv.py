@@ -15,10 +15,10 @@ before, the first on at least half as many as the final model::
     fold 2  T  T  T  T  T  T  .  .  .  .  V   V
     fold 3  T  T  T  T  T  T  T  T  .  .  .   .   V   V
 
-Each fold early-stops on its block's class-weighted log-loss (as :func:`training.fit.train._fit` does on
-validation); the final model is then fit on the training period for the median of the folds' best
-iterations, each scaled by how many more rows the final training set has than the fold's (see
-:func:`rounds_from_folds`). Validation keeps its role for calibration and thresholds.
+Each fold early-stops on its block's class-weighted log-loss (as
+:func:`training.fit.booster.fit_early_stopping` does on validation); the final model is then fit on the
+training period for the median of the folds' best iterations, each scaled by how many more rows the
+final training set has than the fold's (see :func:`rounds_from_folds`). Validation keeps its role for calibration and thresholds.
 
 With ``TrainConfig.search_candidates`` > 1 the same folds also score a few LightGBM settings (the
 configured ones and seeded random draws from :data:`SEARCH_GRID`) by mean fold ROC-AUC, within
@@ -41,7 +41,9 @@ import numpy as np
 from pipeline.core.contract import DAY_MS
 from training.rows.dataset import Dataset
 from training.assess.measures import json_safe, pr_auc, roc_auc
-from training.fit.train import Period, TimeSplit, TrainConfig, _fit, _period, lgb_params
+from training.fit.booster import fit_early_stopping, lgb_params
+from training.fit.config import TrainConfig
+from training.fit.split import Period, TimeSplit, period_of
 
 #: A fold's training block and its validation block each need this many churn labels: below it the
 #: early-stopping curve of that fold is noise (and a block without churners has no curve at all).
@@ -118,7 +120,7 @@ def _folds(dates: np.ndarray, purge_ms: int, k: int, min_train: int) -> list[Fol
             for i in range(k):
                 start = first + i * b
                 n_train = _train_end(dates, start, purge_ms)
-                out.append(Fold(_period(dates[:n_train]), _period(dates[start:start + b])))
+                out.append(Fold(period_of(dates[:n_train]), period_of(dates[start:start + b])))
             return out
     return []
 
@@ -171,7 +173,7 @@ def fit_folds(dataset: Dataset, folds: list[Fold], cfg: TrainConfig, seed: int,
         tr = dataset.subset(fold.train.mask(dataset.obs_ms))
         va = dataset.subset(fold.validation.mask(dataset.obs_ms))
         params = lgb_params(cfg, seed, scale_pos_weight=balance_of(tr.y, cfg))
-        booster = _fit(tr, va, params, cfg, None)
+        booster = fit_early_stopping(tr, va, params, cfg, None)
         best = int(booster.best_iteration or booster.current_iteration())
         p = booster.predict(va.X, num_iteration=best, num_threads=1)
         out.append(FoldFit(best, len(tr), len(va), int(va.y.sum()), float(roc_auc(va.y, p)), float(pr_auc(va.y, p))))

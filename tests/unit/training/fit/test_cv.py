@@ -23,7 +23,9 @@ from training.fit.cv import (
     settings_of,
 )
 from training.rows.dataset import Dataset, DatasetConfig
-from training.fit.train import TrainConfig, time_split, train
+from training.fit.config import TrainConfig
+from training.fit.split import time_split
+from training.fit.train import train
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 

@@ -17,17 +17,12 @@ from pipeline.core.spec import FeatureSpec, compile_spec, spec_of_meta
 from training.rows.dataset import DatasetConfig, build_dataset
 from training.assess.measures import roc_auc
 from training.data.eventlog import read_events
-from training.fit.train import (
-    METRICS_FILE,
-    TrainConfig,
-    TrainingError,
-    _calibration,
-    _progress,
-    choose_thresholds,
-    time_split,
-    train,
-    train_from_log,
-)
+from training.fit.booster import fit_calibration
+from training.fit.config import TrainConfig, TrainingError
+from training.fit.run import METRICS_FILE, progress_bars, train_from_log
+from training.fit.split import time_split
+from training.fit.thresholds import choose_thresholds
+from training.fit.train import train
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 SIM = dict(customers=600, days=200, start_ms=T0, seed=7)  # the project's default simulator seed
@@ -194,9 +189,9 @@ def test_a_log_too_short_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_progress_goes_to_stderr() -> None:
-    bars = _progress(True)
+    bars = progress_bars(True)
     assert bars is not None and bars.console.file is sys.stderr
-    assert _progress(False) is None
+    assert progress_bars(False) is None
 
 
 # ---- pieces -------------------------------------------------------------------------------------
@@ -239,7 +234,7 @@ def test_calibration_map_is_strictly_increasing_and_close_to_isotonic() -> None:
     rng = np.random.default_rng(2)
     raw = rng.random(2000) ** 2
     y = (rng.random(2000) < raw * 0.5).astype(int)
-    cal = _calibration(raw, y, blend=1e-4)
+    cal = fit_calibration(raw, y, blend=1e-4)
     x, v = np.asarray(cal["x"]), np.asarray(cal["y"])
     assert x[0] == 0.0 and x[-1] == 1.0
     assert np.all(np.diff(x) > 0) and np.all(np.diff(v) > 0)
@@ -298,7 +293,7 @@ def test_a_trained_version_is_readable_by_every_user(trained: tuple[Any, Registr
 def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], sim_log: Path, tmp_path: Path) -> None:
     """``evaluate --events`` on the training log re-scores the test period with the saved model and the
     saved baselines (``--period later``): every figure must come out as at training time."""
-    from training.fit.train import evaluate_version
+    from training.fit.reevaluate import evaluate_version
 
     result, registry = trained
     out = evaluate_version(registry, result.version, events=sim_log, out=tmp_path / "eval")
@@ -310,7 +305,7 @@ def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], s
 
 
 def test_evaluate_redraws_and_rebudgets_without_the_log(trained: tuple[Any, Registry], tmp_path: Path) -> None:
-    from training.fit.train import evaluate_version
+    from training.fit.reevaluate import evaluate_version
 
     result, registry = trained
     same = evaluate_version(registry, result.version, out=tmp_path / "same")
@@ -330,7 +325,7 @@ def test_evaluate_redraws_and_rebudgets_without_the_log(trained: tuple[Any, Regi
 
 def test_evaluate_errors_are_one_line(trained: tuple[Any, Registry], tmp_path: Path) -> None:
     from pipeline.model.registry import RegistryError
-    from training.fit.train import evaluate_version
+    from training.fit.reevaluate import evaluate_version
 
     result, registry = trained
     with pytest.raises(RegistryError, match="not found"):

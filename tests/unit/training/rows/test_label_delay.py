@@ -16,7 +16,8 @@ from training.rows.dataset import DatasetConfig, build_dataset
 from training.data.eventlog import read_events
 from training.rows.labels import Labels, labels_from_events
 from training.rows.timeline import snapshots
-from training.fit.train import TrainingError, time_split
+from training.fit.config import TrainingError
+from training.fit.split import time_split
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z, a UTC midnight
 N = 10  # days without usage that make a churn (the label delay)
