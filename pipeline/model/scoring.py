@@ -27,9 +27,21 @@ from pipeline.model.modelcheck import DEFAULT_TIMEOUT_S, Checker, ModelError, ch
 from pipeline.model.registry import MODEL_FILE, CorruptVersion, Registry, RegistryError
 from pipeline.core.spec import CompiledSpec, SpecError, compile_spec, spec_of_meta
 
-__all__ = ["Model", "ModelError", "ModelHolder", "load_current", "load_model", "load_version", "model_from_bytes"]
+__all__ = ["Model", "ModelError", "ModelHolder", "calibrate", "load_current", "load_model", "load_version",
+           "model_from_bytes"]
 
 log = logging.getLogger("churnwatch.scoring")  # "churnwatch.*": never collapsed by the worker's log filter
+
+
+def calibrate(raw: np.ndarray, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Raw scores through a calibration map (breakpoints ``xs`` -> ``ys``, linear in between, flat
+    beyond the ends); a map of fewer than two points leaves them raw.
+
+    The one implementation: training measures and chooses thresholds on the probabilities this gives,
+    and the worker alerts on the same, so both must come from the same arithmetic, bit for bit."""
+    if len(xs) < 2:
+        return raw
+    return np.interp(raw, xs, ys)
 
 
 @dataclass
@@ -55,9 +67,7 @@ class Model:
         return self.booster.predict(rows, num_threads=1)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        if self.calibration_x.size < 2:
-            return raw
-        return np.interp(raw, self.calibration_x, self.calibration_y)
+        return calibrate(raw, self.calibration_x, self.calibration_y)
 
     def predict(self, rows: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
         """Calibrated churn probabilities for a batch of feature vectors."""

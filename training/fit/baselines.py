@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline.core.contract import Event
 from pipeline.core.features import CHANNELS, FEATURES, N_CH, CustomerState, FeatureConfig, day_of
+from pipeline.model.scoring import calibrate
 from training.rows.dataset import Dataset
 from training.rows.labels import Labels
 from training.rows.timeline import snapshots
@@ -144,7 +145,7 @@ class LinearBaseline:
         raw = self.raw(X)
         if not self.calibration:
             return raw
-        return np.interp(raw, self.calibration["x"], self.calibration["y"])
+        return calibrate(raw, self.calibration["x"], self.calibration["y"])
 
     def importance(self, top: int = 15) -> dict[str, float]:
         """|standardised coefficient| shares: how much each input moves the log-odds per standard

@@ -17,6 +17,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from pipeline.model.scoring import calibrate
 from training.assess.measures import evaluate, json_safe
 from training.fit import cv
 from training.fit.baselines import BASELINE_LABELS, LinearBaseline, baseline_inputs, fit_linear
@@ -56,7 +57,7 @@ class TrainedModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Calibrated probabilities, computed exactly as :class:`pipeline.model.scoring.Model` does."""
         raw = self.booster.predict(np.asarray(X, dtype=np.float64), num_threads=1)
-        return np.interp(raw, self.calibration["x"], self.calibration["y"])
+        return calibrate(raw, self.calibration["x"], self.calibration["y"])
 
 
 

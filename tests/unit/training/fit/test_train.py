@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from pipeline.core.contract import DAY_MS, parse_ts
 from pipeline.core.features import FEATURES
 from pipeline.model.registry import Registry, sha256_file
-from pipeline.model.scoring import ModelHolder, load_version
+from pipeline.model.scoring import ModelHolder, calibrate, load_version, model_from_bytes
 from pipeline.core.spec import FeatureSpec, compile_spec, spec_of_meta
 from training.rows.dataset import DatasetConfig, build_dataset
 from training.assess.measures import roc_auc
@@ -173,10 +174,29 @@ def test_save_without_promotion(sim_log: Path, tmp_path: Path) -> None:
     registry.verify(result.version)
 
 
-def test_training_is_deterministic_for_a_seed(dataset) -> None:
-    a, b = train(dataset, seed=3), train(dataset, seed=3)
-    assert a.booster.model_to_string() == b.booster.model_to_string()
-    assert a.calibration == b.calibration and a.thresholds == b.thresholds
+@pytest.fixture(scope="module")
+def fitted(dataset):
+    """A model as :func:`train` returns it, before anything is saved."""
+    return train(dataset, seed=3)
+
+
+def test_training_is_deterministic_for_a_seed(dataset, fitted) -> None:
+    b = train(dataset, seed=3)
+    assert fitted.booster.model_to_string() == b.booster.model_to_string()
+    assert fitted.calibration == b.calibration and fitted.thresholds == b.thresholds
+
+
+def test_training_scores_bit_for_bit_as_the_model_loaded_from_its_files(dataset, fitted) -> None:
+    """Training measures and chooses thresholds on the probabilities the worker will compute: one
+    calibration (pipeline.model.scoring.calibrate), applied to the same booster, after the metadata's
+    JSON round trip."""
+    meta = orjson.loads(orjson.dumps({"features": list(dataset.features), "feature_spec": dataset.config.spec.to_json(),
+                                      "calibration": fitted.calibration}))
+    text = fitted.booster.model_to_string(num_iteration=fitted.best_iteration)
+    loaded = model_from_bytes("v1", text.encode(), meta, check=False)
+    assert np.array_equal(fitted.predict(dataset.X), loaded.predict(dataset.X))
+    assert np.array_equal(loaded.calibrate(np.array([0.0, 1e-3, 0.5, 1.0])),
+                          calibrate(np.array([0.0, 1e-3, 0.5, 1.0]), fitted.calibration["x"], fitted.calibration["y"]))
 
 
 def test_a_log_too_short_is_a_clear_error(tmp_path: Path) -> None:
