@@ -38,7 +38,7 @@ in (T - N, T + horizon] not ended by a return at or before T), and the bench ref
 they equal the version's test rows and labels and its training rows' count and positives.
 
 ROC-AUC, PR-AUC (average precision) and lift@10 % with 95 % bootstrap intervals over customers
-(``training.assess.measures.customer_weights``/``weighted_metrics``/``interval``; 1000 draws, seed 0, one set of
+(``training.assess.intervals.customer_weights``/``weighted_metrics``/``interval``; 1000 draws, seed 0, one set of
 draws for every scorer, so the differences model - baseline are paired).
 
 Label timing (printed per N): an inactivity churn at T is known only N days later, so a row's label
@@ -201,7 +201,7 @@ def point(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
 
 def compare(rows: Rows, scores: dict[str, np.ndarray], draws: int, seed: int) -> dict[str, Any]:
     """Point values and 95 % intervals per scorer, and paired intervals of the model minus each other one."""
-    from training.assess.measures import customer_weights, interval, weighted_metrics
+    from training.assess.intervals import customer_weights, interval, weighted_metrics
 
     W = customer_weights(rows.cust, draws, seed)
     boot = {name: weighted_metrics(rows.y, s, W) for name, s in scores.items()}

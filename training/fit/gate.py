@@ -22,7 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from training.assess.measures import customer_weights, interval, roc_auc, top_k, weighted_metrics
+from training.assess.intervals import customer_weights, interval, weighted_metrics
+from training.assess.measures import roc_auc, top_k
 
 
 @dataclass

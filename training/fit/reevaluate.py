@@ -21,7 +21,8 @@ from pipeline.core.spec import spec_of_meta
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import load_version
 from training.assess.measures import json_safe
-from training.assess.report import MODEL, evaluation, render
+from training.assess.page import render
+from training.assess.report import MODEL, evaluation
 from training.data.eventlog import read_events
 from training.fit.baselines import BASELINES_FILE, LinearBaseline, count_matrix, load_baselines
 from training.fit.config import TrainConfig, TrainingError
@@ -57,7 +58,7 @@ class EvaluationResult:
         ``--budget`` (with a policy-file snippet), and where the report is."""
         from rich.console import Console
 
-        from training.assess.report import comparison_table, guidance_table
+        from training.assess.terminal import comparison_table, guidance_table
 
         console = console or Console()
         ev = self.metrics["evaluation"]

@@ -31,7 +31,8 @@ from pipeline.core.spec import DEFAULT_TOP_K, FeatureSpec
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import ModelError, load_version
 from training.assess.measures import json_safe
-from training.assess.report import MIN_TEST_CHURNERS, MODEL, REPORT_HTML, cv_line, render
+from training.assess.page import REPORT_HTML, render
+from training.assess.report import MIN_TEST_CHURNERS, MODEL, cv_line
 from training.data.eventlog import EventLog, read_events
 from training.fit.baselines import (BASELINES_FILE, COUNT_FEATURES, COUNT_WINDOW_DAYS, LinearBaseline,
                                     baselines_json, count_matrix, event_counts)

@@ -2,7 +2,7 @@
 
 Thresholds follow a CSM team's capacity: ``TrainConfig.alert_budget_per_1k_week`` new alerts per week
 per 1,000 customers, measured on validation by replaying the stream's alert policy
-(:func:`training.assess.measures.propose_thresholds`), VIPs flagged at a higher rate (a lower threshold).
+(:func:`training.assess.alert_measures.propose_thresholds`), VIPs flagged at a higher rate (a lower threshold).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from training.assess.measures import alert_rate, json_safe, propose_thresholds, score_quantile_threshold
+from training.assess.alert_measures import alert_rate, propose_thresholds
+from training.assess.measures import json_safe, score_quantile_threshold
 from training.fit.config import TrainConfig
 from training.fit.split import Period, TimeSplit, period_rows
 from training.rows.dataset import Dataset
 
 
 def policy_rate(dataset: Dataset, period: Period, scores: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
-    """:func:`training.assess.measures.alert_rate` over one period, with the purge gap before it as warm-up."""
+    """:func:`training.assess.alert_measures.alert_rate` over one period, with the purge gap before it as warm-up."""
     rows, counted = period_rows(dataset.obs_ms, period, dataset.config.purge_days)
     return alert_rate(dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.tiers[rows], dataset.y[rows],
                       scores[rows], thresholds, counted[rows], dataset.config.cadence_days)
@@ -46,7 +47,7 @@ def guide_thresholds(dataset: Dataset, split: TimeSplit, scores: np.ndarray,
 def budget_guidance(ids: np.ndarray, obs: np.ndarray, tiers: np.ndarray, y: np.ndarray, p: np.ndarray,
                     counted: np.ndarray, budget: float, cfg: TrainConfig = TrainConfig(), cadence_days: int = 7,
                     chosen_on: str = "validation") -> tuple[dict[str, float], dict[str, Any]]:
-    """:func:`training.assess.measures.propose_thresholds` with this config's VIP ratio and threshold floor
+    """:func:`training.assess.alert_measures.propose_thresholds` with this config's VIP ratio and threshold floor
     (``min_threshold_lift`` × the churn rate of the counted rows)."""
     counted = np.asarray(counted, dtype=bool)
     rate = float(y[counted].mean()) if counted.any() else 0.0

@@ -11,8 +11,11 @@ import orjson
 import pytest
 
 from training.fit.baselines import BASELINE_LABELS
-from training.assess.measures import propose_thresholds
-from training.assess.report import LABELS, MODEL, PLOTS, REPORT_HTML, Frame, comparison_table, evaluation, render
+from training.assess.alert_measures import propose_thresholds
+from training.assess.page import REPORT_HTML, render
+from training.assess.plots import PLOTS
+from training.assess.report import LABELS, MODEL, Frame, evaluation
+from training.assess.terminal import comparison_table
 
 DAY_MS = 86_400_000
 T0 = 1_699_920_000_000

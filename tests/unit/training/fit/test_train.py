@@ -270,7 +270,9 @@ def test_the_version_holds_baselines_metrics_and_the_report(trained: tuple[Any, 
     import orjson
 
     from training.fit.baselines import BASELINE_LABELS, BASELINES_FILE, load_baselines
-    from training.assess.report import MODEL, PLOTS, REPORT_HTML
+    from training.assess.page import REPORT_HTML
+    from training.assess.plots import PLOTS
+    from training.assess.report import MODEL
 
     result, registry = trained
     vdir = registry.path(result.version)
