@@ -124,7 +124,7 @@ def reliability(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray,
     return out
 
 
-def evaluate(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray,
+def scalar_metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray,
              pcts: Sequence[float] = TOP_PCTS) -> dict[str, Any]:
     """All scalar metrics in one JSON-ready dict (NaN becomes None, as JSON has no NaN)."""
     y_arr, p_arr = _arrays(y, p)

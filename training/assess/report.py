@@ -29,7 +29,7 @@ import numpy as np
 
 from training.assess.alert_measures import alert_rate, lead_times
 from training.assess.intervals import CI_METRICS, customer_weights, interval, weighted_metrics
-from training.assess.measures import curves, evaluate, json_safe, reliability
+from training.assess.measures import curves, json_safe, reliability, scalar_metrics
 from training.fit.baselines import BASELINE_LABELS
 
 MODEL = "model"
@@ -64,7 +64,7 @@ def score_period(frame: Frame, p: np.ndarray, thresholds: Mapping[str, float]) -
     thresholds = dict(thresholds)
     return json_safe({
         "thresholds": thresholds,
-        "metrics": evaluate(frame.y[c], p[c]),
+        "metrics": scalar_metrics(frame.y[c], p[c]),
         "calibration": reliability(frame.y[c], p[c]),
         "curves": curves(frame.y[c], p[c]),
         "alerts": alert_rate(frame.customer_ids, frame.obs_ms, frame.tiers, frame.y, p, thresholds, c,
@@ -102,7 +102,8 @@ def with_ci(value: Any, ci: Any, fmt: str) -> str:
     return text
 
 
-def evaluation(frame: Frame, period: Mapping[str, Any], scorers: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+def evaluation_section(frame: Frame, period: Mapping[str, Any],
+                       scorers: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     """The ``evaluation`` section of ``metrics.json``.
 
     ``scorers`` maps a scorer name (``model``, then the baselines) to ``p`` (scores aligned with the

@@ -57,5 +57,6 @@ class TrainConfig:
     min_threshold_lift: float = 2.0
     #: Only when ``alert_budget_per_1k_week`` is None: alert the top X % of validation scores per tier.
     top_pct: dict[str, float] = field(default_factory=lambda: {"vip": 15.0, "standard": 8.0})
-    #: Blend of the identity into the isotonic map so it is strictly increasing (see training.fit.booster.fit_calibration).
+    #: Blend of the identity into the isotonic map so it is strictly increasing
+    #: (see training.fit.booster.fit_calibration).
     calibration_blend: float = 1e-4

@@ -18,7 +18,8 @@ before, the first on at least half as many as the final model::
 Each fold early-stops on its block's class-weighted log-loss (as
 :func:`training.fit.booster.fit_early_stopping` does on validation); the final model is then fit on the
 training period for the median of the folds' best iterations, each scaled by how many more rows the
-final training set has than the fold's (see :func:`rounds_from_folds`). Validation keeps its role for calibration and thresholds.
+final training set has than the fold's (see :func:`rounds_from_folds`). Validation keeps its role for
+calibration and thresholds.
 
 With ``TrainConfig.search_candidates`` > 1 the same folds also score a few LightGBM settings (the
 configured ones and seeded random draws from :data:`SEARCH_GRID`) by mean fold ROC-AUC, within

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.contract import DAY_MS
-from training.assess.report import MODEL, Frame, evaluation
+from training.assess.report import MODEL, Frame, evaluation_section
 from training.fit.baselines import LinearBaseline, baseline_inputs
 from training.fit.split import period_rows
 from training.fit.train import TrainedModel
@@ -80,7 +80,7 @@ def evaluation_of_run(dataset: Dataset, counts: np.ndarray, model: TrainedModel,
         scorers[bname] = {"p": test_scores[bname], "thresholds": baseline.thresholds, "guidance": baseline.guidance,
                           "importance": baseline.importance()}
     period = {"name": "test", **split.test.to_json()}
-    return evaluation(test_frame, period, scorers), frames
+    return evaluation_section(test_frame, period, scorers), frames
 
 
 def save_frames(path: Path, frames: dict[str, tuple[Frame, dict[str, np.ndarray]]]) -> None:

@@ -22,7 +22,7 @@ from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import load_version
 from training.assess.measures import json_safe
 from training.assess.page import render
-from training.assess.report import MODEL, evaluation
+from training.assess.report import MODEL, evaluation_section
 from training.data.eventlog import read_events
 from training.fit.baselines import BASELINES_FILE, LinearBaseline, count_matrix, load_baselines
 from training.fit.config import TrainConfig, TrainingError
@@ -34,7 +34,7 @@ from training.rows.dataset import DatasetConfig, build_dataset
 
 
 @dataclass
-class EvaluationResult:
+class ReevaluationResult:
     version: str
     out_dir: Path
     report_path: Path
@@ -85,10 +85,10 @@ class EvaluationResult:
             console.print(warning, style="bold yellow", highlight=False, markup=False, soft_wrap=True)
 
 
-def evaluate_version(registry: Registry, version: str | None = None, *, events: Path | str | None = None,
-                     out: Path | str | None = None, budget: float | None = None, period: str = "later",
-                     config: TrainConfig = TrainConfig(), train_until_ms: int | None = None,
-                     test_from_ms: int | None = None, as_of_ms: int | None = None) -> EvaluationResult:
+def reevaluate_version(registry: Registry, version: str | None = None, *, events: Path | str | None = None,
+                       out: Path | str | None = None, budget: float | None = None, period: str = "later",
+                       config: TrainConfig = TrainConfig(), train_until_ms: int | None = None,
+                       test_from_ms: int | None = None, as_of_ms: int | None = None) -> ReevaluationResult:
     """``churnwatch evaluate``: the evaluation report of a registry version (default: the current one).
 
     - no ``events``: re-draw the report from the saved ``metrics.json`` (into the version's own
@@ -133,8 +133,8 @@ def evaluate_version(registry: Registry, version: str | None = None, *, events: 
             metrics, guidance, baseline_guidance = _rebudget_saved(vdir, version, metrics, budget, config)
         default_out = vdir / REPORT_DIR if budget is None else Path(f"churnwatch-eval-{version}")
     else:
-        metrics, guidance, baseline_guidance = _evaluate_log(registry, version, meta, vdir, Path(events), budget,
-                                                             period, saved, config, **cuts)
+        metrics, guidance, baseline_guidance = _reevaluate_on_log(registry, version, meta, vdir, Path(events),
+                                                                  budget, period, saved, config, **cuts)
         default_out = Path(f"churnwatch-eval-{version}")
     out_dir = Path(out) if out is not None else default_out
     if out_dir.exists() and not out_dir.is_dir():
@@ -144,7 +144,7 @@ def evaluate_version(registry: Registry, version: str | None = None, *, events: 
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / METRICS_FILE).write_bytes(orjson.dumps(json_safe(metrics), option=orjson.OPT_INDENT_2))
     html_path = render(metrics, report_dir, title=f"churnwatch model evaluation — {version}")
-    return EvaluationResult(version, out_dir, html_path, metrics, guidance, baseline_guidance)
+    return ReevaluationResult(version, out_dir, html_path, metrics, guidance, baseline_guidance)
 
 
 def _read_json(path: Path, version: str) -> dict[str, Any]:
@@ -189,15 +189,15 @@ def _rebudget_saved(vdir: Path, version: str, metrics: dict[str, Any], budget: f
         scorers[name] = {"p": t_scores[name], "thresholds": thr, "guidance": g,
                          "importance": old["scorers"][name].get("importance")}
     period = {k: v for k, v in old["period"].items() if k in ("name", "start", "end", "dates")}
-    new = dict(metrics, evaluation=evaluation(test, period, scorers), budget_per_1k_week=budget)
+    new = dict(metrics, evaluation=evaluation_section(test, period, scorers), budget_per_1k_week=budget)
     model_g = guidance.pop(MODEL, None)
     return new, model_g, guidance
 
 
-def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: Path, path: Path,
-                  budget: float | None, period: str, saved: dict[str, Any] | None, config: TrainConfig,
-                  train_until_ms: int | None = None, test_from_ms: int | None = None,
-                  as_of_ms: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
+def _reevaluate_on_log(registry: Registry, version: str, meta: dict[str, Any], vdir: Path, path: Path,
+                       budget: float | None, period: str, saved: dict[str, Any] | None, config: TrainConfig,
+                       train_until_ms: int | None = None, test_from_ms: int | None = None,
+                       as_of_ms: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
     from pipeline.core.features import FeatureConfig
     from pipeline.core.contract import parse_ts
 
@@ -265,20 +265,20 @@ def _evaluate_log(registry: Registry, version: str, meta: dict[str, Any], vdir: 
         thr, g = stored[name]
         if budget is not None:
             thr, g = budget_guidance(frame.customer_ids, frame.obs_ms, frame.tiers, frame.y, p, frame.counted,
-                                     budget, config, frame.cadence_days, chosen_on="evaluated log period")
+                                     budget, config, frame.cadence_days, chosen_on="evaluated log")
             guidance[name] = g
         scorers[name] = {"p": p, "thresholds": thr, "guidance": g,
                          "importance": importance.get(name) or old_scorers.get(name, {}).get("importance")}
     if chosen is not None:
         name = "chosen"
     else:
-        name = "log, after the model's validation period" if period == "later" else "whole log"
+        name = "log, after the model's validation" if period == "later" else "whole log"
     metrics = {k: meta[k] for k in REPORT_KEYS if k in meta and k not in ("metrics", "timings", "rows", "as_of")}
     if as_of.record is not None:
         metrics["as_of"] = as_of.record
     metrics.update({
         "version": version,
-        "evaluation": evaluation(frame, {"name": name, **evaluated.to_json()}, scorers),
+        "evaluation": evaluation_section(frame, {"name": name, **evaluated.to_json()}, scorers),
         "source": f"{path.resolve()} (sha256 {sha256_file(path)[:12]}…), {len(log.events):,} events",
         "data_window": {"start": format_ts(dataset.log_start_ms), "end": format_ts(dataset.log_end_ms)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -18,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 
 from pipeline.model.scoring import calibrate
-from training.assess.measures import evaluate, json_safe
+from training.assess.measures import json_safe, scalar_metrics
 from training.fit import cv
 from training.fit.baselines import BASELINE_LABELS, LinearBaseline, baseline_inputs, fit_linear
 from training.fit.booster import (IterationFn, fit_calibration, fit_early_stopping, fit_rounds, importance,
@@ -156,7 +156,7 @@ def train_baselines(dataset: Dataset, counts: np.ndarray, split: TimeSplit, cfg:
 
 
 def _period_metrics(part: Dataset, p: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
-    out = evaluate(part.y, p)
+    out = scalar_metrics(part.y, p)
     out["alerts"] = alert_volume(part, p, thresholds)
     return out
 

@@ -14,7 +14,7 @@ from training.assess.measures import (
     base_rate,
     brier,
     curves,
-    evaluate,
+    scalar_metrics,
     pr_auc,
     reliability,
     roc_auc,
@@ -99,11 +99,11 @@ def test_reliability_bins_cover_all_rows() -> None:
     assert all(abs(b["mean_predicted"] - b["observed_rate"]) < 0.12 for b in bins)
 
 
-def test_evaluate_is_json_ready_and_names_the_headline_numbers() -> None:
-    out = evaluate([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4])
+def test_scalar_metrics_are_json_ready_and_name_the_headline_numbers() -> None:
+    out = scalar_metrics([0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4])
     assert out["roc_auc"] is None and out["pr_auc"] is None  # NaN -> null
     orjson.dumps(out)  # no NaN, no numpy scalars
-    out = evaluate([0, 1, 0, 1, 0, 0, 0, 0, 0, 0], [0.1, 0.9, 0.2, 0.8, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1])
+    out = scalar_metrics([0, 1, 0, 1, 0, 0, 0, 0, 0, 0], [0.1, 0.9, 0.2, 0.8, 0.3, 0.1, 0.1, 0.1, 0.1, 0.1])
     assert out["roc_auc"] == 1.0
     assert out["lift_at_10"] == pytest.approx(1.0 / 0.2)
     assert out["precision_at_10"] == 1.0 and out["recall_at_10"] == 0.5

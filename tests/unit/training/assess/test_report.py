@@ -14,7 +14,7 @@ from training.fit.baselines import BASELINE_LABELS
 from training.assess.alert_measures import propose_thresholds
 from training.assess.page import REPORT_HTML, render
 from training.assess.plots import PLOTS
-from training.assess.report import LABELS, MODEL, Frame, evaluation
+from training.assess.report import LABELS, MODEL, Frame, evaluation_section
 from training.assess.terminal import comparison_table
 
 DAY_MS = 86_400_000
@@ -55,7 +55,7 @@ def metrics() -> dict:
         g["chosen_on"] = "validation"
         scorers[name] = {"p": p, "thresholds": g["thresholds"], "guidance": g,
                          "importance": {"days_since_last_login": 0.4, "logins_30d": 0.2}}
-    ev = evaluation(frame, {"name": "test", "start": "2024-01-01", "end": "2024-02-01", "dates": 6}, scorers)
+    ev = evaluation_section(frame, {"name": "test", "start": "2024-01-01", "end": "2024-02-01", "dates": 6}, scorers)
     return {"evaluation": ev, "horizon_days": 30, "created": "2024-03-01T00:00:00+00:00",
             "data_window": {"start": "2023-06-01", "end": "2024-03-01"}, "thresholds": scorers[MODEL]["thresholds"]}
 
@@ -112,7 +112,7 @@ def test_degenerate_periods_still_give_a_report(tmp_path: Path) -> None:
     frame, scores = make_frame(customers=30, weeks=6)
     frame.y[:] = 0  # no churn labels in the period: AUCs undefined
     frame.churn_ms.clear()
-    ev = evaluation(frame, {"name": "test"}, {n: {"p": p, "thresholds": {"standard": 0.5}} for n, p in scores.items()})
+    ev = evaluation_section(frame, {"name": "test"}, {n: {"p": p, "thresholds": {"standard": 0.5}} for n, p in scores.items()})
     assert ev["comparison"][MODEL]["roc_auc"] is None
     html = render({"evaluation": ev}, tmp_path / "r").read_text(encoding="utf-8")
     assert "n/a" in html and "no threshold guidance recorded" in html

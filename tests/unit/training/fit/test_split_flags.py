@@ -101,6 +101,15 @@ def test_evaluate_warns_on_few_churners_and_strict_exits_2(trained: Registry, ca
     assert cli.main(["evaluate", "v1", "--models-dir", models, "--strict"]) == 2
 
 
+def test_evaluate_names_the_later_period_and_the_budget_period_once(trained: Registry, log: Path, tmp_path: Path,
+                                                                     capsys) -> None:
+    assert cli.main(["evaluate", "v1", "--models-dir", str(trained.root), "--events", str(log), "--out",
+                     str(tmp_path / "eval"), "--budget", "20"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "log, after the model's validation period 20" in out and "chosen on the evaluated log period" in out
+    assert "period period" not in out
+
+
 def test_evaluate_chooses_the_period_and_cuts_the_log(trained: Registry, log: Path, tmp_path: Path, capsys) -> None:
     models = str(trained.root)
     meta = trained.meta("v1")

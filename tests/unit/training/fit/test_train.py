@@ -315,10 +315,10 @@ def test_a_trained_version_is_readable_by_every_user(trained: tuple[Any, Registr
 def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], sim_log: Path, tmp_path: Path) -> None:
     """``evaluate --events`` on the training log re-scores the test period with the saved model and the
     saved baselines (``--period later``): every figure must come out as at training time."""
-    from training.fit.reevaluate import evaluate_version
+    from training.fit.reevaluate import reevaluate_version
 
     result, registry = trained
-    out = evaluate_version(registry, result.version, events=sim_log, out=tmp_path / "eval")
+    out = reevaluate_version(registry, result.version, events=sim_log, out=tmp_path / "eval")
     saved = result.comparison
     for name, figures in out.metrics["evaluation"]["comparison"].items():
         for key in ("roc_auc", "pr_auc", "lift_at_10", "alerts_per_week_per_1k", "lead_median_days"):
@@ -327,12 +327,12 @@ def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], s
 
 
 def test_evaluate_redraws_and_rebudgets_without_the_log(trained: tuple[Any, Registry], tmp_path: Path) -> None:
-    from training.fit.reevaluate import evaluate_version
+    from training.fit.reevaluate import reevaluate_version
 
     result, registry = trained
-    same = evaluate_version(registry, result.version, out=tmp_path / "same")
+    same = reevaluate_version(registry, result.version, out=tmp_path / "same")
     assert same.guidance is None and same.metrics["evaluation"]["comparison"] == result.comparison
-    tight = evaluate_version(registry, None, budget=8.0, out=tmp_path / "tight")  # None: the current version
+    tight = reevaluate_version(registry, None, budget=8.0, out=tmp_path / "tight")  # None: the current version
     assert tight.guidance["budget_per_1k_week"] == 8.0
     assert tight.guidance["expected"]["share_per_1k_all"] <= 8.0
     assert tight.guidance["thresholds"]["standard"] > result.thresholds["standard"]
@@ -347,19 +347,19 @@ def test_evaluate_redraws_and_rebudgets_without_the_log(trained: tuple[Any, Regi
 
 def test_evaluate_errors_are_one_line(trained: tuple[Any, Registry], tmp_path: Path) -> None:
     from pipeline.model.registry import RegistryError
-    from training.fit.reevaluate import evaluate_version
+    from training.fit.reevaluate import reevaluate_version
 
     result, registry = trained
     with pytest.raises(RegistryError, match="not found"):
-        evaluate_version(registry, "v99")
+        reevaluate_version(registry, "v99")
     with pytest.raises(TrainingError, match="no current model"):
-        evaluate_version(Registry(tmp_path / "empty"))
+        reevaluate_version(Registry(tmp_path / "empty"))
     with pytest.raises(TrainingError, match="positive"):
-        evaluate_version(registry, result.version, budget=0.0)
+        reevaluate_version(registry, result.version, budget=0.0)
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"nope")
     with pytest.raises(TrainingError, match="bad.parquet"):
-        evaluate_version(registry, result.version, events=bad)
+        reevaluate_version(registry, result.version, events=bad)
 
 
 def test_model_against_the_baselines_on_the_held_out_period(trained: tuple[Any, Registry]) -> None:
