@@ -46,6 +46,14 @@ def _legend(ax: Any, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
+def _finish(fig: Any, ax: Any, path: Path, legend_loc: str, **settings: Any) -> None:
+    """Axis settings, the legend, the grid, and the PNG: how every one-panel plot ends."""
+    ax.set(**settings)
+    _legend(ax, loc=legend_loc, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.savefig(path)
+
+
 def _missing(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777777")
 
@@ -59,11 +67,8 @@ def _plot_roc(scorers: Mapping[str, Any], path: Path) -> None:
             style = _style(name)
             style["label"] += f" (AUC {format_value(block['metrics'].get('roc_auc'))})"
             ax.plot(roc["fpr"], roc["tpr"], **style)
-    ax.set(xlabel="false positive rate (stayers flagged)", ylabel="true positive rate (churners flagged)",
-           title="ROC curve", xlim=(0, 1), ylim=(0, 1.01))
-    _legend(ax, loc="lower right", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.savefig(path)
+    _finish(fig, ax, path, "lower right", xlabel="false positive rate (stayers flagged)",
+            ylabel="true positive rate (churners flagged)", title="ROC curve", xlim=(0, 1), ylim=(0, 1.01))
 
 
 def _plot_pr(scorers: Mapping[str, Any], path: Path) -> None:
@@ -78,11 +83,9 @@ def _plot_pr(scorers: Mapping[str, Any], path: Path) -> None:
             ax.step(pr["recall"], pr["precision"], where="post", **style)
     if isinstance(base, float):
         ax.axhline(base, color="#bbbbbb", linewidth=1, label=f"base rate {base:.3f}")
-    ax.set(xlabel="recall (share of churners flagged)", ylabel="precision (share of flagged who churn)",
-           title="Precision-recall curve", xlim=(0, 1), ylim=(0, 1.01))
-    _legend(ax, loc="upper right", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.savefig(path)
+    _finish(fig, ax, path, "upper right", xlabel="recall (share of churners flagged)",
+            ylabel="precision (share of flagged who churn)", title="Precision-recall curve", xlim=(0, 1),
+            ylim=(0, 1.01))
 
 
 def _plot_gain(scorers: Mapping[str, Any], path: Path) -> None:
@@ -131,11 +134,9 @@ def _plot_calibration(scorers: Mapping[str, Any], path: Path) -> None:
         ax.plot(x, y, marker="o", markersize=4, **style)
     top = min(1.0, top * 1.08)
     ax.plot([0, top], [0, top], color="#bbbbbb", linewidth=1, label="perfectly calibrated")
-    ax.set(xlabel="mean predicted churn probability (score decile)", ylabel="observed churn rate",
-           title="Calibration (reliability by score decile)", xlim=(0, top), ylim=(0, top))
-    _legend(ax, loc="upper left", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.savefig(path)
+    _finish(fig, ax, path, "upper left", xlabel="mean predicted churn probability (score decile)",
+            ylabel="observed churn rate", title="Calibration (reliability by score decile)", xlim=(0, top),
+            ylim=(0, top))
 
 
 def _plot_scores(scorers: Mapping[str, Any], path: Path) -> None:
@@ -181,11 +182,9 @@ def _plot_lead(scorers: Mapping[str, Any], path: Path, horizon_days: float | Non
     if not any((b.get("lead_time") or {}).get("churners") for b in scorers.values()):
         _missing(ax, "no churners in the period")
     ax.axvline(14, color="#dddddd", linewidth=1, zorder=0)
-    ax.set(xlabel="days before churn", ylabel="share of churners already flagged",
-           title="Lead time: churners flagged at least x days before churning", xlim=(0, horizon), ylim=(0, 1.01))
-    _legend(ax, loc="upper right", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.savefig(path)
+    _finish(fig, ax, path, "upper right", xlabel="days before churn", ylabel="share of churners already flagged",
+            title="Lead time: churners flagged at least x days before churning", xlim=(0, horizon),
+            ylim=(0, 1.01))
 
 
 def draw(evaluation_: Mapping[str, Any], out_dir: Path, horizon_days: float | None = None) -> dict[str, Path]:
