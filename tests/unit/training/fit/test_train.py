@@ -1,4 +1,5 @@
-"""Training end to end on simulated history, plus the split/calibration/threshold pieces on their own."""
+"""Training end to end on simulated history: the model, its baselines and report in the registry, and
+churnwatch evaluate of the saved version."""
 
 from __future__ import annotations
 
@@ -18,11 +19,8 @@ from pipeline.core.spec import FeatureSpec, compile_spec, spec_of_meta
 from training.rows.dataset import DatasetConfig, build_dataset
 from training.assess.measures import roc_auc
 from training.data.eventlog import read_events
-from training.fit.booster import fit_calibration
 from training.fit.config import TrainConfig, TrainingError
 from training.fit.run import METRICS_FILE, progress_bars, train_from_log
-from training.fit.split import time_split
-from training.fit.thresholds import choose_thresholds
 from training.fit.train import train
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
@@ -214,57 +212,6 @@ def test_progress_goes_to_stderr() -> None:
     assert progress_bars(False) is None
 
 
-# ---- pieces -------------------------------------------------------------------------------------
-def weekly(n: int) -> np.ndarray:
-    return np.repeat(T0 + np.arange(n) * 7 * DAY_MS, 3)
-
-
-def test_time_split_keeps_purge_gaps_and_order() -> None:
-    split = time_split(weekly(40), purge_days=30)
-    assert split.train.end_ms < split.validation.start_ms <= split.validation.end_ms < split.test.start_ms
-    assert split.validation.start_ms - split.train.end_ms >= 30 * DAY_MS
-    assert split.test.start_ms - split.validation.end_ms >= 30 * DAY_MS
-    assert split.train.dates + split.validation.dates + split.test.dates == 40 - 2 * 4
-    assert split.train.dates > split.validation.dates >= 1 and split.test.dates >= 1
-
-
-def test_time_split_refuses_too_few_dates() -> None:
-    with pytest.raises(TrainingError, match="observation dates"):
-        time_split(weekly(10), purge_days=30)
-    assert time_split(weekly(11), purge_days=30).test.dates == 1
-
-
-def test_thresholds_vip_never_later_than_standard() -> None:
-    rng = np.random.default_rng(1)
-    p = rng.random(1000)
-    tiers = np.where(np.arange(1000) < 100, "vip", "standard").astype(object)
-    thr = choose_thresholds(p, tiers, {"vip": 15.0, "standard": 8.0})
-    assert thr["vip"] <= thr["standard"]
-    assert (p[tiers == "standard"] >= thr["standard"]).mean() == pytest.approx(0.08, abs=0.002)
-    # VIP scores all low: the VIP threshold is capped at the standard one
-    p2 = np.where(tiers == "vip", p * 0.01, p)
-    thr2 = choose_thresholds(p2, tiers, {"vip": 15.0, "standard": 8.0})
-    assert thr2["vip"] <= thr2["standard"]
-    # no VIPs at all: fall back to the whole population's quantile
-    thr3 = choose_thresholds(p, np.full(1000, "standard", dtype=object), {"vip": 15.0, "standard": 8.0})
-    assert thr3["vip"] <= thr3["standard"]
-
-
-def test_calibration_map_is_strictly_increasing_and_close_to_isotonic() -> None:
-    rng = np.random.default_rng(2)
-    raw = rng.random(2000) ** 2
-    y = (rng.random(2000) < raw * 0.5).astype(int)
-    cal = fit_calibration(raw, y, blend=1e-4)
-    x, v = np.asarray(cal["x"]), np.asarray(cal["y"])
-    assert x[0] == 0.0 and x[-1] == 1.0
-    assert np.all(np.diff(x) > 0) and np.all(np.diff(v) > 0)
-    assert np.all((v >= 0) & (v <= 1))
-    mapped = np.interp(raw, x, v)
-    assert abs(mapped.mean() - y.mean()) < 0.01
-    # ranking survives calibration: distinct raw scores stay distinct
-    assert np.unique(mapped).size == np.unique(raw).size
-
-
 # ---- baselines and the evaluation report ------------------------------------------------------------
 def test_the_version_holds_baselines_metrics_and_the_report(trained: tuple[Any, Registry]) -> None:
     import orjson
@@ -400,24 +347,6 @@ def test_intervals_are_reported_and_few_churners_are_said_loudly(tmp_path: Path,
     assert lo <= comparison["model"]["roc_auc"] <= hi and hi - lo > 0.02  # few churners: a wide interval
     assert "ci_lead" in comparison["logreg"] and "ci_lead" not in comparison["model"]
     assert f"({lo:.3f}–{hi:.3f})" in out  # the printed table carries the interval
-
-
-def test_chosen_cut_points_place_the_periods() -> None:
-    dates = T0 + np.arange(20) * 7 * DAY_MS
-    obs = np.repeat(dates, 3)
-    split = time_split(obs, 30, train_until_ms=int(dates[7]), test_from_ms=int(dates[17]))
-    assert (split.train.start_ms, split.train.end_ms) == (dates[0], dates[7])
-    # validation: purge gaps apart from both (30 days: the next date >= 30 days on, the last <= 30 days before)
-    assert (split.validation.start_ms, split.validation.end_ms) == (dates[12], dates[12])  # 35 days from each
-    assert (split.test.start_ms, split.test.end_ms, split.test.dates) == (dates[17], dates[19], 3)
-    only_test = time_split(obs, 30, test_from_ms=int(dates[16]))
-    assert only_test.test.start_ms == dates[16] and only_test.train.end_ms + 30 * DAY_MS <= only_test.validation.start_ms
-    only_train = time_split(obs, 30, train_until_ms=int(dates[9]))
-    assert only_train.train.end_ms == dates[9] and only_train.validation.end_ms + 30 * DAY_MS <= only_train.test.start_ms
-    with pytest.raises(TrainingError, match="two 30-day purge gaps"):
-        time_split(obs, 30, train_until_ms=int(dates[9]), test_from_ms=int(dates[11]))
-    with pytest.raises(TrainingError, match="no observation dates for test"):
-        time_split(obs, 30, test_from_ms=int(dates[-1] + DAY_MS))
 
 
 def test_train_takes_the_cut_points_from_the_command_line(sim_log: Path, tmp_path: Path, capsys) -> None:
