@@ -16,13 +16,15 @@ from typing import Any, Sequence
 import numpy as np
 import orjson
 
-from pipeline.core.contract import DAY_MS, format_ts
+from pipeline.core.contract import DAY_MS, format_ts, parse_ts
+from pipeline.core.features import FeatureConfig
 from pipeline.core.spec import spec_of_meta
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import load_version
 from training.assess.measures import json_safe
 from training.assess.page import render
 from training.assess.report import MODEL, evaluation_section
+from training.assess.terminal import comparison_table, guidance_table
 from training.data.eventlog import read_events
 from training.fit.baselines import BASELINES_FILE, LinearBaseline, count_matrix, load_baselines
 from training.fit.config import TrainConfig, TrainingError
@@ -57,8 +59,6 @@ class ReevaluationResult:
         """What ``churnwatch evaluate`` shows: the period, model vs baselines, the guidance for a
         ``--budget`` (with a policy-file snippet), and where the report is."""
         from rich.console import Console
-
-        from training.assess.terminal import comparison_table, guidance_table
 
         console = console or Console()
         ev = self.metrics["evaluation"]
@@ -198,9 +198,6 @@ def _reevaluate_on_log(registry: Registry, version: str, meta: dict[str, Any], v
                        budget: float | None, period: str, saved: dict[str, Any] | None, config: TrainConfig,
                        train_until_ms: int | None = None, test_from_ms: int | None = None,
                        as_of_ms: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, dict[str, Any]]]:
-    from pipeline.core.features import FeatureConfig
-    from pipeline.core.contract import parse_ts
-
     if not path.is_file():
         raise TrainingError(f"event log {path} not found")
     model = load_version(registry, version)

@@ -33,6 +33,7 @@ from pipeline.model.scoring import ModelError, load_version
 from training.assess.measures import json_safe
 from training.assess.page import REPORT_HTML, render
 from training.assess.report import MIN_TEST_CHURNERS, MODEL, cv_line
+from training.data.asof import AsOfError, Cut, cut
 from training.data.eventlog import EventLog, read_events
 from training.fit.baselines import (BASELINES_FILE, COUNT_FEATURES, COUNT_WINDOW_DAYS, LinearBaseline,
                                     baselines_json, count_matrix, event_counts)
@@ -305,9 +306,8 @@ def _fold_bar(bars: Any) -> IterationFn | None:
     return update
 
 
-def cut_as_of(log: EventLog, as_of_ms: int | None) -> Any:  # -> training.data.asof.Cut
-    from training.data.asof import AsOfError, cut
-
+def cut_as_of(log: EventLog, as_of_ms: int | None) -> Cut:
+    """The log as exported at ``as_of_ms`` (:mod:`training.data.asof`), or a one-line TrainingError."""
     try:
         return cut(log, as_of_ms)
     except AsOfError as exc:
