@@ -173,7 +173,7 @@ def spec_flags(sp: argparse.ArgumentParser) -> None:
 
 
 def split_flags(sp: argparse.ArgumentParser, command: str) -> None:
-    """--train-until, --test-from and --as-of: the same split (training.fit.train.time_split) and the
+    """--train-until, --test-from and --as-of: the same split (training.fit.split.time_split) and the
     same cut of the log (training.data.asof) on train, dataset and evaluate."""
     if command == "evaluate":
         until = ("with --events: evaluate the test period 'train --train-until DATE' would have (placed by the "

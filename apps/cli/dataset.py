@@ -57,7 +57,8 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec), labels=log.labels())
     columns, split_note = {}, ""
     if len(dataset) and (times["train_until_ms"] is not None or times["test_from_ms"] is not None):
-        from training.fit.train import TrainConfig, period_labels, time_split
+        from training.fit.config import TrainConfig
+        from training.fit.split import period_labels, time_split
 
         split = time_split(dataset.obs_ms, cfg.purge_days, TrainConfig().fractions,
                            train_until_ms=times["train_until_ms"], test_from_ms=times["test_from_ms"])

@@ -20,7 +20,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from training.data.export import ExportError
     from training.data.readers import LogFormatError
     from training.data.spool import SpoolError
-    from training.fit.train import TrainingError
+    from training.fit.config import TrainingError
 
     return (UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError, PolicyError, ConnectError,
             TrainingError, LogFormatError, ExportError, SpoolError, AsOfError)

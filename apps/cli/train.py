@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def train_config_of(args: argparse.Namespace) -> Any:
-    from training.fit.train import TrainConfig
+    from training.fit.config import TrainConfig
 
     times = split_times(args, as_of=False)
     extra: dict[str, Any] = {}
@@ -66,7 +66,7 @@ def _print_trained(result: Any, strict: bool = False) -> int:
     if result.comparison:
         from rich.console import Console
 
-        from training.assess.report import comparison_table
+        from training.assess.terminal import comparison_table
 
         Console().print(comparison_table(result.comparison, title="test period: model vs baselines (95 % intervals)"))
     print(result.summary())
@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                   dataset_config=dataset_config_of(args), spec=feature_spec_of(args), top_k=args.top_k, strict=args.strict,
                   gate=True, force_promote=args.force_promote, config=config)
     if args.events:
-        from training.fit.train import train_from_log
+        from training.fit.run import train_from_log
 
         result = train_from_log(events, registry_of(args), as_of_ms=as_of_ms, **kwargs)
         return _print_trained(result, args.strict)

@@ -15,9 +15,9 @@ from tests.unit.apps.cli.harness import assert_one_line_error, on_terminal, run
 
 
 def _stub_training(monkeypatch, train: bool = True) -> None:
-    """training.fit.train replaced by a module with only its error class (which main() reports), and
+    """training.fit.run (the trainer) replaced by a module with only its error class (which main() reports), and
     with ``train`` a train_from_log that fails the test if reached."""
-    stub = types.ModuleType("training.fit.train")
+    stub = types.ModuleType("training.fit.run")
     stub.TrainingError = type("TrainingError", (Exception,), {})
 
     def train_from_log(*a, **k):
@@ -25,7 +25,7 @@ def _stub_training(monkeypatch, train: bool = True) -> None:
 
     if train:
         stub.train_from_log = train_from_log
-    monkeypatch.setitem(sys.modules, "training.fit.train", stub)
+    monkeypatch.setitem(sys.modules, "training.fit.run", stub)
 
 
 @pytest.mark.parametrize("events", ["/nonexistent", "/nonexistent/events.jsonl"])
@@ -43,7 +43,7 @@ def test_train_with_a_directory_as_event_log(monkeypatch, tmp_path, capsys):
 
 
 def test_train_checks_the_event_log_before_importing_training(monkeypatch, tmp_path, capsys):
-    _stub_training(monkeypatch, train=False)  # importing anything of training.fit.train but its error fails
+    _stub_training(monkeypatch, train=False)  # importing anything of the trainer fails
     code, out, err = run(["train", "--events", "/nonexistent", "--models-dir", str(tmp_path)], capsys)
     assert_one_line_error(code, out, err)
 
