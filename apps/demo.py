@@ -112,7 +112,7 @@ def train_if_needed(settings: Settings, data_dir: Path, console: Console) -> str
         console.print(f"[dim]model registry {settings.models_dir}: using current model {current}[/]")
         return current
     from devtools.simulator import write_jsonl
-    from training.fit.run import train_from_log
+    from training.runs.from_log import train_from_log
 
     log_path = data_dir / "history.jsonl"
     console.print(f"[bold]No model yet[/]: simulating {HISTORY.customers} customers x {HISTORY.days} days of history ...")

@@ -341,10 +341,10 @@ def cdnow_usage(cache: Path, out: Path) -> int:
 def train_cdnow(usage: Path, inactive_days: int, workdir: Path, top_k: int) -> tuple[Any, Path]:
     """Train churnwatch on the CDNOW usage CSV through the documented foreign-log path (``churnwatch train
     --usage ... --inactive-days N`` with the trainer's defaults, not promoted) into ``workdir``; returns the
-    :class:`training.fit.foreign_run.ForeignTrainResult` and the converted event log."""
+    :class:`training.runs.from_foreign.ForeignTrainResult` and the converted event log."""
     from pipeline.model.registry import Registry
     from training.data.foreign.mapping import ForeignMapping
-    from training.fit.foreign_run import train_foreign
+    from training.runs.from_foreign import train_foreign
 
     mapping = ForeignMapping(id_col="customer_id", time_col="date", type_col="event", value_col="dollars",
                              inactive_days=inactive_days)

@@ -2,14 +2,14 @@
 churners are alerted early enough to act — the alerting issue's "done when" figures.
 
 1. **Train** a model on simulated history (``--train-customers`` × ``--train-days``, its own seed) into a
-   throw-away registry under /tmp (``training.fit.run.train_from_log``, what ``churnwatch train`` runs).
+   throw-away registry under /tmp (``training.runs.from_log.train_from_log``, what ``churnwatch train`` runs).
    ``--models-dir`` reuses a registry's promoted model instead.
 2. **Simulate a fresh population** (``--customers``, ``--seed``, a later window): ``--warmup-days`` of
    history, then the measured month (``--month-days``), then ``--follow-days`` in which churn is still
    observed. The eval population's ``churn_rate`` is scaled so its churn per day about equals the training
    run's (the simulator's ``churn_rate`` is a share *per window*, so equal rates on windows of different
    length would mean different monthly churn).
-3. **Replay** warm-up + month through ``pipeline.core.shadow.Replayer``: the worker's own feature state,
+3. **Replay** warm-up + month through ``training.assess.shadow.Replayer``: the worker's own feature state,
    micro-batch scoring, alert policy (default ``pipeline.core.policy.AlertPolicy``), proactive-service rules and silence
    sweep (see that module for where a replay differs from a live worker: no acknowledgements, mainly).
    Customers are spread over 4 partitions as Kafka would; ``--jobs`` processes each own a share of the
@@ -61,7 +61,7 @@ from pipeline.core.contract import DAY_MS, format_ts
 from pipeline.core.features import FEATURE_INDEX
 from pipeline.core.policy import AlertPolicy
 from pipeline.model.registry import Registry
-from pipeline.core.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowSignal, events_from_records, partitioner
+from training.assess.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowSignal, events_from_records, partitioner
 from pipeline.model.scoring import load_current
 from devtools.simulator import SimConfig, ground_truth, simulate, write_jsonl
 
@@ -218,7 +218,7 @@ def report_quality(report: Report, label: str, q: Quality, base_rate: float) -> 
 
 # ---- stages ----------------------------------------------------------------------------------------
 def train_model(root: Path, customers: int, days: int, seed: int, churn_rate: float) -> Path:
-    from training.fit.run import train_from_log
+    from training.runs.from_log import train_from_log
 
     log = root / "history.jsonl"
     cfg = SimConfig(customers=customers, days=days, seed=seed, start_ms=TRAIN_START_MS, churn_rate=churn_rate,

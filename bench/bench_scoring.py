@@ -6,7 +6,7 @@ it actually sees (tens to hundreds of customers) bounds its throughput, and the 
 how many alerts per second it can explain. Two models are measured, both through ``pipeline.model.scoring.Model``
 with ``num_threads=1`` on rows built by ``features.vector`` from simulated customers:
 
-* ``registry``: trained by ``training.fit.run.train_from_log`` on a small simulated log in a temp registry
+* ``registry``: trained by ``training.runs.from_log.train_from_log`` on a small simulated log in a temp registry
   (its tree count is whatever that training run chose, printed);
 * ``synthetic-200``: LightGBM trained directly on random data with the same feature count, exactly 200
   trees and the project's ``num_leaves``, so the figures compare with DESIGN.md's orientation table.
@@ -36,7 +36,7 @@ from pipeline.model.scoring import Model, load_current
 from devtools.simulator import SimConfig, simulate, write_jsonl
 from training.data.eventlog import read_events
 from training.fit.config import TrainConfig
-from training.fit.run import train_from_log
+from training.runs.from_log import train_from_log
 
 START_MS = 1_735_689_600_000  # 2025-01-01 UTC: fixed, so runs are comparable
 BATCH_SIZES = (10, 100, 500)

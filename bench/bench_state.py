@@ -29,7 +29,7 @@ from _common import (BenchError, Report, best_of, best_of_interleaved, dict_coun
 
 from pipeline.core.contract import Event
 from pipeline.core.features import CustomerState, states_from_events
-from pipeline.core.shadow import events_from_records
+from training.assess.shadow import events_from_records
 from devtools.simulator import SimConfig, simulate
 from pipeline.core.spec import DEFAULT_TOP_K, CompiledSpec, FeatureSpec, compile_spec, learn
 

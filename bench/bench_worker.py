@@ -158,7 +158,7 @@ def train_registry(root: Path, spec: str = "default") -> Path:
     exist, the built-in features before); ``"legacy"`` asks for the built-in features only, so a tree with
     specs can be measured at the feature set of one without.
     """
-    from training.fit.run import train_from_log
+    from training.runs.from_log import train_from_log
 
     kwargs: dict[str, Any] = {}
     if spec == "legacy":
@@ -260,7 +260,7 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
     Messages get the partition Kafka's default partitioner gives their key and per-partition offsets, so
     idempotence, the sweep clock and changelog routing run exactly as in the worker.
     """
-    from pipeline.core.shadow import partitioner
+    from training.assess.shadow import partitioner
 
     from pipeline.worker import metrics
     from pipeline.worker.batch import BatchProcessor

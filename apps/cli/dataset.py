@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_dataset(args: argparse.Namespace) -> int:
     from training.rows.dataset import build_dataset, dataset_format, write_dataset
     from training.data.eventlog import read_events
+    from training.rows.labels import labels_from_events
 
     source = existing_path(args.events, "event log")
     try:
@@ -54,7 +55,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         extra["log_end_ms"] = as_of.end_ms
     cfg = dataset_config_of(args, **extra)
     spec = feature_spec_of(args) or log.learn_spec(args.top_k)
-    dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec), labels=log.labels())
+    dataset = build_dataset(log.events, dataclasses.replace(cfg, spec=spec), labels=labels_from_events(log.outcomes))
     columns, split_note = {}, ""
     if len(dataset) and (times["train_until_ms"] is not None or times["test_from_ms"] is not None):
         from training.fit.config import TrainConfig

@@ -34,7 +34,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     times = split_times(args)
     if events is None and any(v is not None for v in times.values()):
         raise UserError("--train-until, --test-from and --as-of choose what of an event log is evaluated: give --events LOG")
-    from training.fit.reevaluate import reevaluate_version
+    from training.runs.reevaluate import reevaluate_version
 
     result = reevaluate_version(registry_of(args), args.version, events=events, out=args.out, budget=args.budget,
                                 period=args.period, **times)

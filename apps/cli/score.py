@@ -60,12 +60,13 @@ def _score_log(args: argparse.Namespace, source: Path, model: Any, version: str,
                settings: Any, policy: Any) -> int:
     from training.assess.backtest import score_log, write_scores
     from training.data.eventlog import read_events
+    from training.rows.labels import labels_from_events
 
     with read_events(source) as log:
         if not log.events:
             raise UserError(f"{source}: no valid events ({log.stats.skipped} invalid records)")
         scored = score_log(log.events, model, times, feature_cfg=settings.feature_config(), policy=policy,
-                           reasons=0 if args.no_reasons else 3, labels=log.labels())
+                           reasons=0 if args.no_reasons else 3, labels=labels_from_events(log.outcomes))
         skipped = log.stats.skipped
     fmt = write_scores(scored, args.out, version)
     bands = {b: scored.bands.count(b) for b in ("critical", "high", "low")}

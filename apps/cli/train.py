@@ -66,7 +66,7 @@ def _print_trained(result: Any, strict: bool = False) -> int:
     if result.comparison:
         from rich.console import Console
 
-        from training.assess.terminal import comparison_table
+        from training.report.terminal import comparison_table
 
         Console().print(comparison_table(result.comparison, title="test period: model vs baselines (95 % intervals)"))
     print(result.summary())
@@ -84,12 +84,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                   dataset_config=dataset_config_of(args), spec=feature_spec_of(args), top_k=args.top_k, strict=args.strict,
                   gate=True, force_promote=args.force_promote, config=config)
     if args.events:
-        from training.fit.run import train_from_log
+        from training.runs.from_log import train_from_log
 
         result = train_from_log(events, registry_of(args), as_of_ms=as_of_ms, **kwargs)
         return _print_trained(result, args.strict)
     from training.data.foreign.mapping import ForeignMapping
-    from training.fit.foreign_run import train_foreign
+    from training.runs.from_foreign import train_foreign
 
     mapping = ForeignMapping.from_options(vars(args))
     # The conversion summary is printed before training, so it is there even when training then fails;

@@ -1,6 +1,6 @@
 """Scoring a set of touched customers and deciding their alerts: the one decision loop of churnwatch.
 
-The stream worker (:mod:`pipeline.worker.batch`) and the offline replay (:mod:`pipeline.core.shadow`) both call
+The stream worker (:mod:`pipeline.worker.batch`) and the offline replay (:mod:`training.assess.shadow`) both call
 :func:`score_and_decide`; the worker adds only I/O around it (the scores topic, metrics, the alert topic,
 the webhook). Keeping a single copy is what makes offline alert-quality figures describe the alerts a
 running worker actually sends.

@@ -1,7 +1,7 @@
 """One event into its customer's batch entry: the step the stream worker and the offline replay share.
 
-``pipeline.worker.batch.BatchProcessor`` and ``pipeline.core.shadow.Replayer`` both call :func:`fold`, so the replay's alerts are
-the worker's alerts by construction rather than by a copy kept in step (``tests/unit/pipeline/core/test_shadow.py``
+``pipeline.worker.batch.BatchProcessor`` and ``training.assess.shadow.Replayer`` both call :func:`fold`, so the replay's alerts are
+the worker's alerts by construction rather than by a copy kept in step (``tests/unit/training/assess/test_shadow.py``
 still compares the two end to end). Pure: no broker, no store, no metrics; whatever a caller does around an
 event (recording input positions, isolating a poisoned event, counting duplicates, the sweep clock) stays with
 the caller.

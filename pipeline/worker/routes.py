@@ -73,7 +73,7 @@ class CustomerRoutes:
                          "reason": "owner_unreachable"}
 
     def local_customer(self, customer_id: str) -> tuple[int, dict[str, Any]]:
-        from pipeline.core.shadow import partitioner
+        from pipeline.kafka.partitioner import partitioner
 
         partition = partitioner(self.core.settings.partitions)(customer_id)
         if partition not in self.core.store.parts or self.core.health.recovering:

@@ -1,7 +1,7 @@
 """The fault suite's own event generator and its independent oracle.
 
 The fault tests judge the worker "as an outsider would": they do not trust any of the project's code to
-say what the right answer is. So nothing here imports ``pipeline.core.features``, ``pipeline.core.shadow``,
+say what the right answer is. So nothing here imports ``pipeline.core.features``, ``training.assess.shadow``,
 ``devtools.simulator`` or ``training``: events are made by a small seeded generator that only follows
 the public event contract (README, "Topics and the event contract"), and the expected answer is the
 simplest thing a customer-success manager would check — *how many distinct events of each source did

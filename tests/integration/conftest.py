@@ -61,7 +61,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding one model trained on simulated history (shared, read-only for tests)."""
-    from training.fit.run import train_from_log
+    from training.runs.from_log import train_from_log
 
     root = tmp_path_factory.mktemp("models")
     log = root.parent / "history.jsonl"
@@ -74,7 +74,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def foreign_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding one model trained on a foreign-vocabulary product (22 event types of its own,
     none of them churnwatch's), so its learnt feature spec differs from ``trained_models``'."""
-    from training.fit.run import train_from_log
+    from training.runs.from_log import train_from_log
 
     root = tmp_path_factory.mktemp("foreign-models")
     log = root.parent / "foreign-history.jsonl"

@@ -11,7 +11,7 @@ import pytest
 
 from devtools.broker import free_port
 from pipeline.core.contract import DAY_MS
-from pipeline.core.shadow import partitioner
+from pipeline.kafka.partitioner import partitioner
 from pipeline.config.settings import Settings
 from pipeline.web.webauth import WORKER_HEADER, WebAuth
 from tests.integration.conftest import wait_for

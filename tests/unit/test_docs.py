@@ -90,3 +90,34 @@ def test_every_command_and_worker_flag_is_in_the_readme() -> None:
     flags = [f for a in worker._actions for f in a.option_strings if f.startswith("--") and f != "--help"]
     assert [f for f in flags if f not in readme] == []
     assert "churnwatch completion bash >" in readme and "churnwatch --version" in readme
+
+
+def _layout_paths() -> list[str]:
+    """The folders the README's Layout section draws, as paths (nesting by indentation)."""
+    block = (ROOT / "README.md").read_text().split("## Layout", 1)[1].split("```", 2)[1]
+    paths: list[str] = []
+    stack: list[tuple[int, str]] = []
+    for line in block.splitlines():
+        m = re.match(r"^( *)([a-z_]+/)(?:\s|$)", line)
+        if not m:
+            continue
+        depth = len(m.group(1))
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        path = (stack[-1][1] if stack else "") + m.group(2)
+        stack.append((depth, path))
+        paths.append(path)
+    return paths
+
+
+def test_readme_layout_draws_every_package_and_nothing_else() -> None:
+    """Every Python package of the code (a folder with ``__init__.py``) is drawn, and every drawn folder
+    exists, so the picture a newcomer starts from is the tree."""
+    drawn = _layout_paths()
+    assert len(drawn) == len(set(drawn)), drawn
+    assert [p for p in drawn if not (ROOT / p).is_dir()] == []
+    packages = {str(p.parent.relative_to(ROOT)) + "/" for top in ("apps", "devtools", "pipeline", "training")
+                for p in (ROOT / top).rglob("__init__.py")}
+    assert packages - set(drawn) == set()
+    for top in ("models/", "deploy/", "tests/", "bench/", "docs/"):
+        assert top in drawn

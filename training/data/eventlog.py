@@ -29,7 +29,6 @@ from training.data.spool import BATCH_ROWS, Spool
 
 if TYPE_CHECKING:
     from pipeline.core.spec import FeatureSpec
-    from training.rows.labels import Labels
 
 #: A decoded record (a dict with a ``source`` key), or the reason it could not be decoded.
 Record = dict[str, Any] | InvalidEvent
@@ -137,11 +136,6 @@ class EventLog:
     @property
     def end_ms(self) -> int | None:
         return self.stats.last_ms
-
-    def labels(self) -> "Labels":
-        from training.rows.labels import labels_from_events
-
-        return labels_from_events(self.outcomes)
 
     def learn_spec(self, top_k: int) -> "FeatureSpec":
         from pipeline.core.spec import learn_from_volume

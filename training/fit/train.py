@@ -5,7 +5,7 @@ rolling-origin folds chose (:mod:`training.fit.cv`, :mod:`training.fit.booster`)
 validation, choose per-tier alert thresholds from the weekly alert budget (:mod:`training.fit.thresholds`),
 measure on validation and test. The two baselines (:mod:`training.fit.baselines`) are fitted on the same
 split the same way (:func:`train_baselines`). Reading the log and saving to the registry is
-:mod:`training.fit.run`.
+:mod:`training.runs.from_log`.
 """
 
 from __future__ import annotations

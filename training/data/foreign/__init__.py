@@ -1,5 +1,5 @@
 """Turn a team's own product history into a churnwatch event log (training on it in one step is
-:mod:`training.fit.foreign_run`).
+:mod:`training.runs.from_foreign`).
 
 Most teams that want churn warnings already have two tables, in their own shapes: a **usage log**
 (account id, event time, event type — CSV, Parquet or JSONL, with their own column names and date

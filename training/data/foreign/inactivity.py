@@ -15,7 +15,7 @@
   ends at as-of - N days: the rows after that only decide who churned (and are counted as left out).
   Without the cut, the last weeks' churners would be labelled stayers — in the test period.
 * *Known N days late*: a churn dated c is only known at c + N, so training runs with a label delay of
-  N (``DatasetConfig.label_delay_days``, set by :func:`training.fit.foreign_run.train_foreign`, recorded in the model's
+  N (``DatasetConfig.label_delay_days``, set by :func:`training.runs.from_foreign.train_foreign`, recorded in the model's
   ``meta.json``; rules in :mod:`training.rows.labels`). An account is left out of the rows at T only when a
   churn dated on or before T - N has not been followed by a return by T; an account silent since before
   T whose churn is not known yet is a row, labelled 1 (churn dated in (T - N, T + horizon], not ended by

@@ -50,7 +50,7 @@ class ConvertStats:
     labelled_until_ms: int | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    #: The log was written to a temporary file (by :func:`training.fit.foreign_run.train_foreign`) and is
+    #: The log was written to a temporary file (by :func:`training.runs.from_foreign.train_foreign`) and is
     #: gone after training.
     temporary: bool = False
 

@@ -15,9 +15,9 @@ from tests.unit.apps.cli.harness import assert_one_line_error, on_terminal, run
 
 
 def _stub_training(monkeypatch, train: bool = True) -> None:
-    """training.fit.run (the trainer) replaced by a module with only its error class (which main() reports), and
+    """training.runs.from_log (the trainer) replaced by a module with only its error class (which main() reports), and
     with ``train`` a train_from_log that fails the test if reached."""
-    stub = types.ModuleType("training.fit.run")
+    stub = types.ModuleType("training.runs.from_log")
     stub.TrainingError = type("TrainingError", (Exception,), {})
 
     def train_from_log(*a, **k):
@@ -25,7 +25,7 @@ def _stub_training(monkeypatch, train: bool = True) -> None:
 
     if train:
         stub.train_from_log = train_from_log
-    monkeypatch.setitem(sys.modules, "training.fit.run", stub)
+    monkeypatch.setitem(sys.modules, "training.runs.from_log", stub)
 
 
 @pytest.mark.parametrize("events", ["/nonexistent", "/nonexistent/events.jsonl"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core import fold as fold_module
-from pipeline.core import shadow
+from training.assess import shadow
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.decisions import Touched
 from pipeline.core.features import Applied, CustomerState, FeatureConfig

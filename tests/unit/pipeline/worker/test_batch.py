@@ -17,7 +17,7 @@ from pipeline.core import decisions as decisions_module
 from pipeline.worker.batch import BatchProcessor
 from pipeline.core.contract import format_ts
 from pipeline.core.features import CustomerState
-from pipeline.core.shadow import partitioner
+from training.assess.shadow import partitioner
 from pipeline.config.settings import Settings
 from pipeline.worker.store import POSITION_KEY
 

@@ -18,7 +18,7 @@ from pipeline.model.registry import Registry
 from pipeline.model.scoring import load_version
 from training.assess.backtest import score_log
 from training.data.eventlog import read_events
-from training.fit.run import train_from_log
+from training.runs.from_log import train_from_log
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 

@@ -471,12 +471,12 @@ def test_conversion_summary_is_printed_when_training_fails(tmp_path: Path, capsy
 
 def test_conversion_summary_is_printed_before_a_training_crash(small: tuple[Path, Path], tmp_path: Path,
                                                                capsys, monkeypatch) -> None:
-    import training.fit.run
+    import training.runs.from_log
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("LightGBM fell over")
 
-    monkeypatch.setattr(training.fit.run, "train_from_log", crash)
+    monkeypatch.setattr(training.runs.from_log, "train_from_log", crash)
     usage, churn = small
     with pytest.raises(RuntimeError, match="LightGBM"):
         cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
@@ -489,8 +489,8 @@ def test_conversion_summary_is_printed_before_a_training_crash(small: tuple[Path
 def test_usage_path_prints_the_comparison_table(small: tuple[Path, Path], tmp_path: Path, capsys,
                                                 monkeypatch) -> None:
     """The same table as ``--events`` (training itself is covered by the end-to-end test below)."""
-    import training.fit.run
-    from training.fit.run import TrainResult
+    import training.runs.from_log
+    from training.runs.from_log import TrainResult
 
     figures = {"roc_auc": 0.81, "pr_auc": 0.5, "lift_at_10": 3.2, "precision_at_10": 0.6}
     comparison = {"model": figures, "logreg": {**figures, "roc_auc": 0.7}, "counts_28d": {**figures, "roc_auc": 0.6}}
@@ -502,7 +502,7 @@ def test_usage_path_prints_the_comparison_table(small: tuple[Path, Path], tmp_pa
                            timings={"replay_events_per_s": 1.0, "total_s": 1.0}, log_stats={"events": 10},
                            comparison=comparison)
 
-    monkeypatch.setattr(training.fit.run, "train_from_log", fake)
+    monkeypatch.setattr(training.runs.from_log, "train_from_log", fake)
     usage, churn = small
     code = cli.main(["train", "--usage", str(usage), "--churn", str(churn), "--id-col", "account",
                      "--time-col", "occurred_at", "--type-col", "action", "--type-map", "signin=login",

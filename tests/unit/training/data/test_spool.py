@@ -90,7 +90,7 @@ def test_what_is_counted_while_reading_equals_a_pass_over_the_events(tmp_path: P
     log = read_events(write(tmp_path / "log.jsonl", records))
     events = oracle(records, log.stats.now_ms)
     assert log.learn_spec(3) == learn(events, 3)
-    assert log.labels() == labels_from_events(events)
+    assert labels_from_events(log.outcomes) == labels_from_events(events)
 
 
 def test_duplicates_and_future_events_are_counted_on_a_spooled_log(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_a_log_cut_at_a_time_recounts_everything_over_the_kept_events(tmp_path: 
     cut = log.until(t)
     assert list(cut.events) == kept and len(cut.events) == cut.stats.events == len(kept)
     assert (cut.events.first_ms, cut.events.last_ms) == (kept[0].ts_ms, max(e.ts_ms for e in kept))
-    assert cut.learn_spec(3) == learn(kept, 3) and cut.labels() == labels_from_events(kept)
+    assert cut.learn_spec(3) == learn(kept, 3) and labels_from_events(cut.outcomes) == labels_from_events(kept)
     assert cut.stats.by_source == {s: sum(1 for e in kept if e.source == s) for s in {e.source for e in kept}}
     assert len(list(log.events)) == log.stats.events > len(kept)  # the whole log is still there
 

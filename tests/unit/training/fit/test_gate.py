@@ -12,7 +12,7 @@ from devtools import simulator
 from pipeline.model.registry import Registry
 from training.fit.gate import Verdict, judge_baselines, judge_current
 from training.fit.config import TrainConfig
-from training.fit.run import train_from_log
+from training.runs.from_log import train_from_log
 
 T0 = 1_699_920_000_000
 

@@ -20,7 +20,7 @@ from training.rows.dataset import DatasetConfig, build_dataset
 from training.assess.measures import roc_auc
 from training.data.eventlog import read_events
 from training.fit.config import TrainConfig, TrainingError
-from training.fit.run import METRICS_FILE, progress_bars, train_from_log
+from training.runs.from_log import METRICS_FILE, progress_bars, train_from_log
 from training.fit.train import train
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
@@ -217,9 +217,9 @@ def test_the_version_holds_baselines_metrics_and_the_report(trained: tuple[Any, 
     import orjson
 
     from training.fit.baselines import BASELINE_LABELS, BASELINES_FILE, load_baselines
-    from training.assess.page import REPORT_HTML
-    from training.assess.plots import PLOTS
-    from training.assess.report import MODEL
+    from training.report.page import REPORT_HTML
+    from training.report.plots import PLOTS
+    from training.report.sections import MODEL
 
     result, registry = trained
     vdir = registry.path(result.version)
@@ -262,7 +262,7 @@ def test_a_trained_version_is_readable_by_every_user(trained: tuple[Any, Registr
 def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], sim_log: Path, tmp_path: Path) -> None:
     """``evaluate --events`` on the training log re-scores the test period with the saved model and the
     saved baselines (``--period later``): every figure must come out as at training time."""
-    from training.fit.reevaluate import reevaluate_version
+    from training.runs.reevaluate import reevaluate_version
 
     result, registry = trained
     out = reevaluate_version(registry, result.version, events=sim_log, out=tmp_path / "eval")
@@ -274,7 +274,7 @@ def test_saved_baselines_score_like_in_training(trained: tuple[Any, Registry], s
 
 
 def test_evaluate_redraws_and_rebudgets_without_the_log(trained: tuple[Any, Registry], tmp_path: Path) -> None:
-    from training.fit.reevaluate import reevaluate_version
+    from training.runs.reevaluate import reevaluate_version
 
     result, registry = trained
     same = reevaluate_version(registry, result.version, out=tmp_path / "same")
@@ -294,7 +294,7 @@ def test_evaluate_redraws_and_rebudgets_without_the_log(trained: tuple[Any, Regi
 
 def test_evaluate_errors_are_one_line(trained: tuple[Any, Registry], tmp_path: Path) -> None:
     from pipeline.model.registry import RegistryError
-    from training.fit.reevaluate import reevaluate_version
+    from training.runs.reevaluate import reevaluate_version
 
     result, registry = trained
     with pytest.raises(RegistryError, match="not found"):

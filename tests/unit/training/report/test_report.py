@@ -12,10 +12,10 @@ import pytest
 
 from training.fit.baselines import BASELINE_LABELS
 from training.assess.alert_measures import propose_thresholds
-from training.assess.page import REPORT_HTML, render
-from training.assess.plots import PLOTS
-from training.assess.report import LABELS, MODEL, Frame, evaluation_section
-from training.assess.terminal import comparison_table
+from training.report.page import REPORT_HTML, render
+from training.report.plots import PLOTS
+from training.report.sections import LABELS, MODEL, Frame, evaluation_section
+from training.report.terminal import comparison_table
 
 DAY_MS = 86_400_000
 T0 = 1_699_920_000_000

@@ -22,17 +22,18 @@ from pipeline.core.spec import spec_of_meta
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import load_version
 from training.assess.measures import json_safe
-from training.assess.page import render
-from training.assess.report import MODEL, evaluation_section
-from training.assess.terminal import comparison_table, guidance_table
+from training.report.page import render
+from training.report.sections import MODEL, evaluation_section
+from training.report.terminal import comparison_table, guidance_table
 from training.data.eventlog import read_events
 from training.fit.baselines import BASELINES_FILE, LinearBaseline, count_matrix, load_baselines
 from training.fit.config import TrainConfig, TrainingError
-from training.fit.frames import SCORES_FILE, baseline_scores, frame_for, load_frames
-from training.fit.run import METRICS_FILE, REPORT_DIR, REPORT_KEYS, cut_as_of, few_churners_warning
+from training.runs.frames import SCORES_FILE, baseline_scores, frame_for, load_frames
+from training.runs.from_log import METRICS_FILE, REPORT_DIR, REPORT_KEYS, cut_as_of, few_churners_warning
 from training.fit.split import Period, period_rows, time_split
 from training.fit.thresholds import budget_guidance
 from training.rows.dataset import DatasetConfig, build_dataset
+from training.rows.labels import labels_from_events
 
 
 @dataclass
@@ -219,7 +220,7 @@ def _reevaluate_on_log(registry: Registry, version: str, meta: dict[str, Any], v
                              spec=spec_of_meta(meta), log_end_ms=as_of.end_ms)
     except (KeyError, TypeError, ValueError) as exc:
         raise TrainingError(f"model {version}: metadata lacks the dataset settings ({exc})") from None
-    dataset = build_dataset(log.events, dcfg, labels=log.labels())
+    dataset = build_dataset(log.events, dcfg, labels=labels_from_events(log.outcomes))
     if len(dataset) == 0:
         raise TrainingError(f"{path}: no observations — the log spans too few days for {dcfg.min_history_days} "
                             f"days of history plus a {dcfg.horizon_days}-day horizon")
@@ -245,7 +246,7 @@ def _reevaluate_on_log(registry: Registry, version: str, meta: dict[str, Any], v
     evaluated = Period(int(dates[0]), int(dates[-1]), int(dates.size))
     context = dcfg.purge_days if period == "later" or chosen is not None else 0
     rows, counted = period_rows(dataset.obs_ms, evaluated, context)
-    labels = log.labels()
+    labels = labels_from_events(log.outcomes)
     frame = frame_for(dataset, rows, counted, labels)
     scores = {MODEL: model.predict(dataset.X[rows])}
     counts = count_matrix(log.events, dataset, labels=labels) if baselines else None

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from training.assess.report import LABELS, MODEL, PCTS, format_value
+from training.report.sections import LABELS, MODEL, PCTS, format_value
 
 COLORS = {MODEL: "#1f5fa8", "logreg": "#e07b00", "counts_28d": "#2a9d3a", "type_counts_28d": "#8e44ad"}
 STYLES = {MODEL: "-", "logreg": "--", "counts_28d": ":", "type_counts_28d": "-."}

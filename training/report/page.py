@@ -11,8 +11,8 @@ from typing import Any, Mapping
 
 import jinja2
 
-from training.assess.plots import PLOTS, draw
-from training.assess.report import HEADLINE_ROWS, LABELS, MODEL, cv_line, format_value, guidance_rows, with_ci
+from training.report.plots import PLOTS, draw
+from training.report.sections import HEADLINE_ROWS, LABELS, MODEL, cv_line, format_value, guidance_rows, with_ci
 
 REPORT_HTML = "report.html"
 
@@ -32,7 +32,7 @@ _CAPTIONS = {
                  "marks 14 days.",
 }
 
-_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("training.assess", "templates"), autoescape=True,
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("training.report", "templates"), autoescape=True,
                                 undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 

@@ -1,5 +1,5 @@
 """Score frames: the validation and test rows of a run with every scorer's scores, as the evaluation
-report measures them (:class:`training.assess.report.Frame`), and saved as ``scores.npz`` so a saved
+report measures them (:class:`training.report.sections.Frame`), and saved as ``scores.npz`` so a saved
 model can be re-evaluated for another budget without the event log."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.contract import DAY_MS
-from training.assess.report import MODEL, Frame, evaluation_section
+from training.report.sections import MODEL, Frame, evaluation_section
 from training.fit.baselines import LinearBaseline, baseline_inputs
 from training.fit.split import period_rows
 from training.fit.train import TrainedModel
@@ -44,7 +44,7 @@ def churners_in(customer_ids: np.ndarray, obs_ms: np.ndarray, y: np.ndarray, cou
 
 
 def frame_for(dataset: Dataset, rows: np.ndarray, counted: np.ndarray, labels: Labels) -> Frame:
-    """A :class:`training.assess.report.Frame` over ``dataset[rows]``, ``counted`` (a subset of ``rows``) being
+    """A :class:`training.report.sections.Frame` over ``dataset[rows]``, ``counted`` (a subset of ``rows``) being
     the period measured and the rest its warm-up context."""
     ids, obs, y = dataset.customer_ids[rows], dataset.obs_ms[rows], dataset.y[rows]
     c = counted[rows]

@@ -14,9 +14,9 @@ measured, per scorer:
 - threshold guidance: the per-tier thresholds that fit a weekly alert budget
   (:func:`training.assess.alert_measures.propose_thresholds`), with the volume and precision they imply.
 
-The computation here (:func:`score_period`) works on plain arrays; :func:`training.assess.page.render`
-draws the HTML page and the plots (:mod:`training.assess.plots`) from the JSON alone, so
-``churnwatch evaluate VERSION`` can re-draw a saved report without data; :mod:`training.assess.terminal`
+The computation here (:func:`score_period`) works on plain arrays; :func:`training.report.page.render`
+draws the HTML page and the plots (:mod:`training.report.plots`) from the JSON alone, so
+``churnwatch evaluate VERSION`` can re-draw a saved report without data; :mod:`training.report.terminal`
 prints the same figures as tables.
 """
 

@@ -20,7 +20,7 @@ class ForeignTrainResult:
     """The conversion and the training run it fed."""
 
     convert: ConvertStats
-    train: Any  # training.fit.run.TrainResult (imported lazily: LightGBM is heavy)
+    train: Any  # training.runs.from_log.TrainResult (imported lazily: LightGBM is heavy)
 
     def summary(self) -> str:
         return self.convert.summary() + "\n" + self.train.summary()
@@ -36,7 +36,7 @@ def _counting_conversion(stats: ConvertStats, result: Any) -> Any:
 def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, mapping: ForeignMapping = ForeignMapping(),
                   *, log_out: Path | str | None = None, on_converted: Callable[[ConvertStats], None] | None = None,
                   convert_progress: Report | None = None, **train_kwargs: Any) -> ForeignTrainResult:
-    """Convert ``usage`` + ``churn`` and train on the result (:func:`training.fit.run.train_from_log`);
+    """Convert ``usage`` + ``churn`` and train on the result (:func:`training.runs.from_log.train_from_log`);
     ``churn`` is None when ``mapping.inactive_days`` defines churn; training then runs with a label
     delay of ``inactive_days`` (:mod:`training.rows.labels`).
 
@@ -49,7 +49,7 @@ def train_foreign(usage: Path | str, churn: Path | str | None, registry: Any, ma
     (:func:`training.data.foreign.convert.convert`); training draws its own bars
     (``train_kwargs['progress']``).
     """
-    from training.fit.run import train_from_log  # LightGBM is heavy: loaded when training starts
+    from training.runs.from_log import train_from_log  # LightGBM is heavy: loaded when training starts
 
     reg = registry if isinstance(registry, Registry) else Registry(registry)
     if mapping.inactive_days:  # an inactivity churn is known only N days after its date

@@ -18,7 +18,7 @@ broker. :class:`Replayer` folds time-ordered events through the *same pure funct
   time has advanced by a day, its customers quiet for a day are re-scored as of that time (trigger
   ``sweep``), exactly as ``BatchProcessor.sweep`` does.
 
-``tests/unit/pipeline/core/test_shadow.py`` runs the real ``BatchProcessor.process_batch`` and ``BatchProcessor.sweep`` (Kafka
+``tests/unit/training/assess/test_shadow.py`` runs the real ``BatchProcessor.process_batch`` and ``BatchProcessor.sweep`` (Kafka
 stubbed) on the same events and requires identical alerts, so a change to the worker's batching or sweep
 that this module does not follow fails a test.
 
@@ -59,20 +59,12 @@ from pipeline.core.features import CustomerState, FeatureConfig
 from pipeline.core.fold import fold
 from pipeline.core.policy import AlertPolicy
 from pipeline.core.sweep import SweepClock
+from pipeline.kafka.partitioner import partitioner
 
 #: Events per micro-batch: the worker's ``pipeline.worker.batch.BATCH_MAX`` (a unit test keeps the two equal).
 BATCH_MAX = 500
 #: The worker's default partition count (``CHURNWATCH_PARTITIONS``); partitions only matter to the sweep.
 PARTITIONS = 4
-
-
-def partitioner(partitions: int) -> Callable[[str], int]:
-    """Kafka's default partitioner for a customer key (what producers, and so the worker, use)."""
-    if partitions <= 1:
-        return lambda _cid: 0
-    from kafka.partitioner.default import murmur2
-
-    return lambda cid: (murmur2(cid.encode()) & 0x7FFFFFFF) % partitions
 
 
 def events_from_records(records: Iterable[Any], limits: Limits = Limits(), stats: Counter | None = None) -> Iterator[Event]:

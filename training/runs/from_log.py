@@ -3,7 +3,7 @@
 Read + validate the log (:mod:`training.data.eventlog`), replay it through the stream's own feature code
 into point-in-time snapshots (:mod:`training.rows.dataset`), train the model and the baselines
 (:mod:`training.fit.train`), evaluate them on the test period, and save model, metadata, baselines and
-the evaluation report (:mod:`training.assess.report`: ``metrics.json``, ``report/report.html`` and
+the evaluation report (:mod:`training.report.sections`: ``metrics.json``, ``report/report.html`` and
 plots) as one new registry version, promoted when the gate (:mod:`training.fit.gate`) lets it.
 """
 
@@ -31,18 +31,19 @@ from pipeline.core.spec import DEFAULT_TOP_K, FeatureSpec
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import ModelError, load_version
 from training.assess.measures import json_safe
-from training.assess.page import REPORT_HTML, render
-from training.assess.report import MIN_TEST_CHURNERS, MODEL, cv_line
+from training.report.page import REPORT_HTML, render
+from training.report.sections import MIN_TEST_CHURNERS, MODEL, cv_line
 from training.data.asof import AsOfError, Cut, cut
 from training.data.eventlog import EventLog, read_events
 from training.fit.baselines import (BASELINES_FILE, COUNT_FEATURES, COUNT_WINDOW_DAYS, LinearBaseline,
                                     baselines_json, count_matrix, event_counts)
 from training.fit.booster import IterationFn
 from training.fit.config import TrainConfig, TrainingError
-from training.fit.frames import SCORES_FILE, evaluation_of_run, save_frames
+from training.runs.frames import SCORES_FILE, evaluation_of_run, save_frames
 from training.fit.gate import Verdict, judge_baselines, judge_current
 from training.fit.train import TrainedModel, train, train_baselines
 from training.rows.dataset import Dataset, DatasetConfig, build_dataset
+from training.rows.labels import labels_from_events
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -58,7 +59,7 @@ class TrainResult:
     rows: dict[str, dict[str, Any]]
     timings: dict[str, float]
     log_stats: dict[str, Any]
-    #: Headline test-period figures per scorer (``model`` and the baselines), see training.assess.report.
+    #: Headline test-period figures per scorer (``model`` and the baselines), see training.report.sections.
     comparison: dict[str, dict[str, Any]] = field(default_factory=dict)
     guidance: dict[str, Any] = field(default_factory=dict)
     #: churners in the test period: below MIN_TEST_CHURNERS every figure is mostly noise
@@ -180,7 +181,7 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
         baselines = train_baselines(dataset, counts, model.split, config, seed)
         if bars is not None:
             bars.update(task, completed=1)
-        labels = log.labels()
+        labels = labels_from_events(log.outcomes)
         evaluation_, frames = evaluation_of_run(dataset, counts, model, baselines, labels)
         if bars is not None:
             bars.update(task, completed=2)
@@ -239,7 +240,8 @@ def _gate(registry: Registry, log: EventLog, dataset: Dataset, model: TrainedMod
     test = model.split.test.mask(dataset.obs_ms)
     if not test.any():
         return verdict
-    cur = build_dataset(log.events, replace(dataset.config, spec=running.compiled.spec), labels=log.labels())
+    cur = build_dataset(log.events, replace(dataset.config, spec=running.compiled.spec),
+                        labels=labels_from_events(log.outcomes))
     if not (np.array_equal(cur.customer_ids, dataset.customer_ids) and np.array_equal(cur.obs_ms, dataset.obs_ms)):
         verdict.current = {"version": current, "error": "its rows differ from the new model's"}
         return verdict
@@ -252,9 +254,9 @@ def _counts(log: EventLog, dataset: Dataset, bars: Any) -> np.ndarray:
     if dataset.extra is not None:  # taken in the same replay as the rows (see _build)
         return dataset.extra
     if bars is None:
-        return count_matrix(log.events, dataset, labels=log.labels())
+        return count_matrix(log.events, dataset, labels=labels_from_events(log.outcomes))
     task = bars.add_task("28-day counts (baseline)", total=1)
-    out = count_matrix(log.events, dataset, labels=log.labels())
+    out = count_matrix(log.events, dataset, labels=labels_from_events(log.outcomes))
     bars.update(task, completed=1)
     return out
 
@@ -263,10 +265,11 @@ def _build(log: EventLog, cfg: DatasetConfig, bars: Any) -> Dataset:
     """The rows, with the baselines' 28-day counts of the same states at the same instants: one replay
     of the log for both (:func:`training.fit.baselines.count_matrix` would be a second)."""
     counts = dict(extra=lambda state, t: event_counts(state, t, COUNT_WINDOW_DAYS), extra_width=len(COUNT_FEATURES))
+    labels = labels_from_events(log.outcomes)
     if bars is None:
-        return build_dataset(log.events, cfg, labels=log.labels(), **counts)
+        return build_dataset(log.events, cfg, labels=labels, **counts)
     task = bars.add_task("replaying events", total=len(log.events))
-    dataset = build_dataset(log.events, cfg, labels=log.labels(), on_progress=lambda n: bars.advance(task, n), **counts)
+    dataset = build_dataset(log.events, cfg, labels=labels, on_progress=lambda n: bars.advance(task, n), **counts)
     bars.update(task, completed=len(log.events))
     return dataset
 

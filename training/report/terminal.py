@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from training.assess.report import HEADLINE_ROWS, MODEL, format_value, guidance_rows, with_ci
+from training.report.sections import HEADLINE_ROWS, MODEL, format_value, guidance_rows, with_ci
 
 #: Narrow names for terminal tables.
 SHORT_LABELS = {MODEL: "model", "logreg": "logreg, same features", "counts_28d": "logreg, 28-day counts",

@@ -1,4 +1,4 @@
-"""pipeline.core.shadow: the worker's per-customer logic offline — and proof that it *is* the worker's logic."""
+"""training.assess.shadow: the worker's per-customer logic offline — and proof that it *is* the worker's logic."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline.core import shadow as rp
+from training.assess import shadow as rp
 from pipeline.core.alerting import AlertConfig
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.features import FEATURE_INDEX, FEATURES, CustomerState, apply
 from pipeline.core.policy import AlertPolicy
-from pipeline.core.shadow import Replayer, ShadowSignal, Scoring, events_from_records, score_and_decide
+from training.assess.shadow import Replayer, ShadowSignal, Scoring, events_from_records, score_and_decide
 from pipeline.core.rules import RulesConfig, on_event
 from devtools.simulator import SimConfig, encode_value, simulate
 
