@@ -21,17 +21,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from devtools.broker import EmbeddedBroker, free_port, stop_process
 from apps.console import print_alert
-from pipeline.core.contract import DAY_MS
-from pipeline.kafka.feed import follow
 from apps.inbox.server import InboxServer
 from apps.inbox.server import create_app as create_inbox
+from devtools.broker import EmbeddedBroker, free_port, stop_process
 from devtools.producer import ProduceStats, produce
-from pipeline.model.registry import Registry
-from pipeline.config.settings import Settings
 from devtools.simulator import SimConfig, simulate
+from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS
+from pipeline.kafka.feed import follow
 from pipeline.kafka.topics import ensure_topics
+from pipeline.model.registry import Registry
 
 HISTORY = SimConfig(customers=1000, days=240, seed=1001, id_prefix="h")
 LIVE_CUSTOMERS = 300

@@ -57,13 +57,13 @@ from typing import Any, Iterable, Sequence
 
 from _common import BenchError, Figure, Report, load_note, main_guard, parser, section
 
+from devtools.simulator import SimConfig, ground_truth, simulate, write_jsonl
 from pipeline.core.contract import DAY_MS, format_ts
 from pipeline.core.features import FEATURE_INDEX
 from pipeline.core.policy import AlertPolicy
 from pipeline.model.registry import Registry
-from training.assess.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowSignal, events_from_records, partitioner
 from pipeline.model.scoring import load_current
-from devtools.simulator import SimConfig, ground_truth, simulate, write_jsonl
+from training.assess.shadow import BATCH_MAX, PARTITIONS, Replayer, ShadowSignal, events_from_records, partitioner
 
 #: Fixed windows, so a run with the same flags replays the same events.
 TRAIN_START_MS = 1_735_689_600_000  # 2025-01-01 UTC

@@ -51,6 +51,8 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_COMMIT = "0b74179"
 #: The measurement code both trees run: this tree's, so only the code under test differs.
 HARNESS = ("bench/_common.py", "bench/bench_worker.py")
+#: A file only trees with the layered package layout have; older trees keep their own harness.
+LAYERED = "pipeline/worker/batch.py"
 #: Modules the harness itself uses to make its input: if they differ, the trees see different events.
 INPUT_MODULES = ("devtools/simulator.py", "devtools/simulator/")
 
@@ -213,8 +215,11 @@ def main() -> int:
         worktree_added = True
         n = snapshot_working_tree(trees["new"])
         print(f"  worktree of {short} at {trees['old']}; snapshot of this tree ({n} files) at {trees['new']}")
-        for rel in HARNESS:
-            shutil.copy2(REPO / rel, trees["old"] / rel)
+        if (trees["old"] / LAYERED).exists():
+            for rel in HARNESS:
+                shutil.copy2(REPO / rel, trees["old"] / rel)
+        else:  # before the layered layout this tree's harness cannot import the old modules: keep the old one
+            print(f"  {short} predates the layered layout ({LAYERED} missing): it runs its own copy of the harness")
         for name, tree in trees.items():
             if any(VARIANTS[v].tree == name for v in variants):
                 check_imports(tree)

@@ -20,9 +20,9 @@ import time
 from _common import (BenchError, Report, best_of_interleaved, dict_counters, load_note, main_guard, parser,
                      per_call_ns, percentile, section)
 
+from devtools.simulator import SimConfig, encode_value, simulate
 from pipeline.core.contract import DAY_MS, Event, parse, validate
 from pipeline.core.features import CustomerState, FeatureConfig, apply, states_from_events, vector
-from devtools.simulator import SimConfig, encode_value, simulate
 
 #: Fixed window start (2025-01-01 UTC) so every run folds exactly the same events.
 START_MS = 1_735_689_600_000

@@ -30,10 +30,10 @@ import numpy as np
 
 from _common import BenchError, Report, load_note, main_guard, parser, per_call_ns_interleaved, percentile, section
 
+from devtools.simulator import SimConfig, simulate, write_jsonl
 from pipeline.core.features import FEATURES, states_from_events, vector
 from pipeline.model.registry import Registry
 from pipeline.model.scoring import Model, load_current
-from devtools.simulator import SimConfig, simulate, write_jsonl
 from training.data.eventlog import read_events
 from training.fit.config import TrainConfig
 from training.runs.from_log import train_from_log

@@ -27,11 +27,11 @@ import orjson
 from _common import (BenchError, Report, best_of, best_of_interleaved, dict_counters, fmt_num, load_note, main_guard,
                      parser, per_call_ns_interleaved, percentile, section)
 
+from devtools.simulator import SimConfig, simulate
 from pipeline.core.contract import Event
 from pipeline.core.features import CustomerState, states_from_events
-from training.assess.shadow import events_from_records
-from devtools.simulator import SimConfig, simulate
 from pipeline.core.spec import DEFAULT_TOP_K, CompiledSpec, FeatureSpec, compile_spec, learn
+from training.assess.shadow import events_from_records
 
 #: Fixed window start (2025-01-01 UTC) so every run folds exactly the same events.
 START_MS = 1_735_689_600_000

@@ -49,12 +49,12 @@ import orjson
 
 from _common import REPO, BenchError, Report, load_note, main_guard, parser, percentile, section
 
-from devtools.broker import EmbeddedBroker, free_port, stop_process
 from apps.demo import scrape
-from pipeline.model.registry import Registry
-from pipeline.config.settings import Settings
+from devtools.broker import EmbeddedBroker, free_port, stop_process
 from devtools.simulator import SimConfig, SimRecord, encode_value, simulate, write_jsonl
+from pipeline.config.settings import Settings
 from pipeline.kafka.topics import ensure_topics
+from pipeline.model.registry import Registry
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PARTITIONS = 4

@@ -57,8 +57,8 @@ class Result:
 
 
 def run_sim(seed: int, vocab: int, customers: int, days: int, top_k: int, draws: int) -> Result:
-    from pipeline.model.registry import Registry
     from devtools.simulator import SimConfig, simulate, write_jsonl
+    from pipeline.model.registry import Registry
     from training.runs.from_log import train_from_log
 
     name = f"simulator seed {seed}, vocabulary {vocab}"

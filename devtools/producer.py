@@ -15,9 +15,9 @@ from typing import Iterable
 import orjson
 from kafka import KafkaProducer
 
+from devtools.simulator import SimRecord
 from pipeline.config.settings import Settings
 from pipeline.kafka.security import kafka_python_kwargs
-from devtools.simulator import SimRecord
 
 
 @dataclass

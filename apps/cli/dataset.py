@@ -31,8 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
-    from training.rows.dataset import build_dataset, dataset_format, write_dataset
     from training.data.eventlog import read_events
+    from training.rows.dataset import build_dataset, dataset_format, write_dataset
     from training.rows.labels import labels_from_events
 
     source = existing_path(args.events, "event log")

@@ -11,11 +11,11 @@ class UserError(Exception):
 def known_errors() -> tuple[type[BaseException], ...]:
     from devtools.broker import BrokerError
     from pipeline.config.fields import SettingsError
-    from pipeline.kafka.connection import ConnectError
     from pipeline.config.policy_file import PolicyError
+    from pipeline.kafka.connection import ConnectError
+    from pipeline.kafka.topics import TopicError
     from pipeline.model.registry import RegistryError
     from pipeline.model.scoring import ModelError
-    from pipeline.kafka.topics import TopicError
     from training.data.asof import AsOfError
     from training.data.export import ExportError
     from training.data.readers import LogFormatError

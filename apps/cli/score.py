@@ -30,8 +30,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     times = parse_times(args.at)
     if not Path(args.out).parent.is_dir() or not args.out.lower().endswith((".parquet", ".csv", ".csv.gz")):
         raise UserError(f"--out {args.out}: scores are written as .parquet, .csv or .csv.gz into an existing directory")
-    from pipeline.core.alerting import AlertConfig
     from pipeline.config.policy_file import load_policy
+    from pipeline.core.alerting import AlertConfig
     from pipeline.model.scoring import load_version
 
     settings = settings_of(args)

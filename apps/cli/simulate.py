@@ -59,8 +59,8 @@ def _out_format(path_text: str) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from devtools import simulator
     from apps.bars import Bars, wanted
+    from devtools import simulator
 
     extra = {} if args.users_per_account is None else {"users_per_account": args.users_per_account}
     if extra and not args.vocabulary:

@@ -50,11 +50,11 @@ def _announcer(settings: Settings) -> Callable[[str], None]:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pipeline.worker.run import run_worker
-    from pipeline.kafka.connection import check_connection
     from pipeline.config.logs import configure_logging
+    from pipeline.kafka.connection import check_connection
     from pipeline.kafka.topics import ensure_topics
     from pipeline.web.webauth import check_bind
+    from pipeline.worker.run import run_worker
 
     settings = settings_of(args)
     configure_logging(settings.log_format, settings.log_level)  # the connection and topic checks log too

@@ -19,8 +19,8 @@ import jinja2
 from markupsafe import Markup
 
 from apps.inbox.view import UNASSIGNED, as_score, as_text
-from pipeline.core.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.core.alerting import ESCALATION, EVENT, SWEEP
+from pipeline.core.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.core.rules import CSAT_LOW, NPS_DETRACTOR, RENEWAL_AT_RISK, REPEATED_FAILED_HELP, VIP_SLA_BREACH
 
 TRIGGER_LABELS = {

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.core.alerting import CLOSING_OUTCOMES as ALERT_CLOSING_OUTCOMES, EXPIRE_DAYS
-from pipeline.core.contract import DAY_MS, InvalidEvent, Limits, format_ts, parse_ts, validate
 from pipeline.core.alerting import ESCALATION
+from pipeline.core.contract import DAY_MS, InvalidEvent, Limits, format_ts, parse_ts, validate
 
 #: Outcomes that close a customer's entry: those that close the worker's open alert, plus churn.
 CLOSING_OUTCOMES = ALERT_CLOSING_OUTCOMES | {"churned"}

@@ -16,18 +16,17 @@ so a rule can tell that the customer already has an open alert).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from pipeline.core import alerting
-from pipeline.core.plays import suggest_play
-from pipeline.core.reasons import Reason, top_reasons
 from pipeline.core import rules
 from pipeline.core.alerting import Alert
 from pipeline.core.contract import DAY_MS
 from pipeline.core.features import FEATURES, CustomerState, vector
+from pipeline.core.plays import suggest_play
 from pipeline.core.policy import AlertPolicy
+from pipeline.core.reasons import Reason, top_reasons
 
 
 class ScoringModel(Protocol):
@@ -82,14 +81,13 @@ class Scoring:
 
 
 def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, policy: AlertPolicy, trigger: str,
-                     emit_ms: int | None = None, *, held: Callable[[int], bool] | None = None,
-                     on_predict: Callable[[float, int], None] | None = None) -> list[Scoring]:
+                     emit_ms: int | None = None, *, held: Callable[[int], bool] | None = None) -> list[Scoring]:
     """Score ``entries`` in one call and decide their alerts, updating each customer's alert memory.
 
     ``emit_ms`` is the wall clock stamped on alerts (``None``: each alert's event time, for replays).
     ``held(partition)`` says whether risk decisions must wait for that partition (model alerts and the
-    risk-based rules see no score then; event rules still fire). ``on_predict(seconds, rows)`` is told
-    how long the model call took (the worker's latency histogram).
+    risk-based rules see no score then; event rules still fire). The worker times the model call itself
+    (:class:`pipeline.model.scoring.Timed`): the decision loop keeps no clock.
     """
     if not entries:
         return []
@@ -98,10 +96,7 @@ def score_and_decide(entries: Sequence[Touched], model: ScoringModel | None, pol
     scores: list[float | None] = [None] * len(entries)
     thresholds: dict[str, float] = {}
     if model is not None:
-        started = time.perf_counter()
         scores = [float(x) for x in model.predict(rows)]
-        if on_predict is not None:
-            on_predict(time.perf_counter() - started, len(rows))
         thresholds = model.thresholds
     version = model.version if model else None
     out: list[Scoring] = []

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.kafka.security import kafka_python_kwargs, ssl_context
 from pipeline.config.fields import SettingsError
 from pipeline.config.settings import Settings
+from pipeline.kafka.security import kafka_python_kwargs, ssl_context
 
 #: ApiVersions (key 18) v0, correlation id 0x6377 ("cw"), client id "churnwatch-check".
 _CLIENT_ID = b"churnwatch-check"

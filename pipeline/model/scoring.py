@@ -15,17 +15,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightgbm as lgb
 import numpy as np
 
 from pipeline.core.features import CustomerState, FeatureConfig
+from pipeline.core.spec import CompiledSpec, SpecError, compile_spec, spec_of_meta
 from pipeline.model.modelcheck import DEFAULT_TIMEOUT_S, Checker, ModelError, check_feature_names, check_metadata
 from pipeline.model.registry import MODEL_FILE, CorruptVersion, Registry, RegistryError
-from pipeline.core.spec import CompiledSpec, SpecError, compile_spec, spec_of_meta
 
 __all__ = ["Model", "ModelError", "ModelHolder", "calibrate", "load_current", "load_model", "load_version",
            "model_from_bytes"]
@@ -186,6 +187,25 @@ def load_version(registry: Registry, version: str, *, check: bool = True, timeou
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
+
+
+class Timed:
+    """A model whose every ``predict`` call is timed and told to ``observe(seconds, rows)`` (the worker's
+    latency histogram): timed here, in the shell, so the pure decision loop keeps no clock. Everything
+    else (thresholds, version, the compiled spec, contributions) is the model's own."""
+
+    def __init__(self, model: Any, observe: Callable[[float, int], None]) -> None:
+        self._model = model
+        self._observe = observe
+
+    def predict(self, rows: Any) -> Any:
+        started = time.perf_counter()
+        out = self._model.predict(rows)
+        self._observe(time.perf_counter() - started, len(rows))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
 
 
 class ModelHolder:

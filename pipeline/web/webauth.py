@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from pipeline.config.hosts import norm_host_name, split_host
 from pipeline.config.fields import SettingsError
+from pipeline.config.hosts import norm_host_name, split_host
 from pipeline.config.settings import Settings
 
 #: The session cookie (one name for the inbox and the worker web: in token mode either accepts the other's).

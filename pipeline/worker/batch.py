@@ -24,23 +24,23 @@ from typing import Any, Sequence
 
 import orjson
 
+from pipeline.config.policy_file import load_policy
 from pipeline.config.settings import Settings
+from pipeline.core.alerting import EVENT, SWEEP
 from pipeline.core.contract import Event, InvalidEvent, Limits, parse
+from pipeline.core.contract import DEFAULT_TIER
 from pipeline.core.decisions import Touched, score_and_decide, vectorizer
 from pipeline.core.features import Applied, CustomerState
 from pipeline.core.fold import fold
-from pipeline.config.policy_file import load_policy
 from pipeline.core.rules import RulesConfig
 from pipeline.core.sweep import SweepClock
 from pipeline.model.registry import Registry
-from pipeline.model.scoring import ModelHolder
+from pipeline.model.scoring import ModelHolder, Timed
 from pipeline.worker import metrics
 from pipeline.worker.deadletter import deadletter_record
 from pipeline.worker.health import Health
 from pipeline.worker.store import Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.worker.webhook import WebhookSink
-from pipeline.core.alerting import EVENT, SWEEP
-from pipeline.core.contract import DEFAULT_TIER
 
 log = logging.getLogger("churnwatch.worker")
 
@@ -347,8 +347,9 @@ class BatchProcessor:
         """:func:`pipeline.core.decisions.score_and_decide`, contained: a failure costs the alerts of this
         call (counted, logged), never the events or the states."""
         try:
-            return score_and_decide(entries, self.models.model, self.policy, trigger, now_ms, held=self.clock.behind,
-                                    on_predict=self._observe_latency)
+            model = self.models.model
+            timed = Timed(model, self._observe_latency) if model is not None else None
+            return score_and_decide(entries, timed, self.policy, trigger, now_ms, held=self.clock.behind)
         except Exception:
             metrics.INTERNAL_ERRORS.labels(stage="score").inc()
             log.exception("scoring %d customers failed; their states are kept, no alerts from this call", len(entries))

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
-from pipeline.core.contract import OUTCOME_TYPES, REASONS
 from pipeline.core.alerting import EVENT, SWEEP
+from pipeline.core.contract import OUTCOME_TYPES, REASONS
 
 disable_created_metrics()  # the *_created samples double the page for no dashboard use
 

@@ -30,10 +30,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from pipeline.core.alerting import ESCALATION, RULE
 from pipeline.worker.metrics import WEBHOOK_DELIVERIES as DELIVERIES
 from pipeline.worker.metrics import WEBHOOK_LATENCY as LATENCY
 from pipeline.worker.metrics import WEBHOOK_OUTCOMES as OUTCOMES  # noqa: F401  (re-exported for callers)
-from pipeline.core.alerting import ESCALATION, RULE
 
 log = logging.getLogger("churnwatch.webhook")
 

@@ -36,10 +36,10 @@ from typing import Any, Callable, Iterable, Iterator
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from devtools.broker import EmbeddedBroker, free_port, stop_process
 from apps.demo import scrape
-from pipeline.kafka.feed import read_all, read_raw
+from devtools.broker import EmbeddedBroker, free_port, stop_process
 from pipeline.config.settings import INPUT_SOURCES, Settings
+from pipeline.kafka.feed import read_all, read_raw
 from pipeline.kafka.topics import ensure_topics
 from tests.faults.oracle import SOURCES, Comparison, Ev, Observed, Oracle, Unavailable
 from tests.integration.conftest import _env, wait_for

@@ -31,11 +31,11 @@ import pytest
 from kafka import KafkaProducer
 
 from devtools.broker import EmbeddedBroker, free_port, stop_process
+from pipeline.config.settings import Settings
 from pipeline.core.contract import DAY_MS
 from pipeline.core.features import FEATURES
-from pipeline.model.registry import Registry
-from pipeline.config.settings import Settings
 from pipeline.kafka.topics import ensure_topics
+from pipeline.model.registry import Registry
 from tests.integration.conftest import WorkerProcess, _env, wait_for
 from tests.integration.scenarios import event
 

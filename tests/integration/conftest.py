@@ -22,14 +22,14 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from devtools.broker import EmbeddedBroker, free_port, stop_process
 from apps.demo import scrape
-from pipeline.kafka.feed import read_all
-from pipeline.model.registry import Registry
+from devtools.broker import EmbeddedBroker, free_port, stop_process
+from devtools.simulator import SimConfig, simulate, write_jsonl
 from pipeline.config.fields import ENV_PREFIX
 from pipeline.config.settings import Settings
-from devtools.simulator import SimConfig, simulate, write_jsonl
+from pipeline.kafka.feed import read_all
 from pipeline.kafka.topics import ensure_topics
+from pipeline.model.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 _ids = itertools.count(1)

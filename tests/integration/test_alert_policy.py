@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.contract import DAY_MS, format_ts
 from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS, format_ts
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import HOUR, event, healthy, interleave
 

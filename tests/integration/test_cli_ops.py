@@ -19,8 +19,8 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from devtools.broker import free_port, stop_process
 from apps.demo import scrape
+from devtools.broker import free_port, stop_process
 from pipeline.config.fields import ENV_PREFIX
 from pipeline.config.settings import Settings
 from tests.integration.conftest import REPO, run_cli, wait_for

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from devtools.broker import EmbeddedBroker, free_port
-from pipeline.kafka.connection import ConnectError, check_connection
 from pipeline.config.settings import Settings
+from pipeline.kafka.connection import ConnectError, check_connection
 
 try:  # tests/integration may or may not become a package; support both import styles
     from .conftest import run_cli

@@ -8,11 +8,11 @@ import time
 import orjson
 import pytest
 
+from devtools.simulator import SimConfig, simulate
+from pipeline.config.settings import Settings
 from pipeline.core.contract import DAY_MS, validate
 from pipeline.core.features import CustomerState, states_from_events, vector
 from pipeline.kafka.feed import read_all
-from pipeline.config.settings import Settings
-from devtools.simulator import SimConfig, simulate
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.core.contract import DAY_MS, validate
 from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS, validate
 from training.data.eventlog import read_events
 from training.data.export import ExportError, export_topics
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.core.contract import DAY_MS
-from pipeline.model.registry import MODEL_FILE, Registry
 from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS
 from pipeline.core.spec import compile_spec, safe_name, spec_of_meta
+from pipeline.model.registry import MODEL_FILE, Registry
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import event
 

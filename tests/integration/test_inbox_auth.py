@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from pipeline.core.contract import format_ts, validate
 from apps.inbox.server import InboxServer, create_app
-from pipeline.web.webauth import CSRF_HEADER
 from pipeline.config.settings import Settings
+from pipeline.core.contract import format_ts, validate
+from pipeline.web.webauth import CSRF_HEADER
 from tests.integration.conftest import REPO, read_topic, wait_for
 from tests.integration.webclient import WebClient
 

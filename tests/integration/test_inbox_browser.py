@@ -24,11 +24,11 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from pipeline.core.contract import DAY_MS, parse_ts, validate
 from apps.inbox.page import risk_text, sentence
 from apps.inbox.server import InboxServer, create_app
 from apps.inbox.view import ACK_NOTE
 from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS, parse_ts, validate
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import healthy
 

@@ -14,10 +14,10 @@ import urllib.request
 
 import pytest
 
-from pipeline.worker import metrics
+from pipeline.config.settings import Settings
 from pipeline.core.contract import DAY_MS, OUTCOME_TYPES, REASONS
 from pipeline.core.rules import RulesConfig
-from pipeline.config.settings import Settings
+from pipeline.worker import metrics
 from tests.integration.conftest import wait_for
 from tests.integration.deployfiles import alert_rules, dashboard, dashboard_exprs, grafana_to_promql
 from tests.integration.promserver import PROMETHEUS_BIN, run_prometheus

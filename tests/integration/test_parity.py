@@ -8,14 +8,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.core.contract import DAY_MS, validate
-from pipeline.kafka.feed import read_all, read_raw
-from pipeline.config.settings import INPUT_SOURCES, Settings
 from devtools.simulator import SimConfig, simulate
-from tests.integration.conftest import wait_for
-from training.assess.parity import compare
-from pipeline.model.registry import Registry
+from pipeline.config.settings import INPUT_SOURCES, Settings
+from pipeline.core.contract import DAY_MS, validate
 from pipeline.core.spec import compile_spec, spec_of_meta
+from pipeline.kafka.feed import read_all, read_raw
+from pipeline.model.registry import Registry
+from training.assess.parity import compare
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 

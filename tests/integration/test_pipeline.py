@@ -9,8 +9,8 @@ import urllib.request
 import orjson
 import pytest
 
-from pipeline.core.contract import DAY_MS, parse_ts
 from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS, parse_ts
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import deteriorating, event, healthy, interleave
 

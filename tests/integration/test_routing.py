@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from devtools.broker import free_port
+from pipeline.config.settings import Settings
 from pipeline.core.contract import format_ts
 from pipeline.kafka.partitioner import partitioner
-from pipeline.config.settings import Settings
 from tests.integration.conftest import wait_for
 from tests.integration.test_compose_files import healthcheck_argv, load_compose, run_check
 

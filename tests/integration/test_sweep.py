@@ -7,8 +7,8 @@ import time
 import pytest
 from kafka.partitioner.default import murmur2
 
-from pipeline.core.contract import DAY_MS, parse_ts
 from pipeline.config.settings import Settings
+from pipeline.core.contract import DAY_MS, parse_ts
 from tests.integration.conftest import read_topic, wait_for
 from tests.integration.scenarios import healthy, interleave
 

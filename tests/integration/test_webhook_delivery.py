@@ -16,8 +16,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pipeline.worker import webhook
 from devtools.broker import free_port
+from pipeline.worker import webhook
 from pipeline.worker.webhook import WebhookSink
 from tests.unit.pipeline.worker.test_webhook import make_alert
 

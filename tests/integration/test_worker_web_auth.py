@@ -10,9 +10,9 @@ import time
 import pytest
 
 from devtools.broker import free_port
+from pipeline.config.settings import Settings
 from pipeline.core.contract import DAY_MS
 from pipeline.kafka.partitioner import partitioner
-from pipeline.config.settings import Settings
 from pipeline.web.webauth import WORKER_HEADER, WebAuth
 from tests.integration.conftest import wait_for
 from tests.integration.scenarios import profile

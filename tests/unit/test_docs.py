@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pipeline.core.features import FEATURES
 from pipeline.config.settings import Settings
+from pipeline.core.features import FEATURES
 
 ROOT = Path(__file__).resolve().parents[2]
 

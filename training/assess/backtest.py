@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.reasons import top_reasons
 from pipeline.core.alerting import AlertConfig
 from pipeline.core.contract import DAY_MS, Event, format_ts
 from pipeline.core.features import CustomerState, FeatureConfig
+from pipeline.core.reasons import top_reasons
 from pipeline.model.scoring import Model
 from training.rows.labels import Labels, labels_from_events
 from training.rows.timeline import snapshots

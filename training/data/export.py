@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from kafka.errors import KafkaError
 
-from pipeline.core.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.config.settings import INPUT_SOURCES, Settings
+from pipeline.core.contract import InvalidEvent, format_ts, parse_ts
 from pipeline.kafka.security import kafka_python_kwargs
 from training.data.progress import Report
 from training.data.spool import BATCH_ROWS, Spool, SpoolError

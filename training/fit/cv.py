@@ -40,11 +40,11 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline.core.contract import DAY_MS
-from training.rows.dataset import Dataset
 from training.assess.measures import json_safe, pr_auc, roc_auc
 from training.fit.booster import fit_early_stopping, lgb_params
 from training.fit.config import TrainConfig
 from training.fit.split import Period, TimeSplit, period_of
+from training.rows.dataset import Dataset
 
 #: A fold's training block and its validation block each need this many churn labels: below it the
 #: early-stopping curve of that fold is noise (and a block without churners has no curve at all).

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.contract import DAY_MS
-from training.report.sections import MODEL, Frame, evaluation_section
 from training.fit.baselines import LinearBaseline, baseline_inputs
 from training.fit.split import period_rows
 from training.fit.train import TrainedModel
+from training.report.sections import MODEL, Frame, evaluation_section
 from training.rows.dataset import Dataset
 from training.rows.labels import Labels
 

@@ -31,19 +31,19 @@ from pipeline.core.spec import DEFAULT_TOP_K, FeatureSpec
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import ModelError, load_version
 from training.assess.measures import json_safe
-from training.report.page import REPORT_HTML, render
-from training.report.sections import MIN_TEST_CHURNERS, MODEL, cv_line
 from training.data.asof import AsOfError, Cut, cut
 from training.data.eventlog import EventLog, read_events
+from training.report.page import REPORT_HTML, render
+from training.report.sections import MIN_TEST_CHURNERS, MODEL, cv_line
 from training.fit.baselines import (BASELINES_FILE, COUNT_FEATURES, COUNT_WINDOW_DAYS, LinearBaseline,
                                     baselines_json, count_matrix, event_counts)
 from training.fit.booster import IterationFn
 from training.fit.config import TrainConfig, TrainingError
-from training.runs.frames import SCORES_FILE, evaluation_of_run, save_frames
 from training.fit.gate import Verdict, judge_baselines, judge_current
 from training.fit.train import TrainedModel, train, train_baselines
 from training.rows.dataset import Dataset, DatasetConfig, build_dataset
 from training.rows.labels import labels_from_events
+from training.runs.frames import SCORES_FILE, evaluation_of_run, save_frames
 
 METRICS_FILE = "metrics.json"
 REPORT_DIR = "report"
@@ -142,7 +142,7 @@ def train_from_log(path: Path | str, registry: Registry, *, horizon_days: int = 
     baselines and the current model on the same test rows — unless ``force_promote``; ``strict`` also
     holds back a model whose test period has fewer than 30 churners. ``as_of_ms`` reads the log as
     if exported then (:mod:`training.data.asof`). ``label_delay_days``, when given, overrides the dataset
-    config's (:func:`training.data.foreign.train_foreign` sets it to N for inactivity churn). Progress bars
+    config's (:func:`training.runs.from_foreign.train_foreign` sets it to N for inactivity churn). Progress bars
     go to stderr so stdout stays clean for the summary."""
     path = Path(path)
     t0 = time.perf_counter()

@@ -22,18 +22,18 @@ from pipeline.core.spec import spec_of_meta
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import load_version
 from training.assess.measures import json_safe
-from training.report.page import render
-from training.report.sections import MODEL, evaluation_section
-from training.report.terminal import comparison_table, guidance_table
 from training.data.eventlog import read_events
 from training.fit.baselines import BASELINES_FILE, LinearBaseline, count_matrix, load_baselines
 from training.fit.config import TrainConfig, TrainingError
-from training.runs.frames import SCORES_FILE, baseline_scores, frame_for, load_frames
-from training.runs.from_log import METRICS_FILE, REPORT_DIR, REPORT_KEYS, cut_as_of, few_churners_warning
 from training.fit.split import Period, period_rows, time_split
 from training.fit.thresholds import budget_guidance
+from training.report.page import render
+from training.report.sections import MODEL, evaluation_section
+from training.report.terminal import comparison_table, guidance_table
 from training.rows.dataset import DatasetConfig, build_dataset
 from training.rows.labels import labels_from_events
+from training.runs.frames import SCORES_FILE, baseline_scores, frame_for, load_frames
+from training.runs.from_log import METRICS_FILE, REPORT_DIR, REPORT_KEYS, cut_as_of, few_churners_warning
 
 
 @dataclass

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from devtools.broker import free_port
 from apps.ports import bind_problem, shown
+from devtools.broker import free_port
 
 
 def test_a_listening_port_is_busy_and_a_free_one_is_not():

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from devtools import simulator as sim
-from pipeline.core.contract import parse_ts, validate
 from devtools.simulator import SimConfig, SimRecord, ground_truth, product_vocabulary, simulate
 from devtools.simulator.records import DAY_MS
 from devtools.simulator.vocabulary import FIXED_TYPES
+from pipeline.core.contract import parse_ts, validate
 
 START = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SMALL = SimConfig(customers=80, days=120, start_ms=START, seed=5, vocabulary=14)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config.policy_file import PolicyError, load_policy
 from pipeline.core.alerting import AlertConfig
 from pipeline.core.plays import PLAYS
-from pipeline.config.policy_file import PolicyError, load_policy
 
 
 def write(tmp_path: Path, text: str) -> Path:

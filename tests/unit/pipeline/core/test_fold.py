@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from pipeline.core import fold as fold_module
-from training.assess import shadow
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.decisions import Touched
 from pipeline.core.features import Applied, CustomerState, FeatureConfig
 from pipeline.core.fold import fold
 from pipeline.core.rules import RulesConfig
+from training.assess import shadow
 
 T0 = parse_ts("2026-05-10T12:00:00Z")
 H = 3_600_000

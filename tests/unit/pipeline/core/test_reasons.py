@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.core.features import FEATURE_INDEX, FEATURES
 from pipeline.core.plays import PLAYS
 from pipeline.core.reasons import Reason, category, top_reasons
-from pipeline.core.features import FEATURE_INDEX, FEATURES
 
 NAN = float("nan")
 

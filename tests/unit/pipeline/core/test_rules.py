@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.features import FEATURE_INDEX, FEATURES, CustomerState, apply, vector
-from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.rules import RuleHit, RulesConfig, on_event, on_score
 
 T0 = parse_ts("2026-05-10T12:00:00Z")

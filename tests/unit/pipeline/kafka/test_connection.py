@@ -15,10 +15,10 @@ from typing import Callable, Iterator
 
 import pytest
 
-from pipeline.kafka import connection
 from devtools.broker import free_port
-from pipeline.kafka.connection import Cluster, ConnectError, bootstrap_addresses, check_connection, probe
 from pipeline.config.settings import Settings
+from pipeline.kafka import connection
+from pipeline.kafka.connection import Cluster, ConnectError, bootstrap_addresses, check_connection, probe
 
 TLS = Path(__file__).parent / "tls"
 CA = str(TLS / "ca.pem")

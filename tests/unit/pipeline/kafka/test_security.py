@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.kafka import security
 from pipeline.config.fields import SettingsError
 from pipeline.config.settings import Settings
+from pipeline.kafka import security
 
 TLS = Path(__file__).parent / "tls"
 CA, CLIENT_CERT, CLIENT_KEY = str(TLS / "ca.pem"), str(TLS / "client.pem"), str(TLS / "client.key")

@@ -483,3 +483,20 @@ def test_refresh_in_a_thread_keeps_the_event_loop_running(tmp_path: Path, named_
     assert result == ("unchanged", None) and ticks >= 20 and stop_s < 10
     assert holder.model.version == v1
     assert holder.refresh() == ("unchanged", None)  # closed
+
+
+def test_timed_model_tells_each_predict_call_and_passes_the_rest_through() -> None:
+    from pipeline.model.scoring import Timed
+
+    class Stub:
+        version, thresholds = "v7", {"vip": 0.3}
+
+        def predict(self, rows):
+            return [0.5 for _ in rows]
+
+    seen: list[tuple[float, int]] = []
+    timed = Timed(Stub(), lambda seconds, rows: seen.append((seconds, rows)))
+    assert timed.predict([[1.0], [2.0], [3.0]]) == [0.5, 0.5, 0.5]
+    assert len(seen) == 1 and seen[0][0] >= 0.0 and seen[0][1] == 3
+    assert (timed.version, timed.thresholds) == ("v7", {"vip": 0.3})
+    assert getattr(timed, "compiled", None) is None  # what the decision loop asks of a model without a spec

@@ -9,9 +9,9 @@ import json
 import pytest
 from multidict import CIMultiDict
 
-from pipeline.web import webauth
 from pipeline.config.fields import SettingsError
 from pipeline.config.settings import Settings
+from pipeline.web import webauth
 from pipeline.web.webauth import (API_USER, SESSION_MAX_AGE_S, WORKER_HEADER, HostRule, Identity, WebAuth, bind_rule,
                               check_bind, is_loopback_bind, parse_host_list, safe_next, same_origin,
                               user_name_problem)

@@ -12,14 +12,14 @@ from typing import Any
 import orjson
 import pytest
 
+from pipeline.config.settings import Settings
 from pipeline.core import fold as fold_module
 from pipeline.core import decisions as decisions_module
-from pipeline.worker.batch import BatchProcessor
 from pipeline.core.contract import format_ts
 from pipeline.core.features import CustomerState
-from training.assess.shadow import partitioner
-from pipeline.config.settings import Settings
+from pipeline.worker.batch import BatchProcessor
 from pipeline.worker.store import POSITION_KEY
+from training.assess.shadow import partitioner
 
 T0 = 1_764_000_000_000
 

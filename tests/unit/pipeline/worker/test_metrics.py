@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 
-from pipeline.worker import metrics
-from pipeline.core.contract import OUTCOME_TYPES, REASONS
 from pipeline.core import rules
+from pipeline.core.contract import OUTCOME_TYPES, REASONS
 from pipeline.core.rules import RulesConfig
+from pipeline.worker import metrics
 
 REPO = Path(metrics.__file__).resolve().parents[2]
 
@@ -73,8 +73,8 @@ def test_every_rule_name_is_a_known_trigger() -> None:
 
 def test_a_worker_initialises_its_labels(tmp_path: Path) -> None:
     pytest.importorskip("faust")
-    from pipeline.worker.batch import BatchProcessor
     from pipeline.config.settings import Settings
+    from pipeline.worker.batch import BatchProcessor
 
     settings = Settings.from_env(env={}).with_(broker="kafka://127.0.0.1:1", topic_prefix="u2.",
                                                models_dir=tmp_path / "models", data_dir=tmp_path / "data")

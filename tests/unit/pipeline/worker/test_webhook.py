@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.worker import webhook
 from pipeline.core.alerting import Alert
 from pipeline.core.reasons import Reason
+from pipeline.worker import webhook
 from pipeline.worker.webhook import (DELIVERED, PERMANENT, RETRY, WebhookSink, backoff_delay, chat_payload, check_url,
                               classify, retry_after_s, url_host)
 

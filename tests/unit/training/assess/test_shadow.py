@@ -14,14 +14,14 @@ import numpy as np
 import orjson
 import pytest
 
-from training.assess import shadow as rp
+from devtools.simulator import SimConfig, encode_value, simulate
 from pipeline.core.alerting import AlertConfig
 from pipeline.core.contract import DAY_MS, Event, parse_ts
 from pipeline.core.features import FEATURE_INDEX, FEATURES, CustomerState, apply
 from pipeline.core.policy import AlertPolicy
-from training.assess.shadow import Replayer, ShadowSignal, Scoring, events_from_records, score_and_decide
 from pipeline.core.rules import RulesConfig, on_event
-from devtools.simulator import SimConfig, encode_value, simulate
+from training.assess import shadow as rp
+from training.assess.shadow import Replayer, ShadowSignal, Scoring, events_from_records, score_and_decide
 
 T0 = parse_ts("2025-03-03T09:00:00Z")
 H = 3_600_000
@@ -273,10 +273,10 @@ def tiny_registry(root: Path) -> Path:
 def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
     """BatchProcessor.process_batch + BatchProcessor.sweep (Kafka stubbed) vs Replayer on the same simulated events."""
     pytest.importorskip("faust")
-    from pipeline.worker.batch import BatchProcessor
+    from pipeline.config.settings import Settings
     from pipeline.model.registry import Registry
     from pipeline.model.scoring import load_current
-    from pipeline.config.settings import Settings
+    from pipeline.worker.batch import BatchProcessor
 
     models = tiny_registry(tmp_path / "models")
     cfg = SimConfig(customers=40, days=75, seed=5, start_ms=T0, churn_rate=0.4)

@@ -42,9 +42,9 @@ import pytest
 from bench._independent import Comparison, compare_scores
 from devtools.simulator import SimConfig, simulate, write_jsonl
 from pipeline.core.spec import learn
-from training.rows.dataset import DatasetConfig, build_dataset
 from training.data.eventlog import read_events
 from training.fit.train import train
+from training.rows.dataset import DatasetConfig, build_dataset
 
 CUSTOMERS, DAYS = 500, 240
 SEEDS = ((7, 12), (8, 18), (9, 24))  # (simulator seed, vocabulary)

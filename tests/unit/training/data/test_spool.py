@@ -21,8 +21,8 @@ import training.data.spool as spool_mod
 from pipeline.core.contract import DAY_MS, validate
 from pipeline.core.spec import learn
 from training.data.eventlog import read_events
-from training.rows.labels import labels_from_events
 from training.data.spool import Spool
+from training.rows.labels import labels_from_events
 
 T0 = 1_700_000_000_000
 

@@ -22,10 +22,10 @@ from training.fit.cv import (
     search_candidates,
     settings_of,
 )
-from training.rows.dataset import Dataset, DatasetConfig
 from training.fit.config import TrainConfig
 from training.fit.split import time_split
 from training.fit.train import train
+from training.rows.dataset import Dataset, DatasetConfig
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 

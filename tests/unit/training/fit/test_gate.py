@@ -10,8 +10,8 @@ import pytest
 from apps import cli
 from devtools import simulator
 from pipeline.model.registry import Registry
-from training.fit.gate import Verdict, judge_baselines, judge_current
 from training.fit.config import TrainConfig
+from training.fit.gate import Verdict, judge_baselines, judge_current
 from training.runs.from_log import train_from_log
 
 T0 = 1_699_920_000_000

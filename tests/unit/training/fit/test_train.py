@@ -13,15 +13,15 @@ import pytest
 
 from pipeline.core.contract import DAY_MS, parse_ts
 from pipeline.core.features import FEATURES
+from pipeline.core.spec import FeatureSpec, compile_spec, spec_of_meta
 from pipeline.model.registry import Registry, sha256_file
 from pipeline.model.scoring import ModelHolder, calibrate, load_version, model_from_bytes
-from pipeline.core.spec import FeatureSpec, compile_spec, spec_of_meta
-from training.rows.dataset import DatasetConfig, build_dataset
 from training.assess.measures import roc_auc
 from training.data.eventlog import read_events
 from training.fit.config import TrainConfig, TrainingError
-from training.runs.from_log import METRICS_FILE, progress_bars, train_from_log
 from training.fit.train import train
+from training.rows.dataset import DatasetConfig, build_dataset
+from training.runs.from_log import METRICS_FILE, progress_bars, train_from_log
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z
 SIM = dict(customers=600, days=200, start_ms=T0, seed=7)  # the project's default simulator seed

@@ -10,8 +10,8 @@ import numpy as np
 import orjson
 import pytest
 
-from training.fit.baselines import BASELINE_LABELS
 from training.assess.alert_measures import propose_thresholds
+from training.fit.baselines import BASELINE_LABELS
 from training.report.page import REPORT_HTML, render
 from training.report.plots import PLOTS
 from training.report.sections import LABELS, MODEL, Frame, evaluation_section

@@ -7,8 +7,8 @@ import pytest
 
 from pipeline.core.contract import DAY_MS, Event
 from pipeline.core.features import FEATURES, states_from_events, vector
-from training.rows.dataset import DatasetConfig, build_dataset, next_midnight, observation_times, write_dataset
 from training.data.eventlog import read_events
+from training.rows.dataset import DatasetConfig, build_dataset, next_midnight, observation_times, write_dataset
 from training.rows.labels import labels_from_events
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z, a UTC midnight

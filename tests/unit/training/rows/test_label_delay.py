@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from pipeline.core.contract import DAY_MS, Event
-from training.fit.baselines import count_matrix
-from training.rows.dataset import DatasetConfig, build_dataset
 from training.data.eventlog import read_events
-from training.rows.labels import Labels, labels_from_events
-from training.rows.timeline import snapshots
+from training.fit.baselines import count_matrix
 from training.fit.config import TrainingError
 from training.fit.split import time_split
+from training.rows.dataset import DatasetConfig, build_dataset
+from training.rows.labels import Labels, labels_from_events
+from training.rows.timeline import snapshots
 
 T0 = 1_699_920_000_000  # 2023-11-14T00:00:00Z, a UTC midnight
 N = 10  # days without usage that make a churn (the label delay)
