@@ -231,6 +231,8 @@ def inspect(model_bytes: bytes, spec: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the child checks, in order; raises :class:`ModelError`. Runs LightGBM: child only."""
     import numpy as np
 
+    from pipeline.model.calibration import calibrate
+
     version = str(spec.get("version", "model"))
     expected = tuple(spec.get("expected_features", ()))
     features, cx, cy = check_metadata({"features": spec.get("features", ()), "calibration": spec.get("calibration")},
@@ -272,7 +274,7 @@ def inspect(model_bytes: bytes, spec: Mapping[str, Any]) -> dict[str, Any]:
         raise ModelError("corrupt", f"{version}: predicts non-finite values")
     if raw.min() < 0.0 or raw.max() > 1.0:
         raise ModelError("corrupt", f"{version}: predicts values outside [0, 1] (not a binary classifier)")
-    calibrated = np.interp(raw, cx, cy) if len(cx) >= 2 else raw
+    calibrated = calibrate(raw, cx, cy)
     if not np.all(np.isfinite(calibrated)) or calibrated.min() < 0.0 or calibrated.max() > 1.0:
         raise ModelError("bad_calibration", f"{version}: calibrated probe scores leave [0, 1]")
     return {"num_feature": booster.num_feature(), "num_trees": booster.num_trees(),

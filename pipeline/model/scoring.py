@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline.core.features import CustomerState, FeatureConfig
 from pipeline.core.spec import CompiledSpec, SpecError, compile_spec, spec_of_meta
+from pipeline.model.calibration import calibrate
 from pipeline.model.modelcheck import DEFAULT_TIMEOUT_S, Checker, ModelError, check_feature_names, check_metadata
 from pipeline.model.registry import MODEL_FILE, CorruptVersion, Registry, RegistryError
 
@@ -32,17 +33,6 @@ __all__ = ["Model", "ModelError", "ModelHolder", "calibrate", "load_current", "l
            "model_from_bytes"]
 
 log = logging.getLogger("churnwatch.scoring")  # "churnwatch.*": never collapsed by the worker's log filter
-
-
-def calibrate(raw: np.ndarray, xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Raw scores through a calibration map (breakpoints ``xs`` -> ``ys``, linear in between, flat
-    beyond the ends); a map of fewer than two points leaves them raw.
-
-    The one implementation: training measures and chooses thresholds on the probabilities this gives,
-    and the worker alerts on the same, so both must come from the same arithmetic, bit for bit."""
-    if len(xs) < 2:
-        return raw
-    return np.interp(raw, xs, ys)
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.core.contract import Event
 from pipeline.core.features import CHANNELS, FEATURES, N_CH, CustomerState, FeatureConfig, day_of
-from pipeline.model.scoring import calibrate
+from pipeline.model.calibration import calibrate
 from training.rows.dataset import Dataset
 from training.rows.labels import Labels
 from training.rows.timeline import snapshots

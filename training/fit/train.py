@@ -17,7 +17,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from pipeline.model.scoring import calibrate
+from pipeline.model.calibration import calibrate
 from training.assess.measures import json_safe, scalar_metrics
 from training.fit import cv
 from training.fit.baselines import BASELINE_LABELS, LinearBaseline, baseline_inputs, fit_linear

@@ -15,7 +15,8 @@ from pipeline.core.contract import DAY_MS, parse_ts
 from pipeline.core.features import FEATURES
 from pipeline.core.spec import FeatureSpec, compile_spec, spec_of_meta
 from pipeline.model.registry import Registry, sha256_file
-from pipeline.model.scoring import ModelHolder, calibrate, load_version, model_from_bytes
+from pipeline.model.calibration import calibrate
+from pipeline.model.scoring import ModelHolder, load_version, model_from_bytes
 from training.assess.measures import roc_auc
 from training.data.eventlog import read_events
 from training.fit.config import TrainConfig, TrainingError
