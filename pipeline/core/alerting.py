@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.contract import DAY_MS, DEFAULT_TIER, VIP_TIER, Event, format_ts
@@ -58,8 +58,13 @@ class AlertConfig:
     min_history_days: float = MIN_HISTORY_DAYS
 
     def threshold(self, tier: str, model_thresholds: dict[str, float] | None = None) -> float:
-        merged = {**self.thresholds, **(model_thresholds or {}), **self.file_thresholds}
-        return merged.get(tier, merged.get(DEFAULT_TIER, DEFAULT_THRESHOLDS[DEFAULT_TIER]))
+        return tier_threshold({**self.thresholds, **(model_thresholds or {}), **self.file_thresholds}, tier)
+
+
+def tier_threshold(thresholds: Mapping[str, float], tier: str) -> float:
+    """``tier``'s threshold in ``thresholds``: a tier without one of its own is judged as
+    :data:`~pipeline.core.contract.DEFAULT_TIER`, and without that either by the built-in default."""
+    return thresholds.get(tier, thresholds.get(DEFAULT_TIER, DEFAULT_THRESHOLDS[DEFAULT_TIER]))
 
 
 @dataclass

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.alerting import tier_threshold
+from pipeline.core.contract import DEFAULT_TIER, VIP_TIER
 from training.assess.measures import json_safe, score_quantile_threshold
 
 # ---- alert volume under the stream's policy --------------------------------------------------------
@@ -66,8 +68,7 @@ def alert_rate(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarray, 
     customer_ids, obs_ms, tiers = np.asarray(customer_ids), np.asarray(obs_ms), np.asarray(tiers)
     y, p, counted = np.asarray(y), np.asarray(p, dtype=np.float64), np.asarray(counted, dtype=bool)
     new = policy_alerts(customer_ids, obs_ms, tiers, p, thresholds, policy) & counted
-    default = thresholds.get("standard", 0.5)
-    above = (p >= np.array([thresholds.get(str(t), default) for t in tiers], dtype=np.float64)) & counted
+    above = (p >= np.array([tier_threshold(thresholds, str(t)) for t in tiers], dtype=np.float64)) & counted
     dates = max(1, np.unique(obs_ms[counted]).size)
     weeks = dates * cadence_days / 7.0
     per_date_all = counted.sum() / dates
@@ -91,7 +92,7 @@ def alert_rate(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarray, 
     out = block(np.ones(len(p), dtype=bool))
     out["weeks"] = weeks
     out["dates"] = int(np.unique(obs_ms[counted]).size)
-    out["tiers"] = {str(t): dict(block(tiers == t), threshold=thresholds.get(str(t), default))
+    out["tiers"] = {str(t): dict(block(tiers == t), threshold=tier_threshold(thresholds, str(t)))
                     for t in sorted(set(tiers[counted].tolist()) | set(thresholds))}
     return json_safe(out)
 
@@ -105,11 +106,11 @@ def tier_thresholds(p: np.ndarray, tiers: np.ndarray, share: float, vip_ratio: f
     uses 0.35 vs 0.5, i.e. 0.7). A share of the VIP tier would instead flag healthy VIPs whenever VIPs
     are rarely at risk. Rounded to 6 decimals, the precision stored in the metadata.
     """
-    rest = p[tiers != "vip"]
+    rest = p[tiers != VIP_TIER]
     if rest.size == 0:
         rest = p
     standard = score_quantile_threshold(rest, 100.0 * share) if share > 0 and rest.size else 1.0
-    return {"vip": round(vip_ratio * standard, 6), "standard": round(standard, 6)}
+    return {VIP_TIER: round(vip_ratio * standard, 6), DEFAULT_TIER: round(standard, 6)}
 
 
 def propose_thresholds(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarray, y: np.ndarray,
@@ -145,7 +146,7 @@ def propose_thresholds(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.n
     def fits(candidate: tuple[dict[str, float], dict[str, Any]]) -> bool:
         nonlocal last_failure
         thr, rate = candidate
-        if thr["standard"] < min_threshold:
+        if thr[DEFAULT_TIER] < min_threshold:
             last_failure = "floor"
             return False
         value = rate["share_per_1k_all"]
@@ -164,7 +165,7 @@ def propose_thresholds(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.n
     def volume(candidate: tuple[dict[str, float], dict[str, Any]]) -> float:
         return candidate[1]["share_per_1k_all"] or 0.0
 
-    n_standard = max(1, int((period_tiers != "vip").sum()))
+    n_standard = max(1, int((period_tiers != VIP_TIER).sum()))
     ladder = [min(1.0, (1.0 / n_standard) * 1.5 ** k) for k in range(64)]
     ladder = sorted(set(ladder))
     lo, hi = 0.0, None
@@ -190,7 +191,7 @@ def propose_thresholds(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.n
             else:
                 hi = mid
     else:  # even the single highest score is over budget: alert nobody, and say so
-        thr = {"vip": 1.0, "standard": 1.0}
+        thr = {VIP_TIER: 1.0, DEFAULT_TIER: 1.0}
         best = (thr, alert_rate(customer_ids, obs_ms, tiers, y, p, thr, counted, cadence_days, policy))
     thresholds, rate = best
     return json_safe({
@@ -220,14 +221,13 @@ def lead_times(customer_ids: np.ndarray, obs_ms: np.ndarray, tiers: np.ndarray, 
     """
     customer_ids, obs_ms, tiers = np.asarray(customer_ids), np.asarray(obs_ms), np.asarray(tiers)
     p = np.asarray(p, dtype=np.float64)
-    default = thresholds.get("standard", 0.5)
     horizon_ms = horizon_days * 86_400_000
     first_flag: dict[str, int] = {}
     for cid, t, tier, score in zip(customer_ids.tolist(), obs_ms.tolist(), tiers.tolist(), p.tolist()):
         churn = churn_ms.get(cid)
         if churn is None or not churn - horizon_ms <= t < churn:
             continue
-        if score >= thresholds.get(str(tier), default) and t < first_flag.get(cid, churn):
+        if score >= tier_threshold(thresholds, str(tier)) and t < first_flag.get(cid, churn):
             first_flag[cid] = t
     days = sorted((churn_ms[cid] - t) / 86_400_000 for cid, t in first_flag.items())
     arr = np.asarray(days, dtype=np.float64)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipeline.core.contract import DEFAULT_TIER, VIP_TIER
+
 
 class TrainingError(RuntimeError):
     """The data cannot produce a trustworthy model; the message says what to change (one line)."""
@@ -56,7 +58,7 @@ class TrainConfig:
     #: population a budget can exceed the customers at real risk).
     min_threshold_lift: float = 2.0
     #: Only when ``alert_budget_per_1k_week`` is None: alert the top X % of validation scores per tier.
-    top_pct: dict[str, float] = field(default_factory=lambda: {"vip": 15.0, "standard": 8.0})
+    top_pct: dict[str, float] = field(default_factory=lambda: {VIP_TIER: 15.0, DEFAULT_TIER: 8.0})
     #: Blend of the identity into the isotonic map so it is strictly increasing
     #: (see training.fit.booster.fit_calibration).
     calibration_blend: float = 1e-4

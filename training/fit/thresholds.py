@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.alerting import tier_threshold
+from pipeline.core.contract import DEFAULT_TIER, VIP_TIER
 from training.assess.alert_measures import alert_rate, propose_thresholds
 from training.assess.measures import json_safe, score_quantile_threshold
 from training.fit.config import TrainConfig
@@ -69,8 +71,8 @@ def choose_thresholds(p: np.ndarray, tiers: np.ndarray, top_pct: dict[str, float
     for tier, pct in top_pct.items():
         scores = p[tiers == tier]
         out[tier] = score_quantile_threshold(scores if scores.size else p, pct)
-    if "vip" in out and "standard" in out:
-        out["vip"] = min(out["vip"], out["standard"])
+    if VIP_TIER in out and DEFAULT_TIER in out:
+        out[VIP_TIER] = min(out[VIP_TIER], out[DEFAULT_TIER])
     return {tier: round(float(v), 6) for tier, v in out.items()}
 
 
@@ -78,8 +80,7 @@ def choose_thresholds(p: np.ndarray, tiers: np.ndarray, top_pct: dict[str, float
 def alert_volume(part: Dataset, p: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
     """How many snapshots would cross their tier threshold, per observation (≈ per week at the default
     cadence), and how many of those churn — the CSM workload the thresholds imply."""
-    default = thresholds.get("standard", 0.5)
-    cut = np.array([thresholds.get(t, default) for t in part.tiers], dtype=np.float64)
+    cut = np.array([tier_threshold(thresholds, t) for t in part.tiers], dtype=np.float64)
     alerted = p >= cut if len(part) else np.zeros(0, dtype=bool)
     dates = max(1, np.unique(part.obs_ms).size)
     out: dict[str, Any] = {}

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from pipeline.core.contract import VIP_TIER
 from training.report.sections import LABELS, MODEL, PCTS, format_value
 
 COLORS = {MODEL: "#1f5fa8", "logreg": "#e07b00", "counts_28d": "#2a9d3a", "type_counts_28d": "#8e44ad"}
@@ -155,7 +156,7 @@ def _plot_scores(scorers: Mapping[str, Any], path: Path) -> None:
         for tier, thr in sorted((block.get("thresholds") or {}).items()):
             if isinstance(thr, (int, float)):
                 ax.axvline(math.sqrt(max(0.0, min(1.0, thr))), color="#333333",
-                           linestyle="--" if tier == "vip" else "-", linewidth=1, label=f"{tier} threshold {thr:.3f}")
+                           linestyle="--" if tier == VIP_TIER else "-", linewidth=1, label=f"{tier} threshold {thr:.3f}")
         ticks = np.array([0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0])
         ax.set_xticks(np.sqrt(ticks), [f"{t:g}" for t in ticks])
         ax.set(xlabel="score (square-root axis)", ylabel="share of the class", title=LABELS.get(name, name),

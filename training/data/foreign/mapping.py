@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from pipeline.core.contract import DEFAULT_TIER
 from training.data.readers import LogFormatError
 
 
@@ -42,7 +43,7 @@ class ForeignMapping:
     tier_col: str | None = None
     plan_col: str | None = None
     mrr_col: str | None = None
-    default_tier: str = "standard"
+    default_tier: str = DEFAULT_TIER
     #: "Now" of the data: later usage rows are dropped and later subscription ends are not churns yet
     #: (default: the newest usage time). ISO-8601 or epoch.
     as_of: str | int | None = None
