@@ -316,7 +316,7 @@ def test_model_against_the_baselines_on_the_held_out_period(trained: tuple[Any, 
     counts and tenure (``logreg`` on every feature, ``type_counts_28d``) rank about as well as it does
     here: this simulator's churn is told by volume and age, which a linear model reads as well as trees
     do. (On products whose churn is told by the *mix* of their own events, the model's lead over the
-    per-type counts is required in tests/unit/training/data/test_foreign_model.py.) Measured at seed 7, 600 x
+    per-type counts is required in tests/unit/training/fit/test_foreign_vocabulary.py.) Measured at seed 7, 600 x
     200, from the first day: model 0.799/4.59, logreg 0.805/4.59, counts_28d 0.774/4.04,
     type_counts_28d 0.809/3.85 (ROC-AUC / top-decile lift)."""
     c = trained[0].comparison

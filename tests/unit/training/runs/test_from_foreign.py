@@ -8,7 +8,7 @@ from pipeline.model.registry import Registry
 from pipeline.model.scoring import load_version
 from training.data.foreign.mapping import ForeignMapping, parse_type_map
 from training.runs.from_foreign import train_foreign
-from tests.unit.training.data.test_foreign import team_history
+from tests.unit.training.data.foreign.test_convert import team_history
 
 
 def test_inactivity_trains_a_loadable_model(tmp_path: Path) -> None:
