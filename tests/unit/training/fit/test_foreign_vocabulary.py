@@ -34,8 +34,6 @@ load average of 3-4 (75 s at 5.5).
 
 from __future__ import annotations
 
-import functools
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -71,17 +69,10 @@ def _compare(root: Path, seed: int, vocabulary: int) -> Comparison:
                           model.scores[test], train_counts=model.rows["train"])
 
 
-@functools.cache
-def _comparisons() -> dict[tuple[int, int], Comparison]:
-    """Computed once per process, not per module fixture: pytest-xdist can tear a module's fixtures down
-    between two batches of its tests, which made this ~2.5-minute build run twice."""
-    with tempfile.TemporaryDirectory(prefix="foreign-model-") as root:
-        return {key: _compare(Path(root), *key) for key in SEEDS}
-
-
-@pytest.fixture
-def comparisons() -> dict[tuple[int, int], Comparison]:
-    return _comparisons()
+@pytest.fixture(scope="module")
+def comparisons(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[int, int], Comparison]:
+    root = tmp_path_factory.mktemp("foreign-model")
+    return {key: _compare(root, *key) for key in SEEDS}
 
 
 @pytest.mark.parametrize("key", SEEDS, ids=[f"seed{s}-vocab{v}" for s, v in SEEDS])
