@@ -5,8 +5,9 @@ dataset builder) run, so it must stay pure: no Faust, no Kafka, no wall clock. E
 time, kept as day buckets inside :class:`CustomerState` (a sparse map of day -> counters over the
 longest window), because Faust's windowed tables have open expiry/recovery bugs upstream.
 
-:meth:`CustomerState.to_bytes` is what the worker writes to its changelog: its JSON shape is a wire
-format (existing changelogs must still load).
+:meth:`CustomerState.to_bytes` is what the worker writes to its local store and changelog: the binary
+form of :mod:`pipeline.core.features.encoding`. :meth:`CustomerState.to_json` is the older JSON form,
+a wire format too: records written in it still load.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import orjson
 
 from pipeline.core.alert_memory import AlertMemory
 from pipeline.core.contract import DAY_MS, DEFAULT_TIER
+import pipeline.core.features.encoding as encoding
 from pipeline.core.features.seen import SeenIds
 
 #: Longest window; day buckets older than this (relative to the newest event) are dropped.
@@ -143,7 +145,7 @@ class CustomerState:
     def comparable(self) -> dict[str, Any]:
         """The state as plain data that is equal for equal states: the id memory as a mapping (its
         serialised form keeps application order, which differs between a stream and a replay)."""
-        d = orjson.loads(self.to_bytes())
+        d = orjson.loads(self.to_json())
         d["seen"] = {day: sorted(fps) for day, fps in self.seen.by_day().items()}
         # type slots are numbered in arrival order, which a replay does not share: compare by name
         d["tdays"] = {name: {day: row[i] for day, row in self.tdays.items() if i < len(row) and row[i]}
@@ -154,6 +156,11 @@ class CustomerState:
         return d
 
     def to_bytes(self) -> bytes:
+        """The binary record (:mod:`pipeline.core.features.encoding`)."""
+        return encoding.encode(self)
+
+    def to_json(self) -> bytes:
+        """The JSON record: the changelog's form before the binary one, and plain data for a reader."""
         d = self.__dict__.copy()
         del d["_tindex"]
         d["days"] = [[day, *counts] for day, counts in sorted(self.days.items())]
@@ -168,6 +175,9 @@ class CustomerState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "CustomerState":
+        """A state from either record form (binary, or JSON written before it)."""
+        if encoding.is_binary(raw):
+            return cls(**encoding.decode_fields(raw))
         d = orjson.loads(raw)
         d["days"] = {row[0]: row[1:] for row in d["days"]}
         for name in ("tdays", "udays"):

@@ -36,7 +36,7 @@ def test_an_old_state_decodes_and_re_encodes_byte_for_byte():
     assert isinstance(state.alert, AlertMemory)
     assert state.alert.open is None and state.alert.last_ms == T0 + DAY_MS and state.alert.armed
     assert state.alert.rules == {"csat_low": T0} and [h["kind"] for h in state.alert.history] == ["rule", "new"]
-    assert state.to_bytes() == OLD_STATE
+    assert state.to_json() == OLD_STATE
 
 
 def test_the_same_steps_write_the_same_bytes_as_before():
@@ -55,12 +55,12 @@ def test_the_same_steps_write_the_same_bytes_as_before():
     alerting.on_outcome(m, Event("outcomes", "o1", "c-old", T0 + 2 * DAY_MS, "alert_ack", {}))
     assert alerting.decide(m, score=0.1, tier="vip", now_ms=T0 + 3 * DAY_MS, history_days=43, churned=False,
                            cfg=cfg) is None
-    assert s.to_bytes() == OLD_STATE
+    assert s.to_json() == OLD_STATE
 
 
 def test_an_untouched_memory_is_an_empty_object():
     assert AlertMemory().to_json() == {}
-    assert orjson.loads(CustomerState("c1").to_bytes())["alert"] == {}
+    assert orjson.loads(CustomerState("c1").to_json())["alert"] == {}
     assert AlertMemory.from_json({}) == AlertMemory()
 
 
