@@ -16,6 +16,7 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from pipeline.kafka.topics import TopicError
     from pipeline.model.registry import RegistryError
     from pipeline.model.scoring import ModelError
+    from pipeline.worker.store import StateDirInUse
     from training.data.asof import AsOfError
     from training.data.export import ExportError
     from training.data.readers import LogFormatError
@@ -23,4 +24,4 @@ def known_errors() -> tuple[type[BaseException], ...]:
     from training.fit.config import TrainingError
 
     return (UserError, SettingsError, BrokerError, RegistryError, ModelError, TopicError, PolicyError, ConnectError,
-            TrainingError, LogFormatError, ExportError, SpoolError, AsOfError)
+            TrainingError, LogFormatError, ExportError, SpoolError, AsOfError, StateDirInUse)

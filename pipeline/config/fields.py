@@ -68,6 +68,11 @@ class LogFormat(Choice):
     JSON = "json"
 
 
+class StateStoreKind(Choice):
+    DISK = "disk"
+    MEMORY = "memory"
+
+
 def port_field(default: int, description: str, *, zero: str = "") -> Any:
     """A TCP port field: 1..65535, or 0..65535 when 0 has a meaning (``zero`` says which)."""
     return Field(default, ge=0 if zero else 1, le=65535, description=description,

@@ -29,7 +29,7 @@ from pipeline.config.checks import (check_advertised, check_broker, check_combin
                                     check_token, check_webhook)
 from pipeline.config.environment import one_line, parse_text, reading, refuse_unknown, sources
 from pipeline.config.fields import (ENV_PREFIX, SECRETS, LogFormat, LogLevel, SaslMechanism, SecurityProtocol,
-                                    SettingsError, as_text, is_set, port_field, seconds_field)
+                                    SettingsError, StateStoreKind, as_text, is_set, port_field, seconds_field)
 from pipeline.config.hosts import ANY_ADDRESS, split_host_list
 
 if TYPE_CHECKING:
@@ -67,7 +67,16 @@ class Settings(BaseSettings):
     app_id: str = Field("churnwatch", min_length=1, description=(
         "Faust app id = consumer group; also names the state changelog topic"))
     models_dir: Path = Field(Path("models"), description="model registry directory")
-    data_dir: Path = Field(Path(".churnwatch"), description="worker and demo working files (logs, Faust data)")
+    data_dir: Path = Field(Path(".churnwatch"), description=(
+        "worker and demo working files: logs, Faust data, and the worker's local state store "
+        "(`state/<changelog topic>/p<N>.sqlite3`); one worker per directory"))
+    state_store: StateStoreKind = Field(StateStoreKind.DISK, description=(
+        "where a worker keeps customer states: `disk` (a SQLite file per partition under the data directory, "
+        "backed up by the changelog; a restart on the same disk reads only the changelog's tail) or `memory` "
+        "(every state in RAM, rebuilt from the whole changelog on each start)"))
+    state_cache_mb: int = Field(64, ge=1, le=65_536, description=(
+        "memory a `disk` state store may cache, MiB, shared by the partitions a worker owns (the OS page "
+        "cache keeps more of the files warm outside the process)"))
 
     # ---- the worker's own ports -------------------------------------------------------------------
     metrics_port: int = port_field(9108, "Prometheus metrics port of a worker", zero="any free port")

@@ -25,8 +25,9 @@ from typing import Any, Sequence
 import orjson
 
 from pipeline.config.policy_file import load_policy
+from pipeline.config.fields import StateStoreKind
 from pipeline.config.settings import Settings
-from pipeline.core.alerting import EVENT, SWEEP
+from pipeline.core.alerting import EVENT
 from pipeline.core.contract import Event, InvalidEvent, Limits, parse
 from pipeline.core.contract import DEFAULT_TIER
 from pipeline.core.decisions import Touched, score_and_decide, vectorizer
@@ -39,7 +40,8 @@ from pipeline.model.scoring import ModelHolder, Timed
 from pipeline.worker import metrics
 from pipeline.worker.deadletter import deadletter_record
 from pipeline.worker.health import Health
-from pipeline.worker.store import Flush, PartitionState, StateStore, message_fingerprint
+from pipeline.worker.silence import sweep_silent
+from pipeline.worker.store import POSITION_KEY, DiskMaps, Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.worker.webhook import WebhookSink
 
 log = logging.getLogger("churnwatch.worker")
@@ -90,9 +92,9 @@ class BatchProcessor:
             behaviour_lag_ms=int(settings.behaviour_lag_s * 1000),
         )
         self.writer = uuid.uuid4().hex
-        self.store = StateStore(self.writer)
-        #: changelog offset of this worker's newest record per partition (restore fast path)
-        self.last_written: dict[int, int] = {}
+        self.store = StateStore(self.writer)  # in memory until open_store (detach keeps it there)
+        #: the current batch's stored states, read in one lookup per partition (None: not stored yet)
+        self._prefetched: dict[bytes, bytes | None] = {}
         self.health = Health()
         # The agent, the sweep and rebalances all read-modify-write the store; across their awaits a
         # lock keeps one from overwriting another's newer state.
@@ -108,6 +110,13 @@ class BatchProcessor:
         #: the Faust app carrying this processor (set by :class:`pipeline.worker.app.WorkerApp`): its
         #: producer makes writes durable, its consumer says which partitions are assigned
         self.app: Any = None
+
+    def open_store(self) -> None:
+        """Keep states in the local store the settings ask for (a worker process; not the unit tests)."""
+        s = self.settings
+        if s.state_store == StateStoreKind.DISK:
+            self.store = StateStore(self.writer, DiskMaps(s.data_dir / "state" / s.changelog_topic,
+                                                          s.state_cache_mb, s.partitions))
 
     # ---- partitions and durable writes --------------------------------------------------------------
     def input_partitions(self, tps: Any) -> set[int]:
@@ -149,11 +158,6 @@ class BatchProcessor:
                            for topic, key, value, partition in records]
                 metas = list(await asyncio.gather(*futures))
                 self.health.broker_answered()
-                for (topic, _k, _v, partition), meta in zip(records, metas):
-                    if topic == self.settings.changelog_topic and partition is not None:
-                        # in write order, so the last one is the newest (offsets restart on a broker
-                        # that lost its data: no max)
-                        self.last_written[partition] = int(meta.offset)
                 return metas
             except asyncio.CancelledError:
                 raise
@@ -195,7 +199,7 @@ class BatchProcessor:
             self.health.batch_done()
 
     def _load(self, partition: int, key: bytes, customer_id: str) -> CustomerState:
-        raw = self.store.get(partition, key)
+        raw = self._prefetched.get(key) if key in self._prefetched else self.store.get(partition, key)
         return CustomerState.from_bytes(raw) if raw else CustomerState(customer_id)
 
     def _validate(self, msg: Any, value: bytes | None, now_ms: int) -> Event:
@@ -295,6 +299,7 @@ class BatchProcessor:
             per_customer.setdefault(item.event.customer_id.encode(), []).append(item)
         touched: dict[bytes, tuple[Touched, bytes]] = {}
         newest = 0
+        self._prefetch(per_customer)
         for key, items in per_customer.items():
             folded = self._customer(items[0].partition, key, items[0].event.customer_id, items, dead)
             if folded is None:
@@ -310,7 +315,7 @@ class BatchProcessor:
         if newest:
             metrics.EVENT_LAG.set(max(0.0, (now_ms - newest) / 1000))
         scored = [entry for entry, _ in touched.values() if entry.score_needed]  # rows kept by _check
-        results = self._decide(scored, now_ms, EVENT)
+        results = self.decide(scored, now_ms, EVENT)
         states: dict[int, dict[bytes, bytes]] = {p: {} for p in partitions}
         for key, (entry, value) in touched.items():
             if entry.score_needed:
@@ -319,9 +324,21 @@ class BatchProcessor:
                 except Exception:
                     log.exception("customer %r: alert memory not storable; keeping the state without it", key)
             states.setdefault(entry.partition, {})[key] = value
-        await self._commit(states, results, dead, now_ms)
+        await self.commit(states, results, dead, now_ms)
 
-    async def _commit(self, states: dict[int, dict[bytes, bytes]], results: list[Any],
+    def _prefetch(self, per_customer: dict[bytes, list[_Item]]) -> None:
+        """Read the batch's stored states in one lookup per partition, not one per customer."""
+        keys: dict[int, list[bytes]] = {}
+        for key, items in per_customer.items():
+            keys.setdefault(items[0].partition, []).append(key)
+        self._prefetched = {}
+        for p, ks in keys.items():
+            part = self.store.parts.get(p)
+            if part is not None:
+                found = part.get_many(ks)
+                self._prefetched.update((k, found.get(k)) for k in ks)
+
+    async def commit(self, states: dict[int, dict[bytes, bytes]], results: list[Any],
                       dead: list[tuple[_Item, str, str]], now_ms: int) -> None:
         """Make a batch durable, then tell the world: dead letters, then states + positions, then alerts."""
         if dead:
@@ -337,13 +354,19 @@ class BatchProcessor:
             for alert in s.alerts:
                 outbox.setdefault(s.entry.partition, []).append(alert.to_json())
         changelog: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        positions: list[tuple[int, int, bytes]] = []  # partition, index of its position record, its value
         for p, values in states.items():
             if p in self.store.parts:
-                changelog += self.changelog_records(self.store.flush(p, values, outbox.get(p, [])))
-        await self.durable(changelog)
+                records = self.changelog_records(self.store.flush(p, values, outbox.get(p, [])))
+                changelog += records
+                positions.append((p, len(changelog) - 1, records[-1][2]))  # type: ignore[arg-type]
+        metas = await self.durable(changelog)
+        for p, index, value in positions:
+            # acknowledged: now the local copy may have it, with the mark of its position record
+            self.store.persist(p, int(metas[index].offset), message_fingerprint(POSITION_KEY, value))
         await self._publish(results, now_ms)
 
-    def _decide(self, entries: list[Touched], now_ms: int, trigger: str) -> list[Any]:
+    def decide(self, entries: list[Touched], now_ms: int, trigger: str) -> list[Any]:
         """:func:`pipeline.core.decisions.score_and_decide`, contained: a failure costs the alerts of this
         call (counted, logged), never the events or the states."""
         try:
@@ -379,35 +402,8 @@ class BatchProcessor:
 
     # ---- the silence sweep and the outcome counts ----------------------------------------------------
     async def sweep(self) -> None:
-        """Re-score customers gone quiet, as of their partition's event-time clock."""
-        if self.models.model is None or not self.clock.clocks or self.health.recovering:
-            return
-        now_ms = int(time.time() * 1000)
-        due = self.clock.due(now_ms, set(self.store.parts))
-        if not due:
-            return
-        async with self.state_lock:
-            entries: dict[bytes, Touched] = {}
-            for p, key, raw in self.store.items():
-                as_of = due.get(p)
-                if as_of is None:
-                    continue
-                try:
-                    state = CustomerState.from_bytes(raw)
-                except Exception:
-                    continue
-                if state.churned_ms or not self.clock.is_idle(state.last_ms, as_of):
-                    continue
-                entries[key] = Touched(state, p, True, as_of)
-            if not entries:
-                return
-            before = {k: e.state.alert.copy() for k, e in entries.items()}
-            results = self._decide(list(entries.values()), now_ms, SWEEP)
-            states: dict[int, dict[bytes, bytes]] = {}
-            for key, entry in entries.items():
-                if entry.state.alert != before[key]:
-                    states.setdefault(entry.partition, {})[key] = entry.state.to_bytes()
-            await self._commit(states, results, [], now_ms)
+        """Re-score customers gone quiet (:mod:`pipeline.worker.silence`)."""
+        await sweep_silent(self)
 
     def _count_outcome(self, state: CustomerState, ev: Event) -> None:
         """Closing the loop: outcomes overall, and outcomes of customers churnwatch had alerted."""

@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
-
-import orjson
+from typing import Any
 
 from pipeline.config.settings import Settings
-from pipeline.worker.store import FENCE_KEY, PartitionState, fold, message_fingerprint
+from pipeline.worker.store import FOLD_CHUNK, PartitionState, fold_into, message_fingerprint
 
 log = logging.getLogger("churnwatch.changelog")
-
-Send = Callable[[str, bytes, bytes, int], Awaitable[Any]]
 
 
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
@@ -29,15 +23,6 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     from pipeline.kafka.security import aiokafka_kwargs as kwargs
 
     return kwargs(settings)
-
-
-@dataclass
-class Restored:
-    state: PartitionState
-    records: int
-    seconds: float
-    #: per input topic, where to resume: an offset, or None to read from the beginning
-    resume: dict[str, int | None]
 
 
 async def _consumer(settings: Settings) -> Any:
@@ -55,29 +40,44 @@ async def _consumer(settings: Settings) -> Any:
     return consumer
 
 
-async def read_partition(settings: Settings, partition: int, fence_offset: int) -> tuple[PartitionState, int]:
-    """Fold changelog ``partition`` from its beginning through ``fence_offset`` (inclusive).
+async def read_into(settings: Settings, part: PartitionState, start: int, fence_offset: int) -> int:
+    """Fold changelog partition ``part.partition`` from ``start`` through ``fence_offset`` (inclusive)
+    into ``part``, a chunk at a time; returns the records read.
 
     The fence is a record this worker appended just before, so reaching it means every earlier write
-    was read, whatever end offset the broker reports."""
+    was read, whatever end offset the broker reports. An offset below the log's start is read from the
+    start: folding older records first is harmless, the newer ones come after them."""
     from aiokafka import TopicPartition
 
-    tp = TopicPartition(settings.changelog_topic, partition)
+    tp = TopicPartition(settings.changelog_topic, part.partition)
     consumer = await _consumer(settings)
-    records: list[tuple[bytes | None, bytes | None]] = []
+    n = 0
     try:
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
+        if start <= 0:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
         while True:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=50_000)
-            for rec in batch.get(tp, ()):
-                if rec.offset <= fence_offset:
-                    records.append((rec.key, rec.value))
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=FOLD_CHUNK)
+            n += fold_into(part, [(rec.key, rec.value) for rec in batch.get(tp, ()) if rec.offset <= fence_offset])
             if await consumer.position(tp) > fence_offset:
                 break
     finally:
         await consumer.stop()
-    return fold(partition, records), len(records)
+    return n
+
+
+async def fingerprint_at(settings: Settings, partition: int, offset: int) -> int | None:
+    """Fingerprint of the changelog record at ``offset``, None if it is not there (any more)."""
+    from aiokafka import TopicPartition
+
+    consumer = await _consumer(settings)
+    try:
+        rec = await _message_at(consumer, TopicPartition(settings.changelog_topic, partition), offset)
+    finally:
+        await consumer.stop()
+    return message_fingerprint(rec.key, rec.value) if rec is not None else None
 
 
 async def _fetch_one(consumer: Any, tp: Any, offset: int) -> Any:
@@ -143,12 +143,3 @@ async def check_positions(settings: Settings, partition: int, topics: dict[str, 
         log.warning("partition %d of %s is not the input the state was folded from (topic re-created or "
                     "truncated): reading it from the beginning", partition, ", ".join(changed))
     return out
-
-
-async def restore(settings: Settings, partition: int, writer: str, send: Send) -> Restored:
-    """Append a fence, read the partition back to it, and work out where its input resumes."""
-    started = time.monotonic()
-    meta = await send(settings.changelog_topic, FENCE_KEY, orjson.dumps({"kind": "fence", "writer": writer}), partition)
-    state, n = await read_partition(settings, partition, int(meta.offset))
-    resume = await check_positions(settings, partition, state.position.topics)
-    return Restored(state, n, time.monotonic() - started, resume)

@@ -16,7 +16,7 @@ disable_created_metrics()  # the *_created samples double the page for no dashbo
 #: ``stage`` of :data:`INTERNAL_ERRORS`.
 INTERNAL_ERROR_STAGES = ("parse", "apply", "score")
 #: ``how`` of :data:`RESTORES` (:meth:`pipeline.worker.store.StateStore.adopt`, plus ``kept``).
-RESTORE_KINDS = ("restored", "kept", "reseed")
+RESTORE_KINDS = ("restored", "tail", "kept", "reseed")
 #: ``reason`` of :data:`MODEL_RELOAD_FAILURES`: the :class:`pipeline.model.modelcheck.ModelError` reasons.
 RELOAD_FAILURE_REASONS = ("corrupt", "feature_mismatch", "bad_spec", "feature_config", "bad_calibration",
                           "crashed", "timeout", "check_error", "registry_error")
@@ -31,8 +31,9 @@ INTERNAL_ERRORS = Counter("churnwatch_internal_errors",
                           "Exceptions contained by the worker (stage: parse, apply, score); apply/parse ones "
                           "dead-letter their event as internal_error", ["stage"])
 RESTORES = Counter("churnwatch_state_restores",
-                   "Partitions taken over: restored (from the changelog), kept (own copy newest), reseed "
-                   "(the changelog had lost our writes)", ["how"])
+                   "Partitions taken over: restored (the whole changelog read into a fresh local copy), tail "
+                   "(the local copy brought up to date from the changelog after its mark), kept (the local "
+                   "copy was already the newest), reseed (the changelog had lost our writes)", ["how"])
 RECOVERY_SECONDS = Gauge("churnwatch_recovery_seconds", "Wall time of the last rebalance's state restore")
 INPUT_RESETS = Counter("churnwatch_input_resets",
                        "Input partitions read again from the beginning because the message at the state's "

@@ -2,8 +2,9 @@
 
 On a rebalance the worker first forgets what it lost, then, for each partition it now holds, writes a
 fence to the state changelog and reads the partition back up to it (:mod:`pipeline.worker.changelog`):
-after the fence no older owner's write can be mistaken for the newest. A worker that kept the partition
-and wrote nothing since its own last record keeps its copy. Alerts a previous owner decided but may not
+after the fence no older owner's write can be mistaken for the newest. A local copy whose mark is still
+in the changelog (:mod:`pipeline.worker.store`) is brought up to the fence by reading only the tail
+after its mark; otherwise the whole partition is read into a fresh copy. Alerts a previous owner decided but may not
 have sent are sent again; input is then read from just after the last message the state reflects, not
 from the group's committed offsets (:class:`pipeline.worker.app._SeekingApp`).
 """
@@ -17,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipeline.core.features import CustomerState
 from pipeline.worker import metrics
-from pipeline.worker.changelog import check_positions, read_partition
-from pipeline.worker.store import FENCE_KEY
+from pipeline.worker.changelog import check_positions, fingerprint_at, read_into
+from pipeline.worker.store import FENCE_KEY, POSITION_KEY, after_full_read, can_read_tail, message_fingerprint
 
 if TYPE_CHECKING:
     from pipeline.worker.batch import BatchProcessor
@@ -67,37 +67,62 @@ class Rebalancer:
             metrics.RECOVERY_SECONDS.set(time.monotonic() - started)
 
     async def restore(self, p: int) -> None:
+        """Make partition ``p``'s local copy equal to its changelog, reading as little as it can.
+
+        * the record at the copy's mark is still there and the same: fold only the tail after it
+          (``kept`` when there is none: a restart, or a partition that came back unchanged);
+        * otherwise fold the whole changelog into a fresh copy (``restored``), unless the changelog
+          has no position at all while the copy has one: the broker lost our writes, so the copy is
+          written to it again (``reseed``)."""
+        core, settings = self.core, self.core.settings
         t0 = time.monotonic()
-        fence = orjson.dumps({"kind": "fence", "writer": self.core.writer})
-        (meta,) = await self.core.durable([(self.core.settings.changelog_topic, FENCE_KEY, fence, p)])
-        fence_offset = int(meta.offset)
-        mine = self.core.store.parts.get(p) or self.core.store.stale.get(p)
-        last = self.core.last_written.get(p)
-        if mine is not None and last is not None and fence_offset == last + 1:
-            # nothing was written to the partition since our own last record: our copy is the newest
-            self.core.store.stale.pop(p, None)
-            self.core.store.parts[p] = part = mine
-            how, records = "kept", 0
-        else:
-            restored, records = await read_partition(self.core.settings, p, fence_offset)
-            part, how = self.core.store.adopt(restored)
+        fence = orjson.dumps({"kind": "fence", "writer": core.writer})
+        (meta,) = await core.durable([(settings.changelog_topic, FENCE_KEY, fence, p)])
+        fence_offset, fence_fp = int(meta.offset), message_fingerprint(FENCE_KEY, fence)
+        store = core.store
+        part = store.local(p)
+        store.adopt(part)  # the copy in use while restoring: also what a failed restore retries from
+        mark = part.customers.mark()
+        how, records = "", 0
+        at_mark = await fingerprint_at(settings, p, mark.offset) if mark is not None and mark.offset < fence_offset else None
+        if can_read_tail(mark, fence_offset, at_mark):
+            assert mark is not None
+            records = await read_into(settings, part, mark.offset + 1, fence_offset)
+            how = "tail"
+            if records <= 1:  # the one record read is our own fence
+                how = "kept"
+        if not how:
+            fresh = store.fresh(p)
+            try:
+                records = await read_into(settings, fresh, 0, fence_offset)
+            except BaseException:
+                store.discard(fresh)
+                raise
+            how = after_full_read(part, fresh)
             if how == "reseed":
-                await self.core.durable(self.core.changelog_records(self.core.store.reseed(p)))
-            elif how == "restored" and part.position.outbox and part.position.writer != self.core.writer:
-                # alerts the previous owner decided and made durable but may not have sent
-                await self.core.durable([(self.core.settings.alerts_topic, str(a.get("customer_id", "")).encode(),
-                                          orjson.dumps(a), None) for a in part.position.outbox])
-        resume = await check_positions(self.core.settings, p, part.position.topics)
+                store.discard(fresh)
+            else:
+                part = store.replace(part, fresh)
+                store.adopt(part)
+        if how == "reseed":
+            for chunk in store.reseed_chunks(p):
+                await core.durable([(settings.changelog_topic, k, v, p) for k, v in chunk.items()])
+            flush = store.flush(p, {}, [])
+            metas = await core.durable(core.changelog_records(flush))
+            store.persist(p, int(metas[-1].offset), message_fingerprint(POSITION_KEY, flush.position.to_bytes()))
+        else:
+            store.set_mark(part, fence_offset, fence_fp)
+            if part.position.outbox and part.position.writer != core.writer:
+                # alerts the previous owner (or this worker before a restart) made durable but may not have sent
+                await core.durable([(settings.alerts_topic, str(a.get("customer_id", "")).encode(),
+                                     orjson.dumps(a), None) for a in part.position.outbox])
+        resume = await check_positions(settings, p, part.position.topics)
         for topic, offset in resume.items():
             if offset is None:
                 part.position.topics.pop(topic, None)  # read it from the beginning
-        for key, raw in part.customers.items():
-            try:
-                st = CustomerState.from_bytes(raw)
-            except Exception:
-                continue
-            if st.last_ms:
-                self.core.clock.observe(p, st.last_ms, int(time.time() * 1000), "interactions")
+        newest = part.customers.max_last_ms()
+        if newest:
+            core.clock.observe(p, newest, int(time.time() * 1000), "interactions")
         metrics.RESTORES.labels(how=how).inc()
         log.info("partition %d %s: %d customers, %d changelog records read in %.2f s", p, how,
                  len(part.customers), records, time.monotonic() - t0)

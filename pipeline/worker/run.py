@@ -49,6 +49,7 @@ def run_worker(settings: Settings, announce: Callable[[str], None] | None = None
     configure_logging(settings.log_format, settings.log_level)  # before anything logs (Faust applies it again)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     worker = WorkerApp(settings)
+    worker.core.open_store()  # refuses a state directory another worker holds, before anything starts
     worker.core.refresh_model()
     port = metrics.serve(settings.metrics_port, settings.metrics_host)
     if announce is not None:

@@ -24,17 +24,33 @@ correctness depends on neither:
 * **Alerts are an outbox.** A position record also carries the alerts decided in that flush; they are
   sent only after the flush is acknowledged, and a new owner re-sends the outbox of the last position
   record it restores (at least once; ``alert_id`` identifies repeats).
+* **The local store is a copy of the changelog through a mark.** Each partition's states live in a
+  :mod:`pipeline.worker.statemap` (a SQLite file by default). A flush is written there only after the
+  broker acknowledged it, in one transaction with its *mark*: the changelog offset of its position
+  record and that record's fingerprint. A restore first checks that the record at the mark is still
+  there and the same; if so it folds only the changelog's tail after the mark into the file (a restart
+  on the same disk), otherwise the whole changelog into a fresh file (a lost or foreign disk, a
+  re-created changelog). Folding records on top of a file is idempotent (each record is a whole state),
+  so a restore cut short by a crash is simply done again.
 
-This module is pure (records in, records out); :mod:`pipeline.worker.changelog` does the Kafka I/O.
+This module holds the rules; :mod:`pipeline.worker.changelog` does the Kafka I/O and
+:mod:`pipeline.worker.statemap` the local files.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol
 
 import orjson
+
+from pipeline.core.features import CustomerState
+from pipeline.core.features.encoding import header, is_binary
+from pipeline.worker.statemap import Mark, MemoryMap, Row, StateMap, open_sqlite, remove_sqlite
 
 #: Keys of the changelog's control records. Customer ids cannot start with a NUL (the contract refuses
 #: control characters), so these never collide with a customer.
@@ -74,15 +90,47 @@ class Position:
                    str(d.get("writer", "")), int(d.get("seq", 0)), list(d.get("outbox", [])))
 
 
+def state_row(value: bytes) -> Row:
+    """A state's bytes with the two times the store indexes (read from the binary header; a JSON record
+    written by an older worker is decoded)."""
+    if is_binary(value):
+        last_ms, churned_ms = header(value)
+    else:
+        st = CustomerState.from_bytes(value)
+        last_ms, churned_ms = st.last_ms, st.churned_ms
+    return value, last_ms, churned_ms
+
+
 @dataclass
 class PartitionState:
     """Everything one worker holds for one partition: the customers and the position they reflect."""
 
     partition: int
-    customers: dict[bytes, bytes] = field(default_factory=dict)
+    customers: StateMap = field(default_factory=MemoryMap)
     position: Position = field(default_factory=Position)
     #: True once a position record was restored or written (False: nothing ever flushed here)
     has_position: bool = False
+    #: states of a flush sent to the changelog but not yet acknowledged (read before ``customers``)
+    pending: dict[bytes, Row] = field(default_factory=dict)
+
+    @classmethod
+    def over(cls, partition: int, customers: StateMap) -> "PartitionState":
+        """A partition on a map that may hold a copy already: its position is the map's mark's."""
+        part = cls(partition, customers)
+        mark = customers.mark()
+        if mark is not None and mark.position is not None:
+            part.position, part.has_position = Position.from_bytes(mark.position), True
+        return part
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self.pending.get(key)
+        return row[0] if row is not None else self.customers.get(key)
+
+    def get_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        keys = list(keys)
+        out = self.customers.get_many([k for k in keys if k not in self.pending])
+        out.update((k, self.pending[k][0]) for k in keys if k in self.pending)
+        return out
 
     def advance(self, topic: str, offset: int, fp: int) -> None:
         current = self.position.topics.get(topic)
@@ -91,11 +139,22 @@ class PartitionState:
         elif offset >= current[0]:
             current[0], current[1] = offset, fp
 
+    def position_bytes(self) -> bytes | None:
+        return self.position.to_bytes() if self.has_position else None
 
-def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> PartitionState:
-    """Rebuild a partition from its changelog records ``(key, value)`` in offset order."""
-    part = PartitionState(partition)
+
+#: Changelog records folded per write to the map during a restore (bounds the memory a restore holds).
+FOLD_CHUNK = 5_000
+
+
+def fold_into(part: PartitionState, records: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    """Fold changelog records ``(key, value)``, in offset order, into ``part`` (its map and position).
+
+    Written to the map in chunks without a mark: the caller sets the mark once the whole range is in."""
+    rows: dict[bytes, Row | None] = {}
+    n = 0
     for key, value in records:
+        n += 1
         if key is None or key == FENCE_KEY:
             continue
         if key == POSITION_KEY:
@@ -103,10 +162,20 @@ def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -
                 part.position = Position.from_bytes(value)
                 part.has_position = True
             continue
-        if value is None:
-            part.customers.pop(key, None)  # a tombstone
-        else:
-            part.customers[key] = value
+        rows[key] = state_row(value) if value is not None else None  # None: a tombstone deletes
+
+        if len(rows) >= FOLD_CHUNK:
+            part.customers.write(rows, None)
+            rows = {}
+    if rows:
+        part.customers.write(rows, None)
+    return n
+
+
+def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> PartitionState:
+    """Rebuild a partition in memory from its changelog records ``(key, value)`` in offset order."""
+    part = PartitionState(partition)
+    fold_into(part, records)
     return part
 
 
@@ -123,17 +192,116 @@ class Flush:
         yield POSITION_KEY, self.position.to_bytes()
 
 
-class StateStore:
-    """The customer states of every partition this worker owns, as serialized bytes.
+def can_read_tail(mark: Mark | None, fence_offset: int, fingerprint_at_mark: int | None) -> bool:
+    """Whether a local copy is brought up to the fence by its changelog's tail: the record at its mark
+    must still be there and the same (not a re-created changelog, not a broker that lost data)."""
+    return mark is not None and mark.offset < fence_offset and fingerprint_at_mark == mark.fingerprint
 
-    Bytes, not objects: a state is decoded when an event touches it and encoded once per micro-batch,
-    which keeps a worker's memory near the changelog's size. Partitions revoked from this worker are
-    kept aside as *stale* until the next assignment: if the same partition comes back and nobody else
-    wrote to it meanwhile (its last position record is still this writer's newest), no restore is needed.
+
+def after_full_read(local: PartitionState, fresh: PartitionState) -> str:
+    """``restored``: the whole changelog, read into ``fresh``, replaces the local copy; ``reseed``: the
+    changelog holds no position while the local copy has one (the broker lost our writes), so the
+    local copy stays and is written to the changelog again."""
+    return "reseed" if local.has_position and not fresh.has_position else "restored"
+
+
+class Maps(Protocol):
+    """Opens the map of a partition: the worker's local files, or memory."""
+
+    def open(self, partition: int) -> StateMap: ...
+    def fresh(self, partition: int) -> StateMap: ...
+    def replace(self, partition: int, live: StateMap, fresh: StateMap) -> StateMap: ...
+    def discard(self, fresh: StateMap) -> None: ...
+    def close(self) -> None: ...
+
+
+class MemoryMaps:
+    """Every partition in memory: nothing survives the process."""
+
+    def open(self, partition: int) -> StateMap:
+        return MemoryMap()
+
+    def fresh(self, partition: int) -> StateMap:
+        return MemoryMap()
+
+    def replace(self, partition: int, live: StateMap, fresh: StateMap) -> StateMap:
+        return fresh
+
+    def discard(self, fresh: StateMap) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class StateDirInUse(RuntimeError):
+    """Another process holds the state directory: two workers must not share one local store."""
+
+
+class DiskMaps:
+    """One SQLite file per partition under ``directory``; a full restore builds a fresh file beside the
+    live one and renames it into place, so a crash mid-restore leaves the old copy (or nothing) behind."""
+
+    def __init__(self, directory: Path, cache_mb: int, partitions: int) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.cache_kib = max(256, cache_mb * 1024 // max(1, partitions))
+        self._lock = open(directory / "LOCK", "a+")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.seek(0)
+            holder = self._lock.read().strip() or "another process"
+            self._lock.close()
+            raise StateDirInUse(f"state directory {directory} is in use by {holder}") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"pid {os.getpid()}\n")
+        self._lock.flush()
+        for stray in directory.glob("p*.restoring.sqlite3"):
+            remove_sqlite(stray)  # a full restore a crash cut short
+
+    def open(self, partition: int) -> StateMap:
+        return open_sqlite(self.directory, partition, self.cache_kib)
+
+    def fresh(self, partition: int) -> StateMap:
+        path = self.directory / f"p{partition}.restoring.sqlite3"
+        remove_sqlite(path)
+        from pipeline.worker.statemap import SqliteMap
+
+        return SqliteMap(path, self.cache_kib)
+
+    def replace(self, partition: int, live: StateMap, fresh: StateMap) -> StateMap:
+        live_path, fresh_path = getattr(live, "path"), getattr(fresh, "path")
+        live.close()
+        fresh.close()  # the last connection: its write-ahead log is folded into the file and removed
+        remove_sqlite(live_path)
+        os.replace(fresh_path, live_path)
+        return self.open(partition)
+
+    def discard(self, fresh: StateMap) -> None:
+        fresh.close()
+        remove_sqlite(getattr(fresh, "path"))
+
+    def close(self) -> None:
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+        finally:
+            self._lock.close()
+
+
+class StateStore:
+    """The customer states of every partition this worker owns, as serialized bytes in a map per
+    partition (:mod:`pipeline.worker.statemap`).
+
+    Bytes, not objects: a state is decoded when an event touches it and encoded once per micro-batch.
+    Partitions revoked from this worker are kept aside as *stale* until the next assignment: if the
+    same partition comes back, its restore starts from the copy kept (usually reading nothing).
     """
 
-    def __init__(self, writer: str) -> None:
+    def __init__(self, writer: str, maps: Maps | None = None) -> None:
         self.writer = writer
+        self.maps: Maps = maps or MemoryMaps()
         self.parts: dict[int, PartitionState] = {}
         self.stale: dict[int, PartitionState] = {}
         self._seq = 0
@@ -141,64 +309,101 @@ class StateStore:
     # ---- reading ---------------------------------------------------------------------------------
     def get(self, partition: int, key: bytes) -> bytes | None:
         part = self.parts.get(partition)
-        return part.customers.get(key) if part else None
+        return part.get(key) if part else None
 
     def find(self, key: bytes) -> bytes | None:
         """A customer's state in whichever owned partition holds it (the customer view)."""
-        for part in self.parts.values():
-            raw = part.customers.get(key)
+        for part in list(self.parts.values()):
+            raw = part.get(key)
             if raw is not None:
                 return raw
         return None
 
     def __len__(self) -> int:
-        return sum(len(p.customers) for p in self.parts.values())
+        return sum(len(p.customers) for p in list(self.parts.values()))
 
     def items(self) -> Iterator[tuple[int, bytes, bytes]]:
         for p, part in list(self.parts.items()):
-            for key, raw in list(part.customers.items()):
+            for key, raw in part.customers.items():
                 yield p, key, raw
 
     # ---- ownership -------------------------------------------------------------------------------
+    def local(self, partition: int) -> PartitionState:
+        """The copy this worker has of a partition: owned, kept aside, or opened from the local store."""
+        part = self.parts.pop(partition, None) or self.stale.pop(partition, None)
+        if part is None:
+            part = PartitionState.over(partition, self.maps.open(partition))
+        part.pending.clear()  # a flush whose write was never acknowledged did not happen
+        return part
+
+    def fresh(self, partition: int) -> PartitionState:
+        return PartitionState(partition, self.maps.fresh(partition))
+
+    def adopt(self, part: PartitionState) -> None:
+        self.parts[part.partition] = part
+
+    def replace(self, live: PartitionState, fresh: PartitionState) -> PartitionState:
+        """``fresh`` (a whole changelog folded) takes the place of the local copy."""
+        part = PartitionState(live.partition, self.maps.replace(live.partition, live.customers, fresh.customers),
+                              fresh.position, fresh.has_position)
+        return part
+
+    def discard(self, fresh: PartitionState) -> None:
+        self.maps.discard(fresh.customers)
+
     def revoke(self, partitions: Iterable[int]) -> None:
         for p in partitions:
             part = self.parts.pop(p, None)
             if part is not None:
+                part.pending.clear()
                 self.stale[p] = part
 
-    def adopt(self, restored: PartitionState) -> tuple[PartitionState, str]:
-        """Take ownership of a partition given what its changelog holds; returns (state, how).
-
-        ``how`` is ``restored`` (the changelog's copy), ``kept`` (our own copy is as new as the
-        changelog's) or ``reseed`` (the changelog lost what we wrote: our copy must be written again).
-        """
-        p = restored.partition
-        mine = self.parts.get(p) or self.stale.pop(p, None)
-        how = "restored"
-        chosen = restored
-        if mine is not None and mine.has_position:
-            theirs = restored.position
-            if not restored.has_position:
-                chosen, how = mine, "reseed"
-            elif theirs.writer == self.writer and theirs.seq == mine.position.seq:
-                chosen, how = mine, "kept"
-        self.parts[p] = chosen
-        return chosen, how
-
     def drop_stale(self) -> None:
+        for part in self.stale.values():
+            part.customers.close()
         self.stale.clear()
+
+    def close(self) -> None:
+        for part in [*self.parts.values(), *self.stale.values()]:
+            part.customers.close()
+        self.parts.clear()
+        self.stale.clear()
+        self.maps.close()
 
     # ---- writing ---------------------------------------------------------------------------------
     def flush(self, partition: int, states: dict[bytes, bytes], outbox: list[dict[str, Any]]) -> Flush:
-        """Apply ``states`` to the partition and describe the changelog write that makes them durable."""
+        """Describe the changelog write that makes ``states`` durable; until :meth:`persist` they are
+        read from the partition's pending states."""
         part = self.parts.setdefault(partition, PartitionState(partition))
-        part.customers.update(states)
+        part.pending.update((k, state_row(v)) for k, v in states.items())
         self._seq += 1
         part.position = Position({t: list(v) for t, v in part.position.topics.items()}, self.writer, self._seq, outbox)
         part.has_position = True
         return Flush(partition, states, part.position)
 
-    def reseed(self, partition: int) -> Flush:
-        """Every state of a partition plus its position: re-write a changelog that lost our writes."""
-        part = self.parts[partition]
-        return self.flush(partition, dict(part.customers), [])
+    def persist(self, partition: int, offset: int, fingerprint: int) -> None:
+        """The changelog acknowledged the flush whose position record is at ``offset``: write its states
+        and the new mark to the local copy, in one transaction."""
+        part = self.parts.get(partition)
+        if part is None:
+            return
+        part.customers.write(part.pending, Mark(offset, fingerprint, part.position_bytes()))
+        part.pending = {}
+
+    def set_mark(self, part: PartitionState, offset: int, fingerprint: int) -> None:
+        part.customers.write({}, Mark(offset, fingerprint, part.position_bytes()))
+
+    def reseed_chunks(self, partition: int, size: int = 2_000) -> Iterator[dict[bytes, bytes]]:
+        """Every state of a partition, a chunk at a time: re-writing a changelog that lost our writes."""
+        chunk: dict[bytes, bytes] = {}
+        for key, raw in self.parts[partition].customers.items():
+            chunk[key] = raw
+            if len(chunk) >= size:
+                yield chunk
+                chunk = {}
+        if chunk:
+            yield chunk
+
+
+def disk_maps(directory: Path, cache_mb: int, partitions: int) -> DiskMaps:
+    return DiskMaps(directory, cache_mb, partitions)

@@ -374,7 +374,7 @@ def test_documented_lists_every_field_once():
 
 
 _SAMPLES = {"broker": "kafka://x:1", "webhook_url": "https://hooks.example/x", "web_port": "7", "metrics_port": "7",
-            "security_protocol": "SSL", "log_level": "ERROR", "log_format": "json", "min_event_year": "2007",
+            "security_protocol": "SSL", "log_level": "ERROR", "log_format": "json", "state_store": "memory", "min_event_year": "2007",
             "trusted_user_header": "X-User", "allowed_hosts": "x", "web_advertised_host": "x", "heartbeat_s": "0.5",
             "inbox_token": "x" * 16}
 

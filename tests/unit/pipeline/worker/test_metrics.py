@@ -36,7 +36,7 @@ def test_init_labels_exports_every_known_label_value() -> None:
         'churnwatch_duplicates_skipped_total{topic="u1.tickets"}',
         *(f'churnwatch_deadletters_total{{reason="{r}"}}' for r in REASONS),
         *(f'churnwatch_internal_errors_total{{stage="{s}"}}' for s in ("parse", "apply", "score")),
-        *(f'churnwatch_state_restores_total{{how="{h}"}}' for h in ("restored", "kept", "reseed")),
+        *(f'churnwatch_state_restores_total{{how="{h}"}}' for h in ("restored", "tail", "kept", "reseed")),
         *(f'churnwatch_model_reload_failures_total{{reason="{r}"}}' for r in metrics.RELOAD_FAILURE_REASONS),
         *(f'churnwatch_outcomes_total{{type="{t}"}}' for t in OUTCOME_TYPES),
         *(f'churnwatch_alerted_outcomes_total{{type="{t}"}}' for t in OUTCOME_TYPES),
@@ -63,6 +63,9 @@ def test_every_internal_error_stage_and_restore_kind_is_known() -> None:
     stages = set(re.findall(r'INTERNAL_ERRORS\.labels\(stage="(\w+)"\)', code))
     assert stages == set(metrics.INTERNAL_ERROR_STAGES)
     kinds = set(re.findall(r'\bhow(?:, \w+)? = (?:\w+, )?"(\w+)"', code))
+    full = re.search(r'def after_full_read[^\n]*\n(?:[^\n]*\n)*?\s*return "(\w+)" if [^\n]* else "(\w+)"', code)
+    assert full, "after_full_read no longer says which restore kinds it returns"
+    kinds |= set(full.groups())
     assert kinds == set(metrics.RESTORE_KINDS)
 
 
