@@ -118,6 +118,7 @@ class WorkerApp:
         app.timer(POSITION_CHECK_S)(self.rebalancer.verify_input)
         app.on_rebalance_complete.connect(self.rebalancer.on_rebalance_complete)
         app.on_before_shutdown.connect(self._stop_model_checks)
+        app.on_before_shutdown.connect(self._land_last_batch)
         app.on_partitions_revoked.connect(self.rebalancer.on_revoked)
         if self.core.webhook is not None:
             app.task(self._start_webhook)
@@ -136,6 +137,14 @@ class WorkerApp:
     async def _poll_model(self) -> None:
         # validation runs a child process; the event loop must never wait for it
         await asyncio.to_thread(self.core.refresh_model)
+
+    async def _land_last_batch(self, app: Any = None, **_: Any) -> None:
+        # the consumer has stopped: let the batch in flight reach the broker and the local copy before
+        # the producer goes (a restart would otherwise read it from the changelog's tail)
+        try:
+            await asyncio.wait_for(self.core.drain(), self.settings.session_timeout_s)
+        except Exception:
+            pass
 
     async def _stop_model_checks(self, app: Any = None, **_: Any) -> None:
         self.core.models.close()  # a check in progress would otherwise hold up the exit by its timeout

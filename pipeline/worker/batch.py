@@ -41,7 +41,7 @@ from pipeline.worker import metrics
 from pipeline.worker.deadletter import deadletter_record
 from pipeline.worker.health import Health
 from pipeline.worker.silence import sweep_silent
-from pipeline.worker.store import POSITION_KEY, DiskMaps, Flush, PartitionState, StateStore, message_fingerprint
+from pipeline.worker.store import DiskMaps, Flush, PartitionState, StateStore, message_fingerprint
 from pipeline.worker.webhook import WebhookSink
 
 log = logging.getLogger("churnwatch.worker")
@@ -95,6 +95,8 @@ class BatchProcessor:
         self.store = StateStore(self.writer)  # in memory until open_store (detach keeps it there)
         #: the current batch's stored states, read in one lookup per partition (None: not stored yet)
         self._prefetched: dict[bytes, bytes | None] = {}
+        #: the previous batch's landing, while it is in flight (see :meth:`commit`)
+        self._landing: asyncio.Future[None] | None = None
         self.health = Health()
         # The agent, the sweep and rebalances all read-modify-write the store; across their awaits a
         # lock keeps one from overwriting another's newer state.
@@ -339,32 +341,54 @@ class BatchProcessor:
                 self._prefetched.update((k, found.get(k)) for k in ks)
 
     async def commit(self, states: dict[int, dict[bytes, bytes]], results: list[Any],
-                      dead: list[tuple[_Item, str, str]], now_ms: int) -> None:
-        """Make a batch durable, then tell the world: dead letters, then states + positions, then alerts."""
-        if dead:
-            records = []
-            for it, reason, detail in dead:
-                metrics.DEADLETTERS.labels(reason=reason).inc()
-                records.append((self.settings.deadletter_topic, it.key,
-                                deadletter_record(it.raw, it.key, it.topic, it.partition, it.offset, reason, detail, now_ms),
-                                None))
-            await self.durable(records)
+                     dead: list[tuple[_Item, str, str]], now_ms: int, wait: bool = True) -> None:
+        """Make a batch durable, then tell the world: dead letters, then states + positions, then alerts.
+
+        The states are staged at once (the next batch reads them from the partition's pending flushes);
+        their *landing* (the broker's acks, the local copy, the alerts) runs as a task after the previous
+        batch's landing. With ``wait=False`` the next batch is processed while this one lands, and at
+        most one landing is in flight when the next batch commits: the broker's round trip no longer
+        adds to every batch."""
+        deadletters = []
+        for it, reason, detail in dead:
+            metrics.DEADLETTERS.labels(reason=reason).inc()
+            deadletters.append((self.settings.deadletter_topic, it.key,
+                                deadletter_record(it.raw, it.key, it.topic, it.partition, it.offset, reason, detail,
+                                                  now_ms), None))
         outbox: dict[int, list[dict[str, Any]]] = {}
         for s in results:
             for alert in s.alerts:
                 outbox.setdefault(s.entry.partition, []).append(alert.to_json())
         changelog: list[tuple[str, bytes | None, bytes | None, int | None]] = []
-        positions: list[tuple[int, int, bytes]] = []  # partition, index of its position record, its value
+        flushes: list[tuple[int, int, int]] = []  # partition, flush seq, index of its position record
         for p, values in states.items():
             if p in self.store.parts:
-                records = self.changelog_records(self.store.flush(p, values, outbox.get(p, [])))
-                changelog += records
-                positions.append((p, len(changelog) - 1, records[-1][2]))  # type: ignore[arg-type]
+                flush = self.store.flush(p, values, outbox.get(p, []))
+                changelog += self.changelog_records(flush)
+                flushes.append((p, flush.position.seq, len(changelog) - 1))
+        await self.drain()
+        self._landing = asyncio.ensure_future(self._land(deadletters, changelog, flushes, results, now_ms))
+        if wait:
+            await self.drain()
+
+    async def _land(self, deadletters: list[Any], changelog: list[Any], flushes: list[tuple[int, int, int]],
+                    results: list[Any], now_ms: int) -> None:
+        await self.durable(deadletters)  # before the position that moves past their events
         metas = await self.durable(changelog)
-        for p, index, value in positions:
+        for p, seq, index in flushes:
             # acknowledged: now the local copy may have it, with the mark of its position record
-            self.store.persist(p, int(metas[index].offset), message_fingerprint(POSITION_KEY, value))
+            self.store.persist(p, seq, int(metas[index].offset))
         await self._publish(results, now_ms)
+
+    async def drain(self) -> None:
+        """Wait until the batch in flight (if any) has landed."""
+        task = self._landing
+        if task is not None:
+            try:
+                await task
+            finally:
+                if self._landing is task:
+                    self._landing = None
 
     def decide(self, entries: list[Touched], now_ms: int, trigger: str) -> list[Any]:
         """:func:`pipeline.core.decisions.score_and_decide`, contained: a failure costs the alerts of this

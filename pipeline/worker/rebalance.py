@@ -20,7 +20,7 @@ import orjson
 
 from pipeline.worker import metrics
 from pipeline.worker.changelog import check_positions, fingerprint_at, read_into
-from pipeline.worker.store import FENCE_KEY, POSITION_KEY, after_full_read, can_read_tail, message_fingerprint
+from pipeline.worker.store import FENCE_KEY, after_full_read, can_read_tail, message_fingerprint
 
 if TYPE_CHECKING:
     from pipeline.worker.batch import BatchProcessor
@@ -38,6 +38,7 @@ class Rebalancer:
         self.core.health.recovering = True
         parts = self.core.input_partitions(revoked)
         async with self.core.state_lock:
+            await self.core.drain()
             self.core.store.revoke(parts)
         self.core.clock.forget(parts)
 
@@ -46,6 +47,7 @@ class Rebalancer:
         self.core.health.recovering = True
         started = time.monotonic()
         async with self.core.state_lock:
+            await self.core.drain()
             assigned = self.core.assigned_partitions()
             self.core.health.assigned = assigned
             for p in sorted(assigned):
@@ -109,7 +111,7 @@ class Rebalancer:
                 await core.durable([(settings.changelog_topic, k, v, p) for k, v in chunk.items()])
             flush = store.flush(p, {}, [])
             metas = await core.durable(core.changelog_records(flush))
-            store.persist(p, int(metas[-1].offset), message_fingerprint(POSITION_KEY, flush.position.to_bytes()))
+            store.persist(p, flush.position.seq, int(metas[-1].offset))
         else:
             store.set_mark(part, fence_offset, fence_fp)
             if part.position.outbox and part.position.writer != core.writer:

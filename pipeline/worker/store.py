@@ -110,8 +110,10 @@ class PartitionState:
     position: Position = field(default_factory=Position)
     #: True once a position record was restored or written (False: nothing ever flushed here)
     has_position: bool = False
-    #: states of a flush sent to the changelog but not yet acknowledged (read before ``customers``)
-    pending: dict[bytes, Row] = field(default_factory=dict)
+    #: flushes sent to the changelog but not yet acknowledged, oldest first: their states are read
+    #: before ``customers`` (the newest flush first), so a batch can be processed while the previous
+    #: one is still on its way to the broker
+    pending: list["Pending"] = field(default_factory=list)
 
     @classmethod
     def over(cls, partition: int, customers: StateMap) -> "PartitionState":
@@ -123,13 +125,26 @@ class PartitionState:
         return part
 
     def get(self, key: bytes) -> bytes | None:
-        row = self.pending.get(key)
-        return row[0] if row is not None else self.customers.get(key)
+        for layer in reversed(self.pending):
+            row = layer.rows.get(key)
+            if row is not None:
+                return row[0]
+        return self.customers.get(key)
 
     def get_many(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
-        keys = list(keys)
-        out = self.customers.get_many([k for k in keys if k not in self.pending])
-        out.update((k, self.pending[k][0]) for k in keys if k in self.pending)
+        if not self.pending:
+            return self.customers.get_many(keys)
+        out: dict[bytes, bytes] = {}
+        rest = []
+        for k in keys:
+            for layer in reversed(self.pending):
+                row = layer.rows.get(k)
+                if row is not None:
+                    out[k] = row[0]
+                    break
+            else:
+                rest.append(k)
+        out.update(self.customers.get_many(rest))
         return out
 
     def advance(self, topic: str, offset: int, fp: int) -> None:
@@ -177,6 +192,15 @@ def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -
     part = PartitionState(partition)
     fold_into(part, records)
     return part
+
+
+@dataclass
+class Pending:
+    """One flush on its way to the changelog: its states and the position record that covers them."""
+
+    seq: int
+    rows: dict[bytes, Row]
+    position: bytes
 
 
 @dataclass
@@ -375,20 +399,23 @@ class StateStore:
         """Describe the changelog write that makes ``states`` durable; until :meth:`persist` they are
         read from the partition's pending states."""
         part = self.parts.setdefault(partition, PartitionState(partition))
-        part.pending.update((k, state_row(v)) for k, v in states.items())
         self._seq += 1
         part.position = Position({t: list(v) for t, v in part.position.topics.items()}, self.writer, self._seq, outbox)
         part.has_position = True
+        part.pending.append(Pending(self._seq, {k: state_row(v) for k, v in states.items()}, part.position.to_bytes()))
         return Flush(partition, states, part.position)
 
-    def persist(self, partition: int, offset: int, fingerprint: int) -> None:
-        """The changelog acknowledged the flush whose position record is at ``offset``: write its states
-        and the new mark to the local copy, in one transaction."""
+    def persist(self, partition: int, seq: int, offset: int) -> None:
+        """The changelog acknowledged flush ``seq``, whose position record is at ``offset``: write its
+        states and the new mark to the local copy, in one transaction. Flushes land in order."""
         part = self.parts.get(partition)
         if part is None:
-            return
-        part.customers.write(part.pending, Mark(offset, fingerprint, part.position_bytes()))
-        part.pending = {}
+            return  # revoked meanwhile: the next owner reads it from the changelog
+        while part.pending and part.pending[0].seq <= seq:
+            layer = part.pending.pop(0)
+            if layer.seq == seq:
+                mark = Mark(offset, message_fingerprint(POSITION_KEY, layer.position), layer.position)
+                part.customers.write(layer.rows, mark)
 
     def set_mark(self, part: PartitionState, offset: int, fingerprint: int) -> None:
         part.customers.write({}, Mark(offset, fingerprint, part.position_bytes()))
