@@ -68,6 +68,11 @@ async def read_into(settings: Settings, part: PartitionState, start: int, fence_
     return n
 
 
+async def checking_consumer(settings: Settings) -> Any:
+    """A consumer (no group) for many :func:`check_positions` calls: one connection, not one per partition."""
+    return await _consumer(settings)
+
+
 async def fingerprint_at(settings: Settings, partition: int, offset: int) -> int | None:
     """Fingerprint of the changelog record at ``offset``, None if it is not there (any more)."""
     from aiokafka import TopicPartition
@@ -111,7 +116,8 @@ async def _message_at(consumer: Any, tp: Any, offset: int) -> Any:
     return rec if rec is not None and rec.offset == offset else None
 
 
-async def check_positions(settings: Settings, partition: int, topics: dict[str, list[int]]) -> dict[str, int | None]:
+async def check_positions(settings: Settings, partition: int, topics: dict[str, list[int]],
+                          consumer: Any = None) -> dict[str, int | None]:
     """Where to resume each input topic of ``partition``: after the restored offset if the input is
     still the one the state was folded from, else (None) from the beginning.
 
@@ -124,7 +130,9 @@ async def check_positions(settings: Settings, partition: int, topics: dict[str, 
     out: dict[str, int | None] = {}
     if not topics:
         return out
-    consumer = await _consumer(settings)
+    own = consumer is None
+    if own:
+        consumer = await _consumer(settings)
     try:
         for topic, entry in topics.items():
             offset, fp = entry[0], entry[1]
@@ -137,7 +145,8 @@ async def check_positions(settings: Settings, partition: int, topics: dict[str, 
                 same = origin is None or message_fingerprint(origin.key, origin.value) == origin_fp
             out[topic] = offset + 1 if same else None
     finally:
-        await consumer.stop()
+        if own:
+            await consumer.stop()
     changed = sorted(t for t, off in out.items() if off is None)
     if changed:
         log.warning("partition %d of %s is not the input the state was folded from (topic re-created or "

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pipeline.worker import metrics
-from pipeline.worker.changelog import check_positions, fingerprint_at, read_into
+from pipeline.worker.changelog import check_positions, checking_consumer, fingerprint_at, read_into
 from pipeline.worker.store import FENCE_KEY, after_full_read, can_read_tail, message_fingerprint
 
 if TYPE_CHECKING:
@@ -146,15 +146,28 @@ class Rebalancer:
 
     async def verify_input(self) -> None:
         """Re-read from the beginning any input partition whose position message has changed."""
-        from faust.types import TP
-
         if self.core.health.recovering or not self.core.store.parts:
             return
         snapshot = {p: {t: list(v) for t, v in part.position.topics.items()}
                     for p, part in self.core.store.parts.items()}
+        try:
+            consumer = await checking_consumer(self.core.settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the broker is away: the probe reports that
+            log.debug("position check failed: %s", exc)
+            return
+        try:
+            await self._verify(snapshot, consumer)
+        finally:
+            await consumer.stop()
+
+    async def _verify(self, snapshot: dict[int, dict[str, list[int]]], consumer: Any) -> None:
+        from faust.types import TP
+
         for p, topics in snapshot.items():
             try:
-                resume = await check_positions(self.core.settings, p, topics)
+                resume = await check_positions(self.core.settings, p, topics, consumer)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker is away: the probe reports that

@@ -16,8 +16,8 @@ The layout, little-endian::
 * the event-id memory is two byte strings: the 8-byte fingerprints as they are held in memory, and
   their UTC days as int32s, zlib-compressed (days repeat in long runs; the fingerprints are random and
   are not compressed);
-* day buckets are ``[day, *counters]`` rows, as in the JSON form; msgpack writes a small counter in one
-  byte;
+* day buckets are msgpack maps of day -> counters (decoded straight into the dicts the state holds,
+  with no Python loop); msgpack writes a small counter in one byte;
 * a version that adds fields appends them to :data:`FIELDS`: an older record decodes with the defaults
   for the fields it does not have.
 
@@ -50,7 +50,6 @@ FIELDS = (
     "csat", "ces", "churned_ms", "renewed_ms", "seen", "seen_floor_day", "offsets", "applied", "alert",
     "events", "partition",
 )
-_DAYS, _TDAYS, _UDAYS, _VDAYS = (FIELDS.index(n) for n in ("days", "tdays", "udays", "vdays"))
 _SEEN, _ALERT = FIELDS.index("seen"), FIELDS.index("alert")
 
 
@@ -58,18 +57,10 @@ def is_binary(raw: bytes) -> bool:
     return raw[:2] == MAGIC
 
 
-def _rows(table: dict[int, list[int]]) -> list[list[int]]:
-    return [[day, *values] for day, values in sorted(table.items())]
-
-
 def encode(state: Any) -> bytes:
     """The binary record of ``state`` (a ``CustomerState``; not imported here, it imports this module)."""
     d = state.__dict__
     values = [d[name] for name in FIELDS]
-    values[_DAYS] = _rows(state.days)
-    values[_TDAYS] = _rows(state.tdays)
-    values[_UDAYS] = _rows(state.udays)
-    values[_VDAYS] = sorted(state.vdays.items())
     seen = state.seen
     values[_SEEN] = [bytes(seen.fps), zlib.compress(seen.days.tobytes(), 1)]
     values[_ALERT] = state.alert.to_json()
@@ -84,11 +75,6 @@ def decode_fields(raw: bytes) -> dict[str, Any]:
     if not isinstance(values, list) or len(values) > len(FIELDS):
         raise ValueError("malformed binary customer state")
     d = dict(zip(FIELDS, values))
-    for name in ("days", "tdays", "udays"):
-        if name in d:
-            d[name] = {row[0]: row[1:] for row in d[name]}
-    if "vdays" in d:
-        d["vdays"] = {day: v for day, v in d["vdays"]}
     if "seen" in d:
         fps, days = d["seen"]
         seen = SeenIds()
