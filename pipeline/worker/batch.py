@@ -280,14 +280,20 @@ class BatchProcessor:
         per_customer: dict[bytes, list[_Item]] = {}
         partitions: set[int] = set()
         dead: list[tuple[_Item, str, str]] = []
+        #: per (partition, topic): the first and the last message of the batch (positions need no more)
+        ends: dict[tuple[int, str], list[Any]] = {}
         for fevent in batch:
             msg = fevent.message
             part = self.store.parts.get(msg.partition)
             if part is None:
                 continue  # not ours (any more): its owner reads it from the position in the state
             partitions.add(msg.partition)
-            part.advance(msg.topic, msg.offset, message_fingerprint(msg.key, fevent.value))
-            metrics.EVENTS_CONSUMED.labels(topic=msg.topic).inc()
+            end = ends.get((msg.partition, msg.topic))
+            if end is None:
+                ends[(msg.partition, msg.topic)] = [fevent, fevent, 1]
+            else:
+                end[1] = fevent
+                end[2] += 1
             item = _Item(None, msg.topic, msg.partition, msg.offset, fevent.value, msg.key)  # type: ignore[arg-type]
             try:
                 item.event = self._validate(msg, fevent.value, now_ms)
@@ -299,6 +305,7 @@ class BatchProcessor:
                 metrics.INTERNAL_ERRORS.labels(stage="parse").inc()
                 continue
             per_customer.setdefault(item.event.customer_id.encode(), []).append(item)
+        self._advance(ends)
         touched: dict[bytes, tuple[Touched, bytes]] = {}
         newest = 0
         self._prefetch(per_customer)
@@ -327,6 +334,16 @@ class BatchProcessor:
                     log.exception("customer %r: alert memory not storable; keeping the state without it", key)
             states.setdefault(entry.partition, {})[key] = value
         await self.commit(states, results, dead, now_ms)
+
+    def _advance(self, ends: dict[tuple[int, str], list[Any]]) -> None:
+        """Move each partition's input position to the batch's last message (fingerprinting two messages
+        per partition and topic, not every one)."""
+        for (p, topic), (first, last, n) in ends.items():
+            part = self.store.parts[p]
+            if topic not in part.position.topics:  # the first message ever read here is the origin
+                part.advance(topic, first.message.offset, message_fingerprint(first.message.key, first.value))
+            part.advance(topic, last.message.offset, message_fingerprint(last.message.key, last.value))
+            metrics.EVENTS_CONSUMED.labels(topic=topic).inc(n)
 
     def _prefetch(self, per_customer: dict[bytes, list[_Item]]) -> None:
         """Read the batch's stored states in one lookup per partition, not one per customer."""
@@ -377,7 +394,7 @@ class BatchProcessor:
         metas = await self.durable(changelog)
         for p, seq, index in flushes:
             # acknowledged: now the local copy may have it, with the mark of its position record
-            self.store.persist(p, seq, int(metas[index].offset))
+            await self.store.persist(p, seq, int(metas[index].offset))
         await self._publish(results, now_ms)
 
     async def drain(self) -> None:

@@ -12,6 +12,7 @@ from the group's committed offsets (:class:`pipeline.worker.app._SeekingApp`).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,9 @@ class Rebalancer:
             self.core.store.drop_stale()
         if assigned:
             metrics.RECOVERY_SECONDS.set(time.monotonic() - started)
+        # what exists now (modules, the model, Faust's machinery) lives as long as the process: out of the
+        # collector's way, so a full collection walks only what batches allocate (shorter pauses)
+        gc.freeze()
 
     async def restore(self, p: int) -> None:
         """Make partition ``p``'s local copy equal to its changelog, reading as little as it can.
@@ -111,7 +115,7 @@ class Rebalancer:
                 await core.durable([(settings.changelog_topic, k, v, p) for k, v in chunk.items()])
             flush = store.flush(p, {}, [])
             metas = await core.durable(core.changelog_records(flush))
-            store.persist(p, flush.position.seq, int(metas[-1].offset))
+            await store.persist(p, flush.position.seq, int(metas[-1].offset))
         else:
             store.set_mark(part, fence_offset, fence_fp)
             if part.position.outbox and part.position.writer != core.writer:

@@ -12,7 +12,8 @@ states and the new mark change together (a kill -9 between flushes leaves the fi
 never between two), and a worker's write rate (one row per touched customer per micro-batch) is far
 below what it sustains. Writes go to its write-ahead log with ``synchronous=NORMAL`` (no fsync per
 commit; an OS crash can lose the newest commits, which the changelog tail brings back), and the log is
-checkpointed by a thread of its own so a checkpoint's fsync never stalls the event loop.
+checkpointed, like every write, on a thread of its own, so neither a transaction nor a checkpoint's
+fsync stalls the event loop.
 
 :class:`MemoryMap` is the same interface over a dict: the batch code's unit tests and benchmarks, and
 ``CHURNWATCH_STATE_STORE=memory``.
@@ -20,9 +21,11 @@ checkpointed by a thread of its own so a checkpoint's fsync never stalls the eve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol
@@ -68,6 +71,7 @@ class StateMap(Protocol):
     def idle(self, before_ms: int, after_key: bytes, limit: int) -> list[tuple[bytes, bytes]]: ...
     def max_last_ms(self) -> int: ...
     def write(self, rows: dict[bytes, Row | None], mark: Mark | None) -> None: ...
+    async def write_async(self, rows: dict[bytes, Row | None], mark: Mark | None) -> None: ...
     def mark(self) -> Mark | None: ...
     def close(self) -> None: ...
 
@@ -111,6 +115,9 @@ class MemoryMap:
         if mark is not None:
             self._mark = mark
 
+    async def write_async(self, rows: dict[bytes, Row | None], mark: Mark | None) -> None:
+        self.write(rows, mark)
+
     def mark(self) -> Mark | None:
         return self._mark
 
@@ -119,21 +126,42 @@ class MemoryMap:
 
 
 class SqliteMap:
-    """A partition's states in a SQLite file. One connection, used from the event loop's thread."""
+    """A partition's states in a SQLite file.
+
+    Two connections: reads on the caller's thread (the event loop), writes on a thread of their own, so
+    a flush's transaction and the log checkpoints (SQLite releases the GIL while it works) run beside
+    the next batch's Python on the other core. Reads in WAL mode see the last committed write; what is
+    not committed yet is still among the partition's pending flushes (:mod:`pipeline.worker.store`)."""
+
+    CHECKPOINT_EVERY_S = 2.0
 
     def __init__(self, path: Path, cache_kib: int = 16_384) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
-        self.db.execute(f"PRAGMA cache_size=-{max(256, int(cache_kib))}")
-        self.db.execute("CREATE TABLE IF NOT EXISTS states (key BLOB PRIMARY KEY, value BLOB NOT NULL, "
-                        "last_ms INTEGER NOT NULL, churned_ms INTEGER NOT NULL)")
-        self.db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        self.db = self._connect(cache_kib, create=True)
         self._count: int | None = None
-        self._checkpointer = _Checkpointer(path)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"state-{path.stem}")
+        self._wdb: sqlite3.Connection | None = None
+        self._cache_kib = cache_kib
+        self._checkpointed = time.monotonic()
+
+    def _connect(self, cache_kib: int, create: bool = False) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        if create:
+            # a state is ~2-10 KB: larger pages hold one in a page or two instead of a chain of overflow
+            # pages (only takes effect when the file is created)
+            db.execute("PRAGMA page_size=16384")
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
+        db.execute(f"PRAGMA cache_size=-{max(256, int(cache_kib))}")
+        if create:
+            # the times before the value: a column after a large blob is only read through its overflow pages
+            db.execute("CREATE TABLE IF NOT EXISTS states (key BLOB PRIMARY KEY, last_ms INTEGER NOT NULL, "
+                       "churned_ms INTEGER NOT NULL, value BLOB NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS states_by_last ON states (last_ms)")
+            db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        return db
 
     def get(self, key: bytes) -> bytes | None:
         row = self.db.execute("SELECT value FROM states WHERE key = ?", (key,)).fetchone()
@@ -172,24 +200,32 @@ class SqliteMap:
         return int(self.db.execute("SELECT coalesce(max(last_ms), 0) FROM states").fetchone()[0])
 
     def write(self, rows: dict[bytes, Row | None], mark: Mark | None) -> None:
-        db = self.db
-        put = [(k, *row) for k, row in rows.items() if row is not None]
+        self._writer.submit(self._write, rows, mark).result()
+
+    async def write_async(self, rows: dict[bytes, Row | None], mark: Mark | None) -> None:
+        await asyncio.wrap_future(self._writer.submit(self._write, rows, mark))
+
+    def _write(self, rows: dict[bytes, Row | None], mark: Mark | None) -> None:
+        if self._wdb is None:
+            self._wdb = self._connect(self._cache_kib)
+        db = self._wdb
+        put = [(k, r[1], r[2], r[0]) for k, r in rows.items() if r is not None]
         gone = [(k,) for k, row in rows.items() if row is None]
+        count = self._count
         db.execute("BEGIN")
         try:
             before = db.total_changes
             if gone:
                 db.executemany("DELETE FROM states WHERE key = ?", gone)
-                removed = db.total_changes - before
-                if self._count is not None:
-                    self._count -= removed
+                if count is not None:
+                    count -= db.total_changes - before
                 before = db.total_changes
             if put:
                 db.executemany("INSERT OR IGNORE INTO states VALUES (?, ?, ?, ?)", put)
-                if self._count is not None:
-                    self._count += db.total_changes - before
-                db.executemany("UPDATE states SET value = ?, last_ms = ?, churned_ms = ? WHERE key = ?",
-                               [(v, last, churned, k) for k, v, last, churned in put])
+                if count is not None:
+                    count += db.total_changes - before
+                db.executemany("UPDATE states SET last_ms = ?, churned_ms = ?, value = ? WHERE key = ?",
+                               [(last, churned, v, k) for k, last, churned, v in put])
             if mark is not None:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('mark', ?)", (mark.to_bytes(),))
             db.execute("COMMIT")
@@ -197,51 +233,29 @@ class SqliteMap:
             db.execute("ROLLBACK")
             self._count = None
             raise
-        self._checkpointer.poke()
+        self._count = count
+        if time.monotonic() - self._checkpointed >= self.CHECKPOINT_EVERY_S:
+            self._checkpointed = time.monotonic()
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never blocks the reader
+            except sqlite3.Error:
+                pass  # busy: the next round does it
 
     def mark(self) -> Mark | None:
         row = self.db.execute("SELECT value FROM meta WHERE name = 'mark'").fetchone()
         return Mark.from_bytes(row[0]) if row else None
 
     def close(self) -> None:
-        self._checkpointer.stop()
-        self.db.close()
+        def close_writer() -> None:
+            if self._wdb is not None:
+                self._wdb.close()
+                self._wdb = None
 
-
-class _Checkpointer:
-    """Copies the write-ahead log into the database from a thread of its own (PASSIVE: it never blocks
-    the writer), so neither the log's growth nor a checkpoint's fsync lands on the event loop."""
-
-    EVERY_S = 2.0
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"checkpoint-{path.name}", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
-            while not self._stop.is_set():
-                if self._wake.wait(self.EVERY_S):
-                    self._wake.clear()
-                    try:
-                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    except sqlite3.Error:
-                        pass  # busy or closing: the next round does it
-                    self._stop.wait(self.EVERY_S)
+            self._writer.submit(close_writer).result()
         finally:
-            db.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=10)
+            self._writer.shutdown(wait=True)
+            self.db.close()
 
 
 def open_sqlite(directory: Path, partition: int, cache_kib: int) -> SqliteMap:

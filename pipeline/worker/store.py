@@ -405,17 +405,19 @@ class StateStore:
         part.pending.append(Pending(self._seq, {k: state_row(v) for k, v in states.items()}, part.position.to_bytes()))
         return Flush(partition, states, part.position)
 
-    def persist(self, partition: int, seq: int, offset: int) -> None:
+    async def persist(self, partition: int, seq: int, offset: int) -> None:
         """The changelog acknowledged flush ``seq``, whose position record is at ``offset``: write its
-        states and the new mark to the local copy, in one transaction. Flushes land in order."""
+        states and the new mark to the local copy, in one transaction (on the map's writer thread), and
+        only then stop reading them from the pending flushes. Flushes land in order."""
         part = self.parts.get(partition)
         if part is None:
             return  # revoked meanwhile: the next owner reads it from the changelog
-        while part.pending and part.pending[0].seq <= seq:
-            layer = part.pending.pop(0)
-            if layer.seq == seq:
-                mark = Mark(offset, message_fingerprint(POSITION_KEY, layer.position), layer.position)
-                part.customers.write(layer.rows, mark)
+        layer = next((x for x in part.pending if x.seq == seq), None)
+        if layer is None:
+            return
+        mark = Mark(offset, message_fingerprint(POSITION_KEY, layer.position), layer.position)
+        await part.customers.write_async(layer.rows, mark)
+        part.pending = [x for x in part.pending if x.seq > seq]
 
     def set_mark(self, part: PartitionState, offset: int, fingerprint: int) -> None:
         part.customers.write({}, Mark(offset, fingerprint, part.position_bytes()))

@@ -3,6 +3,7 @@ up to date from the changelog's tail, and what a local file survives."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -44,7 +45,7 @@ def test_a_flush_is_read_back_before_it_is_acknowledged_and_stored_only_after():
     records_of(store, 0, {b"c1": S1})
     assert store.get(0, b"c1") == S1 and values(store.parts[0]) == {}  # pending: not in the copy yet
     assert store.parts[0].customers.mark() is None
-    store.persist(0, store.parts[0].position.seq, 17)
+    asyncio.run(store.persist(0, store.parts[0].position.seq, 17))
     assert values(store.parts[0]) == {b"c1": S1} and not store.parts[0].pending
     mark = store.parts[0].customers.mark()
     assert mark is not None and mark.offset == 17 and mark.fingerprint == message_fingerprint(POSITION_KEY, mark.position)
@@ -203,10 +204,10 @@ def test_a_batch_reads_the_flush_still_in_flight_before_it_and_flushes_land_in_o
     first = store.flush(0, {b"c1": S1}, [])
     second = store.flush(0, {b"c1": S2, b"c2": S3}, [])
     assert store.get(0, b"c1") == S2 and store.parts[0].get_many([b"c1", b"c2", b"zz"]) == {b"c1": S2, b"c2": S3}
-    store.persist(0, first.position.seq, 5)
+    asyncio.run(store.persist(0, first.position.seq, 5))
     assert values(store.parts[0]) == {b"c1": S1} and store.get(0, b"c1") == S2  # the second is still pending
     mark = store.parts[0].customers.mark()
     assert mark is not None and mark.offset == 5 and Position.from_bytes(mark.position).seq == first.position.seq
-    store.persist(0, second.position.seq, 9)
+    asyncio.run(store.persist(0, second.position.seq, 9))
     assert values(store.parts[0]) == {b"c1": S2, b"c2": S3} and not store.parts[0].pending
     assert store.parts[0].customers.mark().offset == 9
