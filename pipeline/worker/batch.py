@@ -3,8 +3,9 @@
 One agent consumes all input topics (they are co-partitioned, so one worker owns all of a customer's
 events) in micro-batches. Per batch it validates, folds events into the customers' states, scores every
 touched customer in one LightGBM call, asks the alert policy, makes the new states durable, and only
-then sends the alerts (that write path is :mod:`pipeline.worker.landing`). The state is churnwatch's own (:mod:`pipeline.worker.store`,
-:mod:`pipeline.worker.changelog`): why not a Faust Table is explained there. The Faust app around this
+then sends the alerts (that write path is :mod:`pipeline.worker.landing`). The state is churnwatch's
+own (:mod:`pipeline.worker.store`, :mod:`pipeline.worker.changelog`): why not a Faust Table is
+explained there. The Faust app around this
 (topics, agent, timers, rebalances, web server) is :mod:`pipeline.worker.app`; without it
 (:meth:`BatchProcessor.detach`) the same code runs in unit tests, the replay parity test and benchmarks.
 
