@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     models_dir: Path = Field(Path("models"), description="model registry directory")
     data_dir: Path = Field(Path(".churnwatch"), description=(
         "worker and demo working files: logs, Faust data, and the worker's local state store "
-        "(`state/<changelog topic>/p<N>.sqlite3`); one worker per directory"))
+        "(`state/<changelog topic>/slot-<K>/p<N>.sqlite3`: workers sharing the directory each take a free slot)"))
     state_store: StateStoreKind = Field(StateStoreKind.DISK, description=(
         "where a worker keeps customer states: `disk` (a SQLite file per partition under the data directory, "
         "backed up by the changelog; a restart on the same disk reads only the changelog's tail) or `memory` "

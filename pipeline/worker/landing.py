@@ -1,5 +1,5 @@
-"""How a batch's effects leave the worker, in order: dead letters, states + positions on the changelog, the
-local copy, then alerts (and scores). Mixed into :class:`pipeline.worker.batch.BatchProcessor`, whose
+"""How a batch's effects leave the worker, in order: dead letters, states + positions on the changelog, then
+alerts (and scores) while the local copy is written. Mixed into :class:`pipeline.worker.batch.BatchProcessor`, whose
 state it uses; kept apart because it is the worker's one write path, and the part to read when the
 question is "can this alert or dead letter be lost?" (no: see :meth:`Landing.commit`).
 """
@@ -106,10 +106,15 @@ class Landing:
                     results: list[Any], now_ms: int) -> None:
         await self.durable(deadletters)  # before the position that moves past their events
         metas = await self.durable(changelog)
-        for p, seq, index in flushes:
-            # acknowledged: now the local copy may have it, with the mark of its position record
-            await self.store.persist(p, seq, int(metas[index].offset))
-        await self._publish(results, now_ms)
+
+        async def persist() -> None:
+            for p, seq, index in flushes:
+                # acknowledged: now the local copy may have it, with the mark of its position record
+                await self.store.persist(p, seq, int(metas[index].offset))
+
+        # the alerts need only the changelog's ack (the local copy is a cache of it): the copy is written
+        # on its thread while they are sent
+        await asyncio.gather(persist(), self._publish(results, now_ms))
 
     async def drain(self) -> None:
         """Wait until the batch in flight (if any) has landed."""

@@ -259,29 +259,44 @@ class MemoryMaps:
 
 
 class StateDirInUse(RuntimeError):
-    """Another process holds the state directory: two workers must not share one local store."""
+    """Every slot of the state directory is held by another process."""
+
+
+#: Workers that may share one state directory (same settings on one host), each in a slot of its own.
+MAX_SLOTS = 64
 
 
 class DiskMaps:
-    """One SQLite file per partition under ``directory``; a full restore builds a fresh file beside the
-    live one and renames it into place, so a crash mid-restore leaves the old copy (or nothing) behind."""
+    """One SQLite file per partition in a *slot* of ``root`` (``slot-0``, ``slot-1``, ...): the first slot
+    no other process holds (a lock file), so several workers started with the same settings on one host
+    each keep their own copies, and a restarted worker usually finds its own again. Whose copy a slot
+    holds does not matter for correctness: a copy is used only as far as its mark is still in the
+    changelog. A full restore builds a fresh file beside the live one and renames it into place, so a
+    crash mid-restore leaves the old copy (or nothing) behind."""
 
-    def __init__(self, directory: Path, cache_mb: int, partitions: int) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root: Path, cache_mb: int, partitions: int) -> None:
         self.cache_kib = max(256, cache_mb * 1024 // max(1, partitions))
-        self._lock = open(directory / "LOCK", "a+")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.seek(0)
-            holder = self._lock.read().strip() or "another process"
-            self._lock.close()
-            raise StateDirInUse(f"state directory {directory} is in use by {holder}") from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"pid {os.getpid()}\n")
-        self._lock.flush()
+        holders = []
+        for slot in range(MAX_SLOTS):
+            directory = root / f"slot-{slot}"
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = open(directory / "LOCK", "a+")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holders.append(lock.read().strip() or "another process")
+                lock.close()
+                continue
+            break
+        else:
+            raise StateDirInUse(f"state directory {root}: all {MAX_SLOTS} slots are in use "
+                                f"(by {', '.join(holders[:3])}, ...)")
+        self.directory, self._lock = directory, lock
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
         for stray in directory.glob("p*.restoring.sqlite3"):
             remove_sqlite(stray)  # a full restore a crash cut short
 
@@ -345,11 +360,6 @@ class StateStore:
 
     def __len__(self) -> int:
         return sum(len(p.customers) for p in list(self.parts.values()))
-
-    def items(self) -> Iterator[tuple[int, bytes, bytes]]:
-        for p, part in list(self.parts.items()):
-            for key, raw in part.customers.items():
-                yield p, key, raw
 
     # ---- ownership -------------------------------------------------------------------------------
     def local(self, partition: int) -> PartitionState:

@@ -12,7 +12,8 @@ from devtools.simulator import SimConfig, simulate
 from pipeline.config.settings import Settings
 from pipeline.core.contract import DAY_MS, validate
 from pipeline.core.features import CustomerState, states_from_events, vector
-from pipeline.kafka.feed import read_all
+from pipeline.kafka.feed import read_raw
+from pipeline.worker.store import FENCE_KEY, POSITION_KEY
 from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,10 +30,10 @@ def comparable(state: CustomerState) -> dict:
 def changelog_states(settings: Settings) -> dict[str, CustomerState]:
     """The durable state: the newest changelog record of every customer."""
     latest: dict[str, CustomerState] = {}
-    for record in read_all(settings, settings.changelog_topic, idle_s=1.0):
-        if record.get("kind") in ("position", "fence"):
+    for record in read_raw(settings, settings.changelog_topic, idle_s=1.0):
+        if record.key in (POSITION_KEY, FENCE_KEY) or record.value is None:
             continue  # the store's control records (pipeline/worker/store.py)
-        state = CustomerState.from_bytes(orjson.dumps(record))
+        state = CustomerState.from_bytes(record.value)
         latest[state.customer_id] = state
     return latest
 

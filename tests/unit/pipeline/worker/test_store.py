@@ -161,17 +161,23 @@ def test_a_sqlite_copy_survives_its_process_and_a_write_never_half_lands(tmp_pat
     again.close()
 
 
-def test_a_state_directory_is_held_by_one_worker(tmp_path):
+def test_workers_sharing_a_state_directory_each_take_a_slot_of_their_own(tmp_path, monkeypatch):
     first = DiskMaps(tmp_path / "state", 64, 4)
-    with pytest.raises(StateDirInUse, match="in use by pid"):
-        DiskMaps(tmp_path / "state", 64, 4)
+    second = DiskMaps(tmp_path / "state", 64, 4)
+    assert first.directory.name == "slot-0" and second.directory.name == "slot-1"
     first.close()
-    DiskMaps(tmp_path / "state", 64, 4).close()
+    again = DiskMaps(tmp_path / "state", 64, 4)  # a restarted worker finds the free slot first
+    assert again.directory.name == "slot-0"
+    monkeypatch.setattr("pipeline.worker.store.MAX_SLOTS", 2)
+    with pytest.raises(StateDirInUse, match=r"all 2 slots are in use \(by pid"):
+        DiskMaps(tmp_path / "state", 64, 4)
+    again.close()
+    second.close()
 
 
 def test_an_unreadable_local_file_is_started_afresh_not_a_crash(tmp_path):
     maps = DiskMaps(tmp_path, 64, 1)
-    (tmp_path / "p0.sqlite3").write_bytes(b"this is not a database" * 100)
+    (maps.directory / "p0.sqlite3").write_bytes(b"this is not a database" * 100)
     m = maps.open(0)
     assert len(m) == 0 and m.mark() is None
     m.write({b"a": (S1, 10, 0)}, Mark(1, 1, None))
@@ -189,13 +195,13 @@ def test_a_full_restore_replaces_the_local_file_whole(tmp_path):
     fold_into(fresh, [(b"c1", S2), (POSITION_KEY, Position({"t": [3, 3, 3, 3]}, "w0", 4).to_bytes())])
     part = store.replace(live, fresh)
     assert values(part) == {b"c1": S2} and part.has_position and part.position.seq == 4
-    assert not list(tmp_path.glob("*.restoring.*"))
+    assert not list(maps.directory.glob("*.restoring.*"))
     store.adopt(part)
     store.close()
     # a stray half-built file from a crash is removed when the directory is opened again
-    (tmp_path / "p0.restoring.sqlite3").write_bytes(b"x")
+    (maps.directory / "p0.restoring.sqlite3").write_bytes(b"x")
     DiskMaps(tmp_path, 64, 1).close()
-    assert not (tmp_path / "p0.restoring.sqlite3").exists()
+    assert not (maps.directory / "p0.restoring.sqlite3").exists()
 
 
 def test_a_batch_reads_the_flush_still_in_flight_before_it_and_flushes_land_in_order():
