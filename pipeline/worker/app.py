@@ -34,12 +34,28 @@ POSITION_CHECK_S = 10.0
 class _SeekingApp(faust.App):
     """Faust seeks input to the group's committed offsets after every rebalance; churnwatch's input
     position lives in its state (see :mod:`pipeline.worker.store`), so after Faust's seek the worker seeks to
-    the restored position (``after_seek``), before any message is fetched."""
+    the restored position (``after_seek``), before any message is fetched.
+
+    It also sets the consumer's fetch wait (``CHURNWATCH_FETCH_MAX_WAIT_MS``), which Faust fixes at 1.5 s:
+    on a broker that holds fetches (Tansu) that wait was the floor of every event's latency."""
 
     after_seek: Any = None
+    #: replaces the ``fetch_max_wait_ms`` Faust's aiokafka driver hard-codes (1,500 ms)
+    fetch_max_wait_ms: int | None = None
 
     def _new_consumer(self) -> Any:
         consumer = super()._new_consumer()
+        thread = getattr(consumer, "_thread", None)
+        make = getattr(thread, "_create_worker_consumer", None)
+        if make is not None and self.fetch_max_wait_ms is not None:
+            wait_ms = self.fetch_max_wait_ms
+
+            def create_worker_consumer(transport: Any) -> Any:
+                client = make(transport)
+                client._fetch_max_wait_ms = wait_ms  # read when the client starts its fetcher
+                return client
+
+            thread._create_worker_consumer = create_worker_consumer
         original = consumer.perform_seek
 
         async def perform_seek() -> None:
@@ -107,6 +123,7 @@ class WorkerApp:
                                                                           worker_ok=True)]},
         )
         app.after_seek = self.rebalancer.seek_to_state
+        app.fetch_max_wait_ms = s.fetch_max_wait_ms
         self.input = app.topic(*s.input_topics.values(), key_serializer="raw", value_serializer="raw")
         route_topic = app.topic(s.input_topics["interactions"], key_serializer="raw", value_serializer="raw")
         self.routes = CustomerRoutes(self.core, app, self.webauth, route_topic)

@@ -15,6 +15,20 @@ from pipeline.worker.app import WorkerApp  # noqa: E402
 
 
 # ---- the Faust app's cluster settings ---------------------------------------------------------------
+def test_the_consumer_waits_for_a_fetch_as_long_as_the_settings_say_not_faust_s_fixed_1500_ms(tmp_path):
+    import asyncio
+
+    settings = Settings.from_env({"CHURNWATCH_BROKER": "kafka://127.0.0.1:1", "CHURNWATCH_MODELS_DIR": str(tmp_path / "m"),
+                                  "CHURNWATCH_DATA_DIR": str(tmp_path / "d"), "CHURNWATCH_FETCH_MAX_WAIT_MS": "37"})
+    consumer = WorkerApp(settings).app.consumer
+
+    async def client_wait() -> int:
+        client = consumer._thread._create_worker_consumer(consumer.transport)
+        return client._fetch_max_wait_ms
+
+    assert asyncio.run(client_wait()) == 37
+
+
 def test_the_faust_app_takes_replication_address_and_credentials_from_the_settings(tmp_path):
     settings = Settings.from_env({
         "CHURNWATCH_BROKER": "kafka://127.0.0.1:1", "CHURNWATCH_MODELS_DIR": str(tmp_path / "m"),
