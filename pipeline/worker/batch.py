@@ -47,7 +47,7 @@ log = logging.getLogger("churnwatch.worker")
 
 #: Events per micro-batch, and how long the agent waits to fill one (wall seconds).
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.05
+BATCH_WITHIN_S = 0.005
 
 
 @dataclass

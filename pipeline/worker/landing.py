@@ -1,5 +1,5 @@
 """How a batch's effects leave the worker, in order: dead letters, states + positions on the changelog, then
-alerts (and scores) while the local copy is written. Mixed into :class:`pipeline.worker.batch.BatchProcessor`, whose
+alerts (and scores); the local copy is written behind them, in order, on its own thread. Mixed into :class:`pipeline.worker.batch.BatchProcessor`, whose
 state it uses; kept apart because it is the worker's one write path, and the part to read when the
 question is "can this alert or dead letter be lost?" (no: see :meth:`Landing.commit`).
 """
@@ -20,6 +20,12 @@ from pipeline.worker.webhook import WebhookSink
 
 Record = tuple[str, bytes | None, bytes | None, int | None]
 
+#: Landed flushes a partition may hold in memory while its local copy is being written, before a
+#: batch waits for the copy (each holds one batch's states of the partition).
+MAX_PENDING_FLUSHES = 8
+#: Batches whose alerts may be on their way at once before a batch waits for them.
+MAX_UNSENT_BATCHES = 8
+
 
 class Landing:
     """The write path of a :class:`~pipeline.worker.batch.BatchProcessor`."""
@@ -31,6 +37,10 @@ class Landing:
     models: Any
     app: Any
     _landing: "asyncio.Future[None] | None"
+    _persisting: "asyncio.Future[None] | None" = None
+    _publishing: "asyncio.Future[None] | None" = None
+    #: batches whose alerts (and scores) are queued behind the previous ones but not yet acknowledged
+    _unsent: int = 0
 
     def changelog_records(self, flush: Flush) -> list[tuple[str, bytes, bytes | None, int | None]]:
         topic = self.settings.changelog_topic
@@ -76,10 +86,11 @@ class Landing:
         """Make a batch durable, then tell the world: dead letters, then states + positions, then alerts.
 
         The states are staged at once (the next batch reads them from the partition's pending flushes);
-        their *landing* (the broker's acks, the local copy, the alerts) runs as a task after the previous
-        batch's landing. With ``wait=False`` the next batch is processed while this one lands, and at
-        most one landing is in flight when the next batch commits: the broker's round trip no longer
-        adds to every batch."""
+        their *landing* (the changelog's ack) runs as a task after the previous batch's landing, and
+        behind it, each in a chain of its own and in order, the local copy's write and the alerts. With
+        ``wait=False`` the next batch is processed while this one lands, and at most one landing is in
+        flight when the next batch commits: the broker's round trips no longer add to every batch.
+        ``wait=True`` (the sweep) returns once all of it is done."""
         deadletters = []
         for it, reason, detail in dead:
             metrics.DEADLETTERS.labels(reason=reason).inc()
@@ -97,7 +108,7 @@ class Landing:
                 flush = self.store.flush(p, values, outbox.get(p, []))
                 changelog += self.changelog_records(flush)
                 flushes.append((p, flush.position.seq, len(changelog) - 1))
-        await self.drain()
+        await self._landed()  # changelog writes follow one another (a retried one must not overtake)
         self._landing = asyncio.ensure_future(self._land(deadletters, changelog, flushes, results, now_ms))
         if wait:
             await self.drain()
@@ -106,18 +117,40 @@ class Landing:
                     results: list[Any], now_ms: int) -> None:
         await self.durable(deadletters)  # before the position that moves past their events
         metas = await self.durable(changelog)
+        # acknowledged: now the local copy may have it, with the mark of its position record. The copy is
+        # a cache of the changelog, so neither the alerts nor the next batch wait for it: it is written
+        # on its own thread, in order, while the flush is still read from the pending ones
+        self._persisting = asyncio.ensure_future(self._after(
+            self._persisting, self._persist, [(p, seq, int(metas[index].offset)) for p, seq, index in flushes]))
+        # the alerts go out in order behind the acks of their states; the next batch need not wait for
+        # their own acks (its changelog write only has to follow this one's)
+        self._unsent += 1
+        self._publishing = asyncio.ensure_future(self._after(self._publishing, self._publish_one, results, now_ms))
+        if self._pending_flushes() > MAX_PENDING_FLUSHES:
+            await self._persisting  # the copy fell behind: let it catch up before the next batch
+        if self._unsent > MAX_UNSENT_BATCHES:
+            await self._publishing  # the broker is slow to take alerts: do not run ahead of it
 
-        async def persist() -> None:
-            for p, seq, index in flushes:
-                # acknowledged: now the local copy may have it, with the mark of its position record
-                await self.store.persist(p, seq, int(metas[index].offset))
+    @staticmethod
+    async def _after(previous: "asyncio.Future[None] | None", step: Any, *args: Any) -> None:
+        if previous is not None:
+            await previous
+        await step(*args)
 
-        # the alerts need only the changelog's ack (the local copy is a cache of it): the copy is written
-        # on its thread while they are sent
-        await asyncio.gather(persist(), self._publish(results, now_ms))
+    async def _persist(self, flushes: list[tuple[int, int, int]]) -> None:
+        for p, seq, offset in flushes:
+            await self.store.persist(p, seq, offset)
 
-    async def drain(self) -> None:
-        """Wait until the batch in flight (if any) has landed."""
+    async def _publish_one(self, results: list[Any], now_ms: int) -> None:
+        try:
+            await self._publish(results, now_ms)
+        finally:
+            self._unsent -= 1
+
+    def _pending_flushes(self) -> int:
+        return max((len(part.pending) for part in self.store.parts.values()), default=0)
+
+    async def _landed(self) -> None:
         task = self._landing
         if task is not None:
             try:
@@ -125,6 +158,19 @@ class Landing:
             finally:
                 if self._landing is task:
                     self._landing = None
+
+    async def drain(self) -> None:
+        """Wait until the batch in flight (if any) has landed, the local copy has every landed flush and every
+        alert decided so far has been acknowledged."""
+        await self._landed()
+        for name in ("_persisting", "_publishing"):
+            chain = getattr(self, name)
+            if chain is not None:
+                try:
+                    await chain
+                finally:
+                    if getattr(self, name) is chain:
+                        setattr(self, name, None)
 
     async def _publish(self, results: list[Any], now_ms: int) -> None:
         """Alerts (and, optionally, scores) of states that are already durable."""
