@@ -565,7 +565,11 @@ async def paced_run(settings: Settings, records: list[SimRecord], rate: float, w
 
 
 def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Path, quick: bool,
-                  rate: float) -> None:
+                  rate: float, name: str = "lat", label: str = "", grow: bool = False) -> dict[str, float]:
+    """One paced run at ``rate``; returns its summary (percentiles, and p50 of the first and the last
+    third of the run: growth means the worker fell behind). ``name`` keeps the topics, data dir and log
+    of each run apart and ``label`` prefixes the figure names, so several rates fit one report
+    (``bench_scale.py``); with ``grow`` a rate whose events outnumber the simulation gets more customers."""
     seconds = 8.0 if quick else 20.0
     warmup = 2.0
     section(f"worker latency: {rate:,.0f} events/s for {seconds:.0f}s, event time = wall clock at send, "
@@ -578,14 +582,18 @@ def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Pa
     customers, days = (300, 34) if quick else (500, 34)
     records = [r for r in simulate(SimConfig(customers=customers, days=days, seed=9, id_prefix="lat-"))
                if isinstance(r.value, dict)]
+    if len(records) < want + 1000 and grow:  # more customers, same story per customer
+        customers = int(customers * (want + 1000) / max(len(records), 1) * 1.5) + 1
+        records = [r for r in simulate(SimConfig(customers=customers, days=days, seed=9, id_prefix="lat-"))
+                   if isinstance(r.value, dict)]
     if len(records) < want + 1000:
         raise BenchError(f"the latency simulation has {len(records)} events, fewer than {want + 1000}")
     backlog, records = records[:-want], records[-want:]
-    settings = bench_settings(broker, root, models, "lat")
+    settings = bench_settings(broker, root, models, name)
     t_backlog = asyncio.run(produce_all(settings, backlog))
     print(f"  backlog: {len(backlog):,} events of {customers} customers over {days} days, produced in "
           f"{t_backlog:.1f}s; then {want:,} live events")
-    w = start_worker(settings, root / "worker-lat.log", emit_scores=True)
+    w = start_worker(settings, root / f"worker-{name}.log", emit_scores=True)
     try:
         wait_for(lambda: w.metric("churnwatch_worker_ready") >= 1, 120, "the latency worker to be ready",
                  alive=w.check_alive)
@@ -604,13 +612,19 @@ def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Pa
             raise BenchError("no event-triggered score records arrived on the scores topic")
         lat = res.ts_latency_ms
         recv = res.recv_latency_ms
-        report.add("latency phase: achieved produce rate", res.sent / res.send_seconds, "events/s",
+        report.add(label + "latency phase: achieved produce rate", res.sent / res.send_seconds, "events/s",
                    f"{res.sent:,} events, {len(lat):,} score records after {warmup:.0f}s warm-up")
         kind = {0: "CreateTime", 1: "LogAppendTime"}
         types = ", ".join(kind.get(t, str(t)) for t in sorted(res.timestamp_types))
-        half = len(lat) // 2
+        half, third = len(lat) // 2, len(lat) // 3
         p50_a, p50_b = percentile(lat[:half], 50), percentile(lat[half:], 50)
+        summary = {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99),
+                   "p50_first_third": percentile(lat[:third], 50), "p50_last_third": percentile(lat[-third:], 50),
+                   "alert_p50": percentile(res.alert_latency_ms, 50), "alert_p95": percentile(res.alert_latency_ms, 95),
+                   "alert_p99": percentile(res.alert_latency_ms, 99), "alerts": len(res.alert_latency_ms),
+                   "sent_rate": res.sent / res.send_seconds, "drain_cut": float(res.drain_cut)}
         behind = res.drain_cut or (p50_b > 2 * p50_a and p50_b > 1000)
+        summary["behind"] = float(behind)
         if behind:
             print(f"  WARNING: the worker fell behind the paced {rate:,.0f} events/s (latency grew from "
                   f"{p50_a:.0f} to {p50_b:.0f} ms); the latency figures measure queueing. Lower --rate, or "
@@ -619,17 +633,17 @@ def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Pa
             note = ""
             if q == 50:
                 note = f"timestamp type {types}" + ("; the worker FELL BEHIND at this rate" if behind else "")
-            report.add(f"latency produce -> score record timestamp, p{q}", percentile(lat, q), "ms", note)
-        report.add("latency produce -> score record timestamp, max", max(lat), "ms",
+            report.add(label + f"latency produce -> score record timestamp, p{q}", percentile(lat, q), "ms", note)
+        report.add(label + "latency produce -> score record timestamp, max", max(lat), "ms",
                    f"p50 of the first half {p50_a:.0f} ms, second half {p50_b:.0f} ms "
                    "(growth = the worker falls behind)")
         for q in (50, 99):
-            report.add(f"latency produce -> score seen by a tailing consumer, p{q}", percentile(recv, q), "ms")
+            report.add(label + f"latency produce -> score seen by a tailing consumer, p{q}", percentile(recv, q), "ms")
         alat = res.alert_latency_ms
         if alat:
             trig = ", ".join(f"{t} {c}" for t, c in sorted(res.alert_triggers.items()))
             for q in (50, 95, 99):
-                report.add(f"latency event -> alert record timestamp, p{q}", percentile(alat, q), "ms",
+                report.add(label + f"latency event -> alert record timestamp, p{q}", percentile(alat, q), "ms",
                            f"{len(alat)} alerts after warm-up: {trig}" if q == 50 else "")
         else:
             print("  no event- or rule-triggered alerts after the warm-up: no event -> alert latency this run")
@@ -637,14 +651,15 @@ def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Pa
             if not vals:
                 continue
             why = " (Faust's hard-coded value)" if wait == FAUST_FETCH_MAX_WAIT_MS else ""
-            report.add(f"baseline: produce -> raw consumer, fetch_max_wait_ms={wait}, p50", percentile(vals, 50), "ms",
+            report.add(label + f"baseline: produce -> raw consumer, fetch_max_wait_ms={wait}, p50", percentile(vals, 50), "ms",
                        f"p99 {percentile(vals, 99):.0f} ms{why}")
-        report.add("broker (Tansu): CPU at the paced rate", bcpu * 100, "% of one core", "includes the drain")
-        report.add("worker: CPU at the paced rate (with score emission)", cpu * 100, "% of one core",
+        report.add(label + "broker (Tansu): CPU at the paced rate", bcpu * 100, "% of one core", "includes the drain")
+        report.add(label + "worker: CPU at the paced rate (with score emission)", cpu * 100, "% of one core",
                    "includes the drain; headroom = what is left of one core")
-        report.add("worker: RSS after the latency phase", proc_status_kb(w.pid, "VmRSS") / 1024, "MiB")
+        report.add(label + "worker: RSS after the latency phase", proc_status_kb(w.pid, "VmRSS") / 1024, "MiB")
         if min(lat) < 0:
             print("  note: negative latencies mean the worker's and the sender's clocks disagree")
+        return summary
     finally:
         w.stop()
 
