@@ -19,7 +19,7 @@ from pipeline.core.features import CustomerState
 
 #: Customers a sweep decides on per hold of the state lock: a sweep over a million customers must
 #: not stop the stream for its whole length.
-SWEEP_CHUNK = 2_000
+SWEEP_CHUNK = 500
 
 
 async def sweep_silent(core: Any) -> None:
