@@ -110,9 +110,9 @@ class PartitionState:
     position: Position = field(default_factory=Position)
     #: True once a position record was restored or written (False: nothing ever flushed here)
     has_position: bool = False
-    #: flushes sent to the changelog but not yet acknowledged, oldest first: their states are read
-    #: before ``customers`` (the newest flush first), so a batch can be processed while the previous
-    #: one is still on its way to the broker
+    #: flushes not yet in the local copy (on their way to the broker, or acknowledged and waiting for
+    #: the copy's writer), oldest first: their states are read before ``customers`` (the newest flush
+    #: first), so a batch can be processed while the previous one is still landing
     pending: list["Pending"] = field(default_factory=list)
 
     @classmethod
