@@ -1,7 +1,7 @@
 """The quixstreams contender of ``bench_contenders.py``, and the virtualenv it runs in.
 
 churnwatch does not depend on quixstreams, so :func:`quix_python` builds a virtualenv of the bench's own
-under the cache (``<cache>/quix-venv``) the first time: quixstreams 3.x (the newest on the index), orjson,
+under the cache (``<cache>/quix-venv``) the first time: quixstreams 3.x (the newest on the index), orjson, msgpack,
 numpy and LightGBM at the versions the project's ``.venv`` has (so the model scores with the same
 library), and churnwatch itself installed editable without its dependencies so ``pipeline.core`` and
 ``pipeline.model`` import. ``uv`` is used when the bench's venv has it, else ``python -m venv`` + pip.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 QUIX = "quixstreams>=3,<4"
 #: Installed in the quix venv at the project venv's versions, when it has them.
-SAME_AS_PROJECT = ("orjson", "numpy", "lightgbm")
+SAME_AS_PROJECT = ("orjson", "msgpack", "numpy", "lightgbm")
 
 
 def default_cache() -> Path:
