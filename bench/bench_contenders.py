@@ -49,8 +49,8 @@ import orjson
 from _common import REPO, BenchError, Figure, Report, load_note, main_guard, parser, section
 from _contender_common import CONFIG_ENV, Counter
 from _contender_quix import default_cache, quix_python, quix_version
-from bench_worker import (EVENTS_START_MS, Sample, bench_settings, cpu_seconds, describe_model, produce_all,
-                          proc_status_kb, rate_between, start_worker, train_registry)
+from bench_worker import (EVENTS_START_MS, Sample, bench_settings, cpu_seconds, model_registry, produce_all,
+                          proc_status_kb, rate_between, start_worker)
 
 from devtools.broker import EmbeddedBroker, free_port, stop_process
 from devtools.simulator import SimConfig, simulate
@@ -287,12 +287,7 @@ def run(args: Any, report: Report) -> None:
         import faust
 
         print(f"  faust-streaming {faust.__version__}, Python {sys.version.split()[0]}")
-        models = args.models
-        if models is None:
-            t0 = time.perf_counter()
-            models = train_registry(root)
-            print(f"  model trained in {time.perf_counter() - t0:.1f}s")
-        print(f"  model: {describe_model(models)}")
+        models = model_registry(args.models, root)
         records = backlog(n)
         broker = EmbeddedBroker(log_path=root / "broker.log")
         broker.start()

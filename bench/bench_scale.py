@@ -37,7 +37,7 @@ from typing import Callable
 from _common import Report, load_note, main_guard, parser, section
 from _scale_data import backlog
 from _scale_restart import Idle, broker_rss_mib, consume_backlog, fresh_ports, idle_phase, size_phase
-from bench_worker import WorkerProc, bench_settings, describe_model, latency_phase, produce_all, start_worker, train_registry
+from bench_worker import WorkerProc, bench_settings, latency_phase, model_registry, produce_all, start_worker
 
 from devtools.broker import EmbeddedBroker
 from pipeline.kafka.topics import ensure_topics
@@ -164,12 +164,7 @@ def main() -> int:
     t_all = time.monotonic()
     try:
         section(f"scale: one embedded broker per phase and size ({load_note()})")
-        models = args.models
-        if models is None:
-            t0 = time.monotonic()
-            models = train_registry(root)
-            print(f"  model trained in {time.monotonic() - t0:.1f}s")
-        print(f"  model: {describe_model(models)}")
+        models = model_registry(args.models, root)
         if "restart" in phases:
             idle: list[Idle] = []  # measured once, on the first size's broker before its backlog
             for n in sizes:

@@ -174,6 +174,16 @@ def train_registry(root: Path, spec: str = "default") -> Path:
     return registry.root
 
 
+def model_registry(models: Path | None, root: Path, spec: str = "default") -> Path:
+    """``models`` when given, else a registry trained under ``root`` for this run; says which model."""
+    if models is None:
+        t0 = time.perf_counter()
+        models = train_registry(root, spec)
+        print(f"  model trained in {time.perf_counter() - t0:.1f}s")
+    print(f"  model: {describe_model(models)}")
+    return models
+
+
 def describe_model(models: Path) -> str:
     """What the promoted model computes: a before/after pairs runs by model, so say which one ran."""
     registry = Registry(models)
@@ -675,11 +685,7 @@ def run(quick: bool, rate: float, report: Report, skip_latency: bool = False, sk
         where = "the given registry" if models else "a temp registry"
         section(f"worker: a model in {where}, one embedded broker per phase ({load_note()})")
         print(f"  code: {Path(pipeline.__file__).resolve().parents[1]}")
-        if models is None:
-            t0 = time.perf_counter()
-            models = train_registry(root, spec)
-            print(f"  model trained in {time.perf_counter() - t0:.1f}s")
-        print(f"  model: {describe_model(models)}")
+        models = model_registry(models, root, spec)
         phases = []
         if not skip_throughput:
             phases.append(("throughput", lambda b: throughput_phase(report, b, root, models, quick)))

@@ -5,9 +5,9 @@ events) in micro-batches. Per batch it validates, folds events into the customer
 touched customer in one LightGBM call, asks the alert policy, makes the new states durable, and only
 then sends the alerts (that write path is :mod:`pipeline.worker.landing`). The state is churnwatch's
 own (:mod:`pipeline.worker.store`, :mod:`pipeline.worker.changelog`): why not a Faust Table is
-explained there. The Faust app around this
-(topics, agent, timers, rebalances, web server) is :mod:`pipeline.worker.app`; without it
-(:meth:`BatchProcessor.detach`) the same code runs in unit tests, the replay parity test and benchmarks.
+explained there. The Faust app around this (topics, agent, timers, rebalances, web server) is
+:mod:`pipeline.worker.app`; without it (:meth:`BatchProcessor.detach`) the same code runs in unit
+tests, the replay parity test and benchmarks.
 
 A batch can never be lost to one bad event: an event that raises while it is applied or while its
 customer's state is stored is dead-lettered (``internal_error``) and the customer's state is rebuilt
@@ -94,8 +94,6 @@ class BatchProcessor(Landing):
         self.store = StateStore(self.writer)  # in memory until open_store (detach keeps it there)
         #: the current batch's stored states, read in one lookup per partition (None: not stored yet)
         self._prefetched: dict[bytes, bytes | None] = {}
-        #: the previous batch's landing, while it is in flight (see :meth:`commit`)
-        self._landing: asyncio.Future[None] | None = None
         self.health = Health()
         # The agent, the sweep and rebalances all read-modify-write the store; across their awaits a
         # lock keeps one from overwriting another's newer state.

@@ -36,7 +36,8 @@ class Landing:
     webhook: WebhookSink | None
     models: Any
     app: Any
-    _landing: "asyncio.Future[None] | None"
+    #: the previous batch's landing, while it is in flight (see :meth:`commit`)
+    _landing: "asyncio.Future[None] | None" = None
     _persisting: "asyncio.Future[None] | None" = None
     _publishing: "asyncio.Future[None] | None" = None
     #: batches whose alerts (and scores) are queued behind the previous ones but not yet acknowledged

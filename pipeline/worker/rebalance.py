@@ -4,8 +4,8 @@ On a rebalance the worker first forgets what it lost, then, for each partition i
 fence to the state changelog and reads the partition back up to it (:mod:`pipeline.worker.changelog`):
 after the fence no older owner's write can be mistaken for the newest. A local copy whose mark is still
 in the changelog (:mod:`pipeline.worker.store`) is brought up to the fence by reading only the tail
-after its mark; otherwise the whole partition is read into a fresh copy. Alerts a previous owner decided but may not
-have sent are sent again; input is then read from just after the last message the state reflects, not
+after its mark; otherwise the whole partition is read into a fresh copy. Alerts a previous owner
+decided but may not have sent are sent again; input is then read from just after the last message the state reflects, not
 from the group's committed offsets (:class:`pipeline.worker.app._SeekingApp`).
 """
 
@@ -90,7 +90,9 @@ class Rebalancer:
         store.adopt(part)  # the copy in use while restoring: also what a failed restore retries from
         mark = part.customers.mark()
         how, records = "", 0
-        at_mark = await fingerprint_at(settings, p, mark.offset) if mark is not None and mark.offset < fence_offset else None
+        at_mark = None
+        if mark is not None and mark.offset < fence_offset:
+            at_mark = await fingerprint_at(settings, p, mark.offset)
         if can_read_tail(mark, fence_offset, at_mark):
             assert mark is not None
             records = await read_into(settings, part, mark.offset + 1, fence_offset)

@@ -22,6 +22,7 @@ fsync stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import sqlite3
 import time
@@ -99,9 +100,9 @@ class MemoryMap:
             yield key, row[0]
 
     def idle(self, before_ms: int, after_key: bytes, limit: int) -> list[tuple[bytes, bytes]]:
-        keys = sorted(k for k, (_v, last, churned) in self.rows.items()
-                      if k > after_key and not churned and last <= before_ms)
-        return [(k, self.rows[k][0]) for k in keys[:limit]]
+        keys = heapq.nsmallest(limit, (k for k, (_v, last, churned) in self.rows.items()
+                                       if k > after_key and not churned and last <= before_ms))
+        return [(k, self.rows[k][0]) for k in keys]
 
     def max_last_ms(self) -> int:
         return max((row[1] for row in self.rows.values()), default=0)

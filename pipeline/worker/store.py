@@ -187,13 +187,6 @@ def fold_into(part: PartitionState, records: Iterable[tuple[bytes | None, bytes 
     return n
 
 
-def fold(partition: int, records: Iterable[tuple[bytes | None, bytes | None]]) -> PartitionState:
-    """Rebuild a partition in memory from its changelog records ``(key, value)`` in offset order."""
-    part = PartitionState(partition)
-    fold_into(part, records)
-    return part
-
-
 @dataclass
 class Pending:
     """One flush on its way to the changelog: its states and the position record that covers them."""

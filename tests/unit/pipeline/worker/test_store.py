@@ -11,7 +11,7 @@ import pytest
 from pipeline.core.features import CustomerState
 from pipeline.worker.statemap import Mark, MemoryMap, SqliteMap
 from pipeline.worker.store import (FENCE_KEY, POSITION_KEY, DiskMaps, PartitionState, Position, StateDirInUse,
-                                   StateStore, after_full_read, can_read_tail, fold, fold_into, message_fingerprint)
+                                   StateStore, after_full_read, can_read_tail, fold_into, message_fingerprint)
 
 
 def state(cid: str, last_ms: int, churned_ms: int = 0) -> bytes:
@@ -23,6 +23,13 @@ S1, S2, S3 = state("c1", 10), state("c1", 20), state("c2", 30)
 
 def records_of(store: StateStore, partition: int, states: dict[bytes, bytes], outbox=()) -> list[tuple[bytes, bytes]]:
     return list(store.flush(partition, states, list(outbox)).records())
+
+
+def fold(partition: int, records) -> PartitionState:
+    """A partition rebuilt in memory from changelog records ``(key, value)`` in offset order."""
+    part = PartitionState(partition)
+    fold_into(part, records)
+    return part
 
 
 def values(part: PartitionState) -> dict[bytes, bytes]:
