@@ -23,8 +23,10 @@ Phases, each with its own topics and consumer group on one broker started for th
    time set to the wall clock at send, so for every event-triggered score record
    ``latency = record timestamp (set by the worker's producer) - ts_ms (the triggering event's time)``,
    and for every non-sweep alert ``latency = alert record timestamp - event_ms``. The time a score record
-   reaches a consumer tailing the scores topic is reported as well, and raw aiokafka consumers tailing the
-   input topics give the transport's own latency (the floor) as the same-run baseline.
+   reaches a consumer tailing the scores topic is reported as well. Once the worker has stopped, the
+   same events are paced again at the same rate to topics of their own, read by raw aiokafka consumers:
+   the transport's own latency (the floor), the same-run baseline. (Run beside the worker, those
+   consumers' 5 ms polls took ~30% of a core of the broker's from it.)
 
 Run: ``.venv/bin/python bench/bench_worker.py [--quick] [--rate 1000] [--models DIR | --spec legacy]``
 (``bench/before_after.py`` runs it against an older commit and this tree in alternation.)
@@ -299,13 +301,13 @@ async def core_baseline(settings: Settings, records: list[SimRecord], batch_size
         part = partition_of(rec.key)
         off = offsets.get((topic, part), 0)
         offsets[(topic, part)] = off + 1
-        fake.append(SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, key=key),
-                                    value=encode_value(rec)))
+        fake.append(SimpleNamespace(topic=topic, partition=part, offset=off, key=key, value=encode_value(rec)))
     batches = [fake[i:i + batch_size] for i in range(0, len(fake), batch_size)]
     scored0 = metrics.SCORED._value.get()
     t0 = time.perf_counter()
     for batch in batches:
         await worker.process_batch(batch)
+    await worker.drain()
     elapsed = time.perf_counter() - t0
     return {"seconds": elapsed, "batches": len(batches), "scored": metrics.SCORED._value.get() - scored0,
             "alerts": sends["alerts"], "changelog": sends["changelog"], "customers": len(worker.store)}
@@ -445,6 +447,8 @@ def throughput_phase(report: Report, broker: EmbeddedBroker, root: Path, models:
 #: data is waiting, so it sets the floor of the worker's latency on the embedded broker.
 FAUST_FETCH_MAX_WAIT_MS = 1500
 TRANSPORT_WAITS_MS = (FAUST_FETCH_MAX_WAIT_MS, 5)
+#: The transport baseline is paced for at most this long (seconds), after the worker has stopped
+TRANSPORT_SECONDS = 8.0
 
 
 @dataclass
@@ -466,9 +470,11 @@ class LatencyResult:
 
 
 async def paced_run(settings: Settings, records: list[SimRecord], rate: float, warmup_s: float,
-                    drain_s: float = 3.0, max_drain_s: float = 30.0) -> LatencyResult:
-    """Send ``records`` at ``rate`` events/s with ``ts`` = wall clock at send, while tailing the scores topic
-    and, as the same-run transport baseline, the input topics themselves with raw aiokafka consumers."""
+                    drain_s: float = 3.0, max_drain_s: float = 30.0, transport: bool = False) -> LatencyResult:
+    """Send ``records`` at ``rate`` events/s with ``ts`` = wall clock at send, while tailing the worker's
+    scores and alerts topics; with ``transport``, the input topics themselves instead, with raw aiokafka
+    consumers (the transport baseline, run on its own: its consumers polling every 5 ms took ~30% of a
+    core of the broker's, which the worker beside them then lacked)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     res = LatencyResult()
@@ -490,12 +496,14 @@ async def paced_run(settings: Settings, records: list[SimRecord], rate: float, w
 
     await producer.start()
     try:
-        # 50 ms, not 5: tails polling every 5 ms kept the broker at ~70% of a core, competing with the worker
-        consumers.append((await open_tail([settings.scores_topic], 50), "scores"))
-        consumers.append((await open_tail([settings.alerts_topic], 50), "alerts"))
-        for wait in TRANSPORT_WAITS_MS:
-            consumers.append((await open_tail(list(settings.input_topics.values()), wait), wait))
-            res.transport_ms[wait] = []
+        if transport:
+            for wait in TRANSPORT_WAITS_MS:
+                consumers.append((await open_tail(list(settings.input_topics.values()), wait), wait))
+                res.transport_ms[wait] = []
+        else:
+            # 50 ms, not 5: tails polling every 5 ms kept the broker at ~70% of a core, competing with the worker
+            consumers.append((await open_tail([settings.scores_topic], 50), "scores"))
+            consumers.append((await open_tail([settings.alerts_topic], 50), "alerts"))
         topics = {src: settings.topic(src) for src in settings.input_topics}
         done = asyncio.Event()
 
@@ -657,21 +665,31 @@ def latency_phase(report: Report, broker: EmbeddedBroker, root: Path, models: Pa
                            f"{len(alat)} alerts after warm-up: {trig}" if q == 50 else "")
         else:
             print("  no event- or rule-triggered alerts after the warm-up: no event -> alert latency this run")
-        for wait, vals in res.transport_ms.items():
-            if not vals:
-                continue
-            why = " (Faust's hard-coded value)" if wait == FAUST_FETCH_MAX_WAIT_MS else ""
-            report.add(label + f"baseline: produce -> raw consumer, fetch_max_wait_ms={wait}, p50", percentile(vals, 50), "ms",
-                       f"p99 {percentile(vals, 99):.0f} ms{why}")
         report.add(label + "broker (Tansu): CPU at the paced rate", bcpu * 100, "% of one core", "includes the drain")
         report.add(label + "worker: CPU at the paced rate (with score emission)", cpu * 100, "% of one core",
                    "includes the drain; headroom = what is left of one core")
         report.add(label + "worker: RSS after the latency phase", proc_status_kb(w.pid, "VmRSS") / 1024, "MiB")
         if min(lat) < 0:
             print("  note: negative latencies mean the worker's and the sender's clocks disagree")
-        return summary
     finally:
         w.stop()
+    transport_baseline(report, broker, root, models, name, label, records, rate, warmup)
+    return summary
+
+
+def transport_baseline(report: Report, broker: EmbeddedBroker, root: Path, models: Path, name: str, label: str,
+                       records: list[SimRecord], rate: float, warmup: float) -> None:
+    """The same-run floor of the latency figures: the same events, paced at the same rate on the same
+    broker (the worker stopped), to topics of their own, read by raw aiokafka consumers."""
+    settings = bench_settings(broker, root, models, f"{name}-transport")
+    n = min(len(records), int(rate * TRANSPORT_SECONDS))
+    res = asyncio.run(paced_run(settings, records[:n], rate, warmup, transport=True))
+    for wait, vals in res.transport_ms.items():
+        if not vals:
+            continue
+        why = " (Faust's hard-coded value)" if wait == FAUST_FETCH_MAX_WAIT_MS else ""
+        report.add(label + f"baseline: produce -> raw consumer, fetch_max_wait_ms={wait}, p50", percentile(vals, 50), "ms",
+                   f"p99 {percentile(vals, 99):.0f} ms{why}; {n:,} events paced on their own, worker stopped")
 
 
 def run(quick: bool, rate: float, report: Report, skip_latency: bool = False, skip_throughput: bool = False,

@@ -1,7 +1,8 @@
-"""The Faust app of a worker: its topics, the agent, the timers, the rebalance callbacks and the web server.
+"""The Faust app of a worker: its topics, the intake, the timers, the rebalance callbacks and the web server.
 
-Faust provides the consumer group, the agent, timers and the web server; what they run is churnwatch's
-own: the batch and sweep code in :mod:`pipeline.worker.batch`, the rebalance handling in
+Faust provides the consumer group, its fetcher, timers and the web server; what they run is churnwatch's
+own: the input loop in :mod:`pipeline.worker.intake` (not a Faust agent: that module says why), the batch
+and sweep code in :mod:`pipeline.worker.batch`, the rebalance handling in
 :mod:`pipeline.worker.rebalance`, the web pages in :mod:`pipeline.worker.routes`. The state is not a
 Faust Table (:mod:`pipeline.worker.store` says why), so the app has no tables. Running it in a process
 is :mod:`pipeline.worker.run`.
@@ -20,8 +21,9 @@ from pipeline.kafka.security import faust_credentials
 from pipeline.web import webguard
 from pipeline.web.webauth import WebAuth, bind_rule
 from pipeline.worker import metrics
-from pipeline.worker.batch import BATCH_MAX, BATCH_WITHIN_S, BatchProcessor
+from pipeline.worker.batch import BATCH_MAX, BatchProcessor
 from pipeline.worker.changelog import aiokafka_kwargs
+from pipeline.worker.intake import Intake
 from pipeline.worker.rebalance import Rebalancer
 from pipeline.worker.routes import CustomerRoutes, add_views, web_route_class
 
@@ -29,6 +31,8 @@ from pipeline.worker.routes import CustomerRoutes, add_views, web_route_class
 #: state's position names; a topic deleted and re-created under a running worker is read again from
 #: its beginning (Faust itself would drop every message below the old offset).
 POSITION_CHECK_S = 10.0
+#: How often (wall seconds) the landed input positions are committed to the group, for lag tooling.
+COMMIT_INTERVAL_S = 5.0
 
 
 class _SeekingApp(faust.App):
@@ -40,6 +44,8 @@ class _SeekingApp(faust.App):
     on a broker that holds fetches (Tansu) that wait was the floor of every event's latency."""
 
     after_seek: Any = None
+    #: reads the consumer's fetches into the processor's batches (instead of Faust's per-message streams)
+    intake: Intake | None = None
     #: replaces the ``fetch_max_wait_ms`` Faust's aiokafka driver hard-codes (1,500 ms)
     fetch_max_wait_ms: int | None = None
 
@@ -64,6 +70,8 @@ class _SeekingApp(faust.App):
                 await self.after_seek(consumer)
 
         consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+        if self.intake is not None:
+            self.intake.attach(consumer)
         return consumer
 
 
@@ -75,6 +83,7 @@ class WorkerApp:
         self.settings = settings
         self.core = BatchProcessor(settings)
         self.rebalancer = Rebalancer(self.core)
+        self.intake = Intake(self.core, BATCH_MAX)
         #: who may use the web server; its Host names include the advertised address peers forward to
         #: (run_worker refuses an unguarded non-loopback web_host before serving)
         advertised = urlsplit(settings.web_advertised_url)
@@ -115,7 +124,6 @@ class WorkerApp:
             producer_max_batch_size=256 * 1024,
             broker_max_poll_records=10_000,
             consumer_max_fetch_size=4 * 1024 * 1024,
-            stream_buffer_maxsize=32_768,
             broker_credentials=faust_credentials(s),
             logging_config=None,
             # the CSM view behind the same sign-in as the inbox; Faust's own routes for workers only
@@ -127,7 +135,9 @@ class WorkerApp:
         self.input = app.topic(*s.input_topics.values(), key_serializer="raw", value_serializer="raw")
         route_topic = app.topic(s.input_topics["interactions"], key_serializer="raw", value_serializer="raw")
         self.routes = CustomerRoutes(self.core, app, self.webauth, route_topic)
-        app.agent(self.input, name="churnwatch.process")(self._process)
+        app.topics.add(self.input)  # subscribed; its messages go to the intake, not to a stream
+        app.intake = self.intake
+        app.timer(COMMIT_INTERVAL_S)(self._commit_landed)
         app.timer(s.model_poll_s)(self._poll_model)
         app.timer(1.0)(self._gauges)
         app.timer(1.0)(self.core.sweep)
@@ -145,11 +155,10 @@ class WorkerApp:
         add_views(app, self.routes)
         return app
 
-    # ---- the agent, timers and the webhook's task ------------------------------------------------------
-    async def _process(self, stream: Any) -> Any:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await self.core.process_batch(batch)
-            yield None
+    # ---- timers and the webhook's task ------------------------------------------------------
+    async def _commit_landed(self) -> None:
+        if not self.core.health.recovering:
+            await self.intake.commit_landed(self.app.consumer)
 
     async def _poll_model(self) -> None:
         # validation runs a child process; the event loop must never wait for it
@@ -159,6 +168,7 @@ class WorkerApp:
         # the consumer has stopped: let the batch in flight reach the broker and the local copy before
         # the producer goes (a restart would otherwise read it from the changelog's tail)
         try:
+            await asyncio.wait_for(self.intake.finish(), self.settings.session_timeout_s)
             await asyncio.wait_for(self.core.drain(), self.settings.session_timeout_s)
         except Exception:
             pass
@@ -170,15 +180,7 @@ class WorkerApp:
         metrics.CUSTOMERS.set(len(self.core.store))
         health = self.core.health
         health.assigned = self.core.assigned_partitions() if not health.recovering else health.assigned
-        agent = self.app.agents.get("churnwatch.process")
-        if agent is not None:
-            actors = list(getattr(agent, "_actors", None) or [])
-
-            def running(actor: Any) -> bool:
-                return not any(getattr(actor, flag).is_set() for flag in ("_crashed", "_stopped")
-                               if hasattr(actor, flag))
-
-            health.agent_alive = not actors or any(running(a) for a in actors)
+        health.agent_alive = self.intake.crashed is None
         ready, _ = health.evaluate()
         metrics.WORKER_READY.set(1 if ready else 0)
 

@@ -1,11 +1,11 @@
 """The batch processor: what the worker does with each micro-batch of input, and with the silence sweep.
 
-One agent consumes all input topics (they are co-partitioned, so one worker owns all of a customer's
+One input loop (:mod:`pipeline.worker.intake`) consumes all input topics (they are co-partitioned, so one worker owns all of a customer's
 events) in micro-batches. Per batch it validates, folds events into the customers' states, scores every
 touched customer in one LightGBM call, asks the alert policy, makes the new states durable, and only
 then sends the alerts (that write path is :mod:`pipeline.worker.landing`). The state is churnwatch's
 own (:mod:`pipeline.worker.store`, :mod:`pipeline.worker.changelog`): why not a Faust Table is
-explained there. The Faust app around this (topics, agent, timers, rebalances, web server) is
+explained there. The Faust app around this (topics, intake, timers, rebalances, web server) is
 :mod:`pipeline.worker.app`; without it (:meth:`BatchProcessor.detach`) the same code runs in unit
 tests, the replay parity test and benchmarks.
 
@@ -45,9 +45,9 @@ from pipeline.worker.webhook import WebhookSink
 
 log = logging.getLogger("churnwatch.worker")
 
-#: Events per micro-batch, and how long the agent waits to fill one (wall seconds).
+#: Events per micro-batch at most (a backlog is read in batches this big; paced traffic in what one fetch
+#: brings, see :mod:`pipeline.worker.intake`).
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.005
 
 
 @dataclass
@@ -63,7 +63,7 @@ class _Item:
 
 
 class BatchProcessor(Landing):
-    """What the worker's agent, sweep and rebalances share (state, model, policy, config, health), and
+    """What the worker's input loop, sweep and rebalances share (state, model, policy, config, health), and
     the batch and sweep code that runs on it."""
 
     def __init__(self, settings: Settings) -> None:
@@ -91,11 +91,12 @@ class BatchProcessor(Landing):
             behaviour_lag_ms=int(settings.behaviour_lag_s * 1000),
         )
         self.writer = uuid.uuid4().hex
+        self.landed_offsets = {}
         self.store = StateStore(self.writer)  # in memory until open_store (detach keeps it there)
         #: the current batch's stored states, read in one lookup per partition (None: not stored yet)
         self._prefetched: dict[bytes, bytes | None] = {}
         self.health = Health()
-        # The agent, the sweep and rebalances all read-modify-write the store; across their awaits a
+        # The input loop, the sweep and rebalances all read-modify-write the store; across their awaits a
         # lock keeps one from overwriting another's newer state.
         self.state_lock = asyncio.Lock()
         # Optional chat copy of every alert; it must never hold up scoring (see pipeline.worker.webhook).
@@ -149,8 +150,10 @@ class BatchProcessor(Landing):
         self.health.model_loaded = self.models.model is not None
         self.health.model_promoted = status != "none" or self.models.model is not None
 
-    # ---- the agent's batches -------------------------------------------------------------------------
+    # ---- the input's batches -------------------------------------------------------------------------
     async def process_batch(self, batch: list[Any]) -> None:
+        """``batch``: input messages as the consumer fetched them (``topic``, ``partition``, ``offset``,
+        ``key`` and ``value``, the raw bytes), see :mod:`pipeline.worker.intake`."""
         self.health.batch_started()
         try:
             async with self.state_lock:
@@ -240,21 +243,20 @@ class BatchProcessor(Landing):
         dead: list[tuple[_Item, str, str]] = []
         #: per (partition, topic): the first and the last message of the batch (positions need no more)
         ends: dict[tuple[int, str], list[Any]] = {}
-        for fevent in batch:
-            msg = fevent.message
+        for msg in batch:
             part = self.store.parts.get(msg.partition)
             if part is None:
                 continue  # not ours (any more): its owner reads it from the position in the state
             partitions.add(msg.partition)
             end = ends.get((msg.partition, msg.topic))
             if end is None:
-                ends[(msg.partition, msg.topic)] = [fevent, fevent, 1]
+                ends[(msg.partition, msg.topic)] = [msg, msg, 1]
             else:
-                end[1] = fevent
+                end[1] = msg
                 end[2] += 1
-            item = _Item(None, msg.topic, msg.partition, msg.offset, fevent.value, msg.key)  # type: ignore[arg-type]
+            item = _Item(None, msg.topic, msg.partition, msg.offset, msg.value, msg.key)  # type: ignore[arg-type]
             try:
-                item.event = self._validate(msg, fevent.value, now_ms)
+                item.event = self._validate(msg, msg.value, now_ms)
             except InvalidEvent as exc:
                 dead.append((item, exc.reason, exc.detail))
                 continue
@@ -291,7 +293,7 @@ class BatchProcessor(Landing):
                 except Exception:
                     log.exception("customer %r: alert memory not storable; keeping the state without it", key)
             states.setdefault(entry.partition, {})[key] = value
-        await self.commit(states, results, dead, now_ms)
+        await self.commit(states, results, dead, now_ms, wait=False)
 
     def _advance(self, ends: dict[tuple[int, str], list[Any]]) -> None:
         """Move each partition's input position to the batch's last message (fingerprinting two messages
@@ -299,8 +301,8 @@ class BatchProcessor(Landing):
         for (p, topic), (first, last, n) in ends.items():
             part = self.store.parts[p]
             if topic not in part.position.topics:  # the first message ever read here is the origin
-                part.advance(topic, first.message.offset, message_fingerprint(first.message.key, first.value))
-            part.advance(topic, last.message.offset, message_fingerprint(last.message.key, last.value))
+                part.advance(topic, first.offset, message_fingerprint(first.key, first.value))
+            part.advance(topic, last.offset, message_fingerprint(last.key, last.value))
             metrics.EVENTS_CONSUMED.labels(topic=topic).inc(n)
 
     def _prefetch(self, per_customer: dict[bytes, list[_Item]]) -> None:

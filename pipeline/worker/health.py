@@ -28,6 +28,8 @@ class Health:
     model_promoted: bool = False
     model_loaded: bool = False
     busy_since: float | None = None
+    #: the input loop (:mod:`pipeline.worker.intake`; "agent" in the health checks, as before it was one)
+    #: has not crashed
     agent_alive: bool = True
     last_batch_at: float | None = None
 

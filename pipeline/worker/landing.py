@@ -42,6 +42,9 @@ class Landing:
     _publishing: "asyncio.Future[None] | None" = None
     #: batches whose alerts (and scores) are queued behind the previous ones but not yet acknowledged
     _unsent: int = 0
+    #: per (input topic, partition): the offset after the last message whose effects the changelog has
+    #: acknowledged (what :meth:`pipeline.worker.intake.Intake.commit_landed` commits to the group)
+    landed_offsets: dict[tuple[str, int], int]
 
     def changelog_records(self, flush: Flush) -> list[tuple[str, bytes, bytes | None, int | None]]:
         topic = self.settings.changelog_topic
@@ -104,20 +107,23 @@ class Landing:
                 outbox.setdefault(s.entry.partition, []).append(alert.to_json())
         changelog: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         flushes: list[tuple[int, int, int]] = []  # partition, flush seq, index of its position record
+        landed: dict[tuple[str, int], int] = {}
         for p, values in states.items():
             if p in self.store.parts:
                 flush = self.store.flush(p, values, outbox.get(p, []))
                 changelog += self.changelog_records(flush)
                 flushes.append((p, flush.position.seq, len(changelog) - 1))
+                landed.update(((topic, p), pos[0] + 1) for topic, pos in flush.position.topics.items())
         await self._landed()  # changelog writes follow one another (a retried one must not overtake)
-        self._landing = asyncio.ensure_future(self._land(deadletters, changelog, flushes, results, now_ms))
+        self._landing = asyncio.ensure_future(self._land(deadletters, changelog, flushes, landed, results, now_ms))
         if wait:
             await self.drain()
 
     async def _land(self, deadletters: list[Any], changelog: list[Any], flushes: list[tuple[int, int, int]],
-                    results: list[Any], now_ms: int) -> None:
+                    landed: dict[tuple[str, int], int], results: list[Any], now_ms: int) -> None:
         await self.durable(deadletters)  # before the position that moves past their events
         metas = await self.durable(changelog)
+        self.landed_offsets.update(landed)
         # acknowledged: now the local copy may have it, with the mark of its position record. The copy is
         # a cache of the changelog, so neither the alerts nor the next batch wait for it: it is written
         # on its own thread, in order, while the flush is still read from the pending ones

@@ -41,6 +41,8 @@ class Rebalancer:
         async with self.core.state_lock:
             await self.core.drain()
             self.core.store.revoke(parts)
+            for key in [k for k in self.core.landed_offsets if k[1] in parts]:
+                del self.core.landed_offsets[key]  # its next owner commits from here on
         self.core.clock.forget(parts)
 
     async def on_rebalance_complete(self, app: Any = None, **_: Any) -> None:

@@ -40,6 +40,9 @@ async def sweep_silent(core: Any) -> None:
                 if not rows:
                     break
                 after = rows[-1][0]
+                if part.pending:  # the index is the local copy's: a newer state may still be on its way to it
+                    newest = part.get_many([k for k, _ in rows])
+                    rows = [(k, newest[k]) for k, _ in rows if newest.get(k)]
                 await _sweep_chunk(core, p, rows, as_of, now_ms)
             await asyncio.sleep(0)  # let batches in between chunks
 

@@ -47,17 +47,20 @@ def test_kill_9_twice_mid_stream_loses_nothing_and_counts_nothing_twice(settings
     total = len(records)
     assert total > 5000 and len(expected) >= 250
 
-    # a slower poll loop is not needed: the worker is killed while it is still catching up
-    sender.send_all([(r.source, r.value) for r in records])
+    # The stream is sent in three slices, the worker killed while it still has the current one to read:
+    # the worker reads a slice faster than a poll of its metrics may notice, so a kill "once it has
+    # read X" of a stream sent whole could find it done, with nothing left for the next worker.
+    # A restarted worker resumes where its state is, so the second kill waits for progress of its own.
+    cuts = [0, int(total * 0.4), int(total * 0.7), total]
     kills = 0
-    # A restarted worker resumes where its state is, so it only reads what is left: the second kill
-    # waits for some progress of its own, not for a share of the whole stream.
-    for progress in (total * 0.125, 300):
+    for i, progress in enumerate((total * 0.125, 300)):
+        sender.send_all([(r.source, r.value) for r in records[cuts[i]:cuts[i + 1]]])
         worker = start_worker(settings)
         wait_for(lambda: worker.metric("churnwatch_events_consumed_total") >= progress, 120,
                  interval=0.05, what=f"worker progress before kill #{kills + 1}")
         worker.stop(sig=signal.SIGKILL)
         kills += 1
+    sender.send_all([(r.source, r.value) for r in records[cuts[2]:]])
     worker = start_worker(settings)
 
     def caught_up() -> dict[str, CustomerState] | None:

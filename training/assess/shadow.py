@@ -4,7 +4,7 @@ Used to measure alert quality (``bench/alert_quality.py``: alerts per week, prec
 broker. :class:`Replayer` folds time-ordered events through the *same pure functions*
 :class:`pipeline.worker.batch.BatchProcessor` calls, in the same order:
 
-* **micro-batches** of up to :data:`BATCH_MAX` events (the worker's ``take_events(500)``): each event is
+* **micro-batches** of up to :data:`BATCH_MAX` events (the worker's ``BATCH_MAX``, :mod:`pipeline.worker.intake`): each event is
   folded into its customer's entry by :func:`pipeline.core.fold.fold`, the function ``BatchProcessor._fold`` calls (an
   outcome feeds the alert memory, any other event runs the event rules and marks its customer for scoring);
 * every customer touched in the batch is scored **once**, as of its newest event (``state.last_ms``), all in

@@ -42,8 +42,7 @@ def message(w: BatchProcessor, source: str, value: dict | bytes, key: Any = "def
     cid = value.get("customer_id") if isinstance(value, dict) else "x"
     k = cid.encode() if key == "default" else key
     part = partitioner(w.settings.partitions)(cid)
-    return SimpleNamespace(message=SimpleNamespace(topic=w.settings.topic(source), partition=part,
-                                                   offset=next(_offsets), key=k), value=raw)
+    return SimpleNamespace(topic=w.settings.topic(source), partition=part, offset=next(_offsets), key=k, value=raw)
 
 
 def login(cid: str, i: int) -> dict:

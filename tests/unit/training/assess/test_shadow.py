@@ -300,14 +300,14 @@ def test_replay_emits_exactly_the_alerts_of_the_real_worker(tmp_path: Path):
         topic = settings.topic(rec.source)
         part = partition_of(rec.key)
         off = offsets[(topic, part)] = offsets.get((topic, part), -1) + 1
-        fake.append(SimpleNamespace(message=SimpleNamespace(topic=topic, partition=part, offset=off, key=key),
-                                    value=encode_value(rec)))
+        fake.append(SimpleNamespace(topic=topic, partition=part, offset=off, key=key, value=encode_value(rec)))
     batch = 100
 
     async def drive() -> None:
         for i in range(0, len(fake), batch):
             await worker.process_batch(fake[i:i + batch])
             await worker.sweep()
+        await worker.drain()  # the last batch's alerts (the worker lands it on shutdown)
 
     asyncio.run(drive())
 
