@@ -1,13 +1,13 @@
 """The batch processor: what the worker does with each micro-batch of input, and with the silence sweep.
 
-One input loop (:mod:`pipeline.worker.intake`) consumes all input topics (they are co-partitioned, so one worker owns all of a customer's
-events) in micro-batches. Per batch it validates, folds events into the customers' states, scores every
-touched customer in one LightGBM call, asks the alert policy, makes the new states durable, and only
-then sends the alerts (that write path is :mod:`pipeline.worker.landing`). The state is churnwatch's
-own (:mod:`pipeline.worker.store`, :mod:`pipeline.worker.changelog`): why not a Faust Table is
-explained there. The Faust app around this (topics, intake, timers, rebalances, web server) is
-:mod:`pipeline.worker.app`; without it (:meth:`BatchProcessor.detach`) the same code runs in unit
-tests, the replay parity test and benchmarks.
+One input loop (:mod:`pipeline.worker.intake`) consumes all input topics (they are co-partitioned, so
+one worker owns all of a customer's events) in micro-batches. Per batch it validates, folds events into
+the customers' states, scores every touched customer in one LightGBM call, asks the alert policy, makes
+the new states durable, and only then sends the alerts (that write path is
+:mod:`pipeline.worker.landing`). The state is churnwatch's own (:mod:`pipeline.worker.store`,
+:mod:`pipeline.worker.changelog`): why not a Faust Table is explained there. The Faust app around this
+(topics, intake, timers, rebalances, web server) is :mod:`pipeline.worker.app`; without it
+(:meth:`BatchProcessor.detach`) the same code runs in unit tests, the replay parity test and benchmarks.
 
 A batch can never be lost to one bad event: an event that raises while it is applied or while its
 customer's state is stored is dead-lettered (``internal_error``) and the customer's state is rebuilt

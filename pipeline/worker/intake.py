@@ -82,8 +82,11 @@ class Intake:
         self.inflight = task
         # shielded: a cancelled fetcher (shutdown) must not stop a batch half-way; the shutdown hook
         # waits for it instead
-        await asyncio.shield(task)
-        self.inflight = None
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self.inflight = None
 
     async def finish(self) -> None:
         """Let the batch being processed (if any) end."""
