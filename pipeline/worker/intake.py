@@ -51,16 +51,22 @@ class Intake:
         stopped = (consumer._stopped.is_set, fetcher._stopped.is_set)
         try:
             while not any(s() for s in stopped):
-                generation = app.consumer_generation_id
+                generation: int | None = None
                 batch: list[Any] = []
-                # getmany waits for the next fetch (or its 1 s timeout), stops yielding when a rebalance
-                # begins, and waits while the flow is suspended
+                # getmany waits for the next fetch (or its 1 s timeout), stops yielding when the consumer
+                # generation changes, and waits while the flow is suspended
                 async for _tp, message in consumer.getmany(timeout=1.0):
+                    if generation is None:
+                        # the generation the fetch belongs to: getmany reads it once the records are
+                        # there, with no await before the first one is yielded. Read before the call, it
+                        # could be the one before a rebalance that ended during the wait, and a fetch
+                        # made after that rebalance's seek would be dropped and never read again.
+                        generation = app.consumer_generation_id
                     batch.append(message)
                     if len(batch) >= self.batch_max:
                         await self._deliver(app, generation, batch)
                         batch = []
-                if batch:
+                if batch and generation is not None:
                     await self._deliver(app, generation, batch)
                 else:
                     await asyncio.sleep(0)

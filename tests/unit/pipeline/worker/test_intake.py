@@ -86,6 +86,19 @@ def test_messages_fetched_before_a_rebalance_are_not_processed_after_it() -> Non
     assert core.batches == [[0, 1, 2], [3, 4, 5]]
 
 
+def test_a_rebalance_that_ends_while_the_fetch_waits_does_not_drop_the_fetch() -> None:
+    class LateFetch(FakeConsumer):
+        async def getmany(self, timeout: float) -> Any:
+            if self.fetches and self.fetches[0] == [5, 6]:
+                self.app.consumer_generation_id += 1  # a rebalance (and its seek) during the wait
+            async for item in super().getmany(timeout):
+                yield item
+
+    core = FakeCore()
+    run(core, LateFetch([[0, 1], [5, 6]]))
+    assert core.batches == [[0, 1], [5, 6]]  # read after the seek: nothing reads it again
+
+
 def test_a_failing_batch_stops_the_loop_and_marks_it_crashed() -> None:
     core = FakeCore()
     core.fail_on = 4
