@@ -2,7 +2,7 @@
 (:class:`pipeline.core.sweep.SweepClock`), so their recency features decay and a customer who simply
 stops using the product is alerted on without any event of theirs.
 
-It walks the idle, not-churned customers the local store indexes (:meth:`StateMap.idle`), a chunk at
+It walks the idle, not-churned customers the local store indexes (:meth:`PartitionState.idle`, newest states first), a chunk at
 a time: each chunk holds the processor's state lock only while it is decided and made durable, so a
 sweep over a million customers does not stop the stream for its whole length.
 """
@@ -36,20 +36,19 @@ async def sweep_silent(core: Any) -> None:
                 part = core.store.parts.get(p)
                 if part is None or core.health.recovering:
                     break
-                rows = part.customers.idle(as_of - core.clock.idle_ms, after, SWEEP_CHUNK)
+                rows = part.idle(as_of - core.clock.idle_ms, after, SWEEP_CHUNK)
                 if not rows:
                     break
                 after = rows[-1][0]
-                if part.pending:  # the index is the local copy's: a newer state may still be on its way to it
-                    newest = part.get_many([k for k, _ in rows])
-                    rows = [(k, newest[k]) for k, _ in rows if newest.get(k)]
                 await _sweep_chunk(core, p, rows, as_of, now_ms)
             await asyncio.sleep(0)  # let batches in between chunks
 
 
-async def _sweep_chunk(core: Any, p: int, rows: list[tuple[bytes, bytes]], as_of: int, now_ms: int) -> None:
+async def _sweep_chunk(core: Any, p: int, rows: list[tuple[bytes, bytes | None]], as_of: int, now_ms: int) -> None:
     entries: dict[bytes, Touched] = {}
     for key, raw in rows:
+        if raw is None:
+            continue  # deleted since the local copy's index was written
         try:
             state = CustomerState.from_bytes(raw)
         except Exception:

@@ -147,6 +147,15 @@ class PartitionState:
         out.update(self.customers.get_many(rest))
         return out
 
+    def idle(self, before_ms: int, after_key: bytes, limit: int) -> list[tuple[bytes, bytes | None]]:
+        """The local copy's page of idle customers (:meth:`StateMap.idle`), each with its newest state: the
+        index is the copy's, and a newer state (None: deleted) may still be pending on its way to it."""
+        rows = self.customers.idle(before_ms, after_key, limit)
+        if not self.pending or not rows:
+            return list(rows)
+        newest = self.get_many([k for k, _ in rows])
+        return [(k, newest.get(k, v)) for k, v in rows]
+
     def advance(self, topic: str, offset: int, fp: int) -> None:
         current = self.position.topics.get(topic)
         if current is None:
